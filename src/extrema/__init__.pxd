@@ -1,0 +1,5 @@
+# `cimport extrema` gives Cython users the compiled data model and order book.
+from extrema._core.types cimport *
+from extrema._core.book cimport OrderBook, BookStatus
+from extrema._core.clock cimport now_us, monotonic_ns
+from extrema._core.fixedpoint cimport parse_fixed, format_fixed, FixedStatus

@@ -1,0 +1,35 @@
+"""extrema: a low-latency trading engine for Python with a compiled Cython core.
+
+Everything public is importable from here; `extrema._core` is an implementation detail.
+"""
+from extrema._core.records import (
+    RECORD_DTYPE, RECORD_SIZE, CONTINUATION_DTYPE, RecordKind, RecordFlag, ResetReason,
+    continuation_count, with_continuations, empty_records)
+from extrema._core.fixedpoint import (
+    MAX_PRECISION, parse_decimal, format_decimal, to_raw, raw_to_float)
+from extrema._core.clock import time_us, monotonic_time_ns, reanchor, clock_drift_us
+from extrema._core.instruments import (
+    Market, InstrumentKind, InstrumentName, Instrument, InstrumentRegistry, UnknownInstrumentError,
+    parse_name, format_name)
+from extrema._core.book import OrderBook, BookSide, Side, CrossedBookError, BOOK_LEVEL_DTYPE
+
+__version__ = "0.1.0"
+
+
+def build_info():
+    """How the compiled core was built: {'flags': ..., 'modules': {name: path}}."""
+    from extrema._core import book, clock, fixedpoint, instruments, records
+    mods = (book, clock, fixedpoint, instruments, records)
+    return {"flags": records.BUILD_FLAGS, "modules": {m.__name__: m.__file__ for m in mods}}
+
+
+__all__ = [
+    "RECORD_DTYPE", "RECORD_SIZE", "CONTINUATION_DTYPE", "RecordKind", "RecordFlag", "ResetReason",
+    "continuation_count", "with_continuations", "empty_records",
+    "MAX_PRECISION", "parse_decimal", "format_decimal", "to_raw", "raw_to_float",
+    "time_us", "monotonic_time_ns", "reanchor", "clock_drift_us",
+    "Market", "InstrumentKind", "InstrumentName", "Instrument", "InstrumentRegistry",
+    "UnknownInstrumentError", "parse_name", "format_name",
+    "OrderBook", "BookSide", "Side", "CrossedBookError", "BOOK_LEVEL_DTYPE",
+    "build_info",
+]

@@ -1,0 +1,1 @@
+"""Compiled core of extrema. Users import from `extrema`, never from here."""
