@@ -251,47 +251,61 @@ def wander_records(path: np.ndarray, prev_mid: int, *, levels: int = 20, changes
                    dtype=SPEC_RECORD_DTYPE):
     """Records for walking the book along `path` (mids), starting from a contiguous book at prev_mid.
 
-    Per step: delete the previous step's 2*levels levels, add 2*levels levels around the new mid, then
-    `changes` size changes of random new levels; one exchange message per step. Returns (records,
-    next_id). Vectorised: the caller applies `path` in chunks to bound memory.
+    One exchange message per jump, ordered as a venue sends a depth diff (bids by price descending,
+    then asks ascending): the old levels that fall outside the new book are deleted, the new levels are
+    added (a level in both gets a new size), so the book holds old and new levels together while the
+    message is applied (the compiled book must move its dense window with live levels in it). Then
+    `changes` size changes of random new levels, one message. Returns (records, next_id). Vectorised:
+    the caller applies `path` in chunks to bound memory.
     """
     rng = np.random.default_rng(seed)
     steps = len(path)
-    per = 4 * levels + changes
     mids = np.asarray(path, np.int64)
     olds = np.concatenate([[prev_mid], mids[:-1]]).astype(np.int64)
     k = np.arange(levels, dtype=np.int64)
-    # Level layouts: bids mid-1-k, asks mid+k.
-    def layout(m):
-        return np.concatenate([m[:, None] - 1 - k[None, :], m[:, None] + k[None, :]], axis=1)
-    side_pattern = np.concatenate([np.zeros(levels, np.uint16), np.ones(levels, np.uint16)])
 
-    price = np.empty((steps, per), np.int64)
-    qty = np.empty((steps, per), np.int64)
-    flags = np.empty((steps, per), np.uint16)
-    price[:, : 2 * levels] = layout(olds)
-    qty[:, : 2 * levels] = 0
-    flags[:, : 2 * levels] = side_pattern
-    price[:, 2 * levels: 4 * levels] = layout(mids)
-    qty[:, 2 * levels: 4 * levels] = _sizes(rng, steps * 2 * levels, size_precision).reshape(steps, -1)
-    flags[:, 2 * levels: 4 * levels] = side_pattern
+    def side_block(old_px, new_px, descending):
+        # (steps, 2*levels) rows: old levels (deleted unless also new) then new levels, sorted by price.
+        new_lo, new_hi = new_px.min(axis=1, keepdims=True), new_px.max(axis=1, keepdims=True)
+        old_kept = (old_px >= new_lo) & (old_px <= new_hi)       # also in the new book: the add sets it
+        px = np.concatenate([old_px, new_px], axis=1)
+        qty = np.concatenate([np.zeros_like(old_px),
+                              _sizes(rng, new_px.size, size_precision).reshape(new_px.shape)], axis=1)
+        keep = np.concatenate([~old_kept, np.ones_like(new_px, bool)], axis=1)
+        order = np.argsort(-px if descending else px, axis=1, kind="stable")
+        return (np.take_along_axis(px, order, 1), np.take_along_axis(qty, order, 1),
+                np.take_along_axis(keep, order, 1))
+
+    bid_px, bid_qty, bid_keep = side_block(olds[:, None] - 1 - k, mids[:, None] - 1 - k, True)
+    ask_px, ask_qty, ask_keep = side_block(olds[:, None] + k, mids[:, None] + k, False)
     pick = rng.integers(0, 2 * levels, (steps, changes))
-    new_layout = layout(mids)
-    price[:, 4 * levels:] = np.take_along_axis(new_layout, pick, axis=1)
-    qty[:, 4 * levels:] = _sizes(rng, steps * changes, size_precision).reshape(steps, -1)
-    flags[:, 4 * levels:] = (pick >= levels).astype(np.uint16)
-    flags[:, -1] |= FLAG_LAST
+    new_layout = np.concatenate([mids[:, None] - 1 - k, mids[:, None] + k], axis=1)
+    chg_px = np.take_along_axis(new_layout, pick, axis=1)
+    chg_qty = _sizes(rng, steps * changes, size_precision).reshape(steps, -1)
 
-    rec = np.zeros(steps * per, dtype=dtype)
+    w = 2 * levels
+    per = 2 * w + changes
+    price = np.concatenate([bid_px, ask_px, chg_px], axis=1)
+    qty = np.concatenate([bid_qty, ask_qty, chg_qty], axis=1)
+    keep = np.concatenate([bid_keep, ask_keep, np.ones((steps, changes), bool)], axis=1)
+    flags = np.concatenate([np.zeros((steps, w), np.uint16), np.full((steps, w), FLAG_ASK, np.uint16),
+                            (pick >= levels).astype(np.uint16)], axis=1)
+    flags[:, 2 * w - 1] |= FLAG_LAST            # end of the jump message (its last ask row is always kept)
+    flags[:, -1] |= FLAG_LAST                   # end of the changes message
+    ids = first_id + 2 * np.arange(steps, dtype=np.int64)
+    seq = np.concatenate([np.repeat(ids[:, None], 2 * w, 1), np.repeat(ids[:, None] + 1, changes, 1)], axis=1)
+
+    mask = keep.ravel()
+    rec = np.zeros(int(mask.sum()), dtype=dtype)
     rec["kind"] = KIND_BOOK_DELTA
-    rec["flags"] = flags.ravel()
-    rec["price"] = price.ravel()
-    rec["quantity"] = qty.ravel()
-    ids = first_id + np.arange(steps, dtype=np.int64)
-    rec["sequence"] = np.repeat(ids, per)
+    rec["flags"] = flags.ravel()[mask]
+    rec["price"] = price.ravel()[mask]
+    rec["quantity"] = qty.ravel()[mask]
+    rec["sequence"] = seq.ravel()[mask]
     rec["aux0"] = rec["sequence"]
     rec["aux1"] = rec["sequence"] - 1
-    return rec, int(first_id + steps)
+    assert per == price.shape[1]
+    return rec, int(first_id + 2 * steps)
 
 
 def contiguous_snapshot(mid_raw: int, *, levels: int = 20, size_precision: int = 3, update_id: int = 0,

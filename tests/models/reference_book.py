@@ -17,20 +17,23 @@ Conventions
 Message semantics (where the SPEC leaves room, the choice made here is stated)
 ------------------------------------------------------------------------------
 * A message is a run of deltas ending with `last=True` (or a record flagged LAST), or one
-  `apply_snapshot`. The crossed-book policy is applied when a message ends:
-    - "flag":  keep the levels, `is_crossed` = best bid >= best ask, count it in stats["crossed"];
+  `apply_snapshot`. The crossed-book policy is applied when a message ends, if best bid >= best ask
+  (a locked book counts as crossed: one venue cannot rest both sides at one price):
+    - "flag":  keep the levels, set `is_crossed`, count it in stats["crossed"];
     - "raise": the same, then raise CrossedBookError (the levels stay applied);
-    - "prune": the levels set during the message win over the resting opposite side: going from the
-      most recently set level to the oldest, each one still in the book removes the opposite-side
-      levels it crosses. The book is then not crossed (an uncrossed book + one message can only cross
-      through a level that message set). A prune that removed something counts in stats["crossed"].
-  A locked book (best bid == best ask) counts as crossed: one venue cannot rest both at one price.
-* `update_id < last_update_id` drops a delta as stale (stats["stale"]); equal ids are accepted (all
-  deltas of one exchange message share its id). An applied delta sets last_update_id = update_id.
-* Invalid input (negative size, price not a multiple of `tick`) raises ValueError before anything is
-  changed; it is checked before staleness.
-* `clear()` empties both sides and returns last_update_id / is_crossed / message state to those of a
-  new book; stats are cumulative and survive it.
+    - "prune": the side of the most recently set level (size > 0) wins: every opposite-side level at
+      or through that side's best price is removed; the book is then not crossed. Counted as well.
+* Update ids: `update_id < last_update_id` drops a delta as stale (stats["stale"]); equal ids are
+  accepted (all deltas of one exchange message share its id). An applied delta sets last_update_id.
+  Id 0 means "the venue gave none": never stale, and last_update_id is left as it is.
+* Invalid input (negative size, price not a multiple of `tick`) raises ValueError and changes nothing;
+  a stale delta is dropped before its content is looked at. An invalid snapshot raises ValueError
+  and leaves the book empty (the old book is being replaced, and half a new one is worse than none).
+* Records: a SNAPSHOT-flagged record opens a snapshot message if none is open, which empties the book
+  and takes the record's sequence as last_update_id (snapshot records are never stale); the message
+  ends at the record flagged LAST. A rejected record (strict=False) has no effect at all.
+* `clear()` (and a BOOK_RESET record) empties both sides and returns last_update_id, is_crossed and
+  the message state to those of a new book; stats are cumulative and survive it.
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ class ReferenceBook:
         self._sides[ASK].clear()
         self.last_update_id = 0
         self.is_crossed = False
-        self._set_in_message: list[tuple[int, int]] = []  # (side, price) set since the last message end
+        self._last_set_side: int | None = None  # side of the latest size > 0 level since the last message end
         self._snapshot_open = False  # a SNAPSHOT record was applied and its LAST not seen yet
 
     # ----------------------------------------------------------------------------------- validation
@@ -146,31 +149,27 @@ class ReferenceBook:
             levels.pop(price_raw, None)  # deleting an absent level is a no-op
         else:
             levels[price_raw] = size_raw
-            self._set_in_message.append((side, price_raw))
+            self._last_set_side = side
 
     def _crosses(self) -> bool:
         bids, asks = self._sides
         return bool(bids) and bool(asks) and bids.peekitem(-1)[0] >= asks.peekitem(0)[0]
 
     def _end_message(self) -> None:
-        set_levels, self._set_in_message = self._set_in_message, []
+        winner, self._last_set_side = self._last_set_side, None
+        self._snapshot_open = False
         if not self._crosses():
             self.is_crossed = False
             return
         self.stats["crossed"] += 1
         if self.crossed == "prune":
-            for side, price in reversed(set_levels):
-                if price not in self._sides[side]:
-                    continue  # deleted (or pruned) later in the message
-                if side == BID:
-                    asks = self._sides[ASK]
-                    for ask in list(asks.irange(maximum=price)):
-                        del asks[ask]
-                else:
-                    bids = self._sides[BID]
-                    for bid in list(bids.irange(minimum=price)):
-                        del bids[bid]
-            assert not self._crosses()
+            bids, asks = self._sides
+            if winner == ASK:
+                for bid in list(bids.irange(minimum=asks.peekitem(0)[0])):
+                    del bids[bid]
+            else:
+                for ask in list(asks.irange(maximum=bids.peekitem(-1)[0])):
+                    del asks[ask]
             self.is_crossed = False
             return
         self.is_crossed = True
@@ -179,31 +178,37 @@ class ReferenceBook:
                 f"crossed book: best bid {self.best_bid_raw} >= best ask {self.best_ask_raw}"
             )
 
+    def _is_stale(self, update_id: int) -> bool:
+        if update_id != 0 and update_id < self.last_update_id:
+            self.stats["stale"] += 1
+            return True
+        return False
+
     def apply_delta(self, side: int, price_raw: int, size_raw: int, update_id: int = 0, last: bool = True) -> bool:
+        if self._is_stale(update_id):
+            return False
         problem = self._problem(price_raw, size_raw)
         if problem:
             raise ValueError(problem)
-        if update_id < self.last_update_id:
-            self.stats["stale"] += 1
-            return False
         self._set_level(int(side), price_raw, size_raw)
-        self.last_update_id = update_id
+        if update_id != 0:
+            self.last_update_id = update_id
         if last:
             self._end_message()
         return True
 
-    def update(self, side: int, price, size) -> bool:
-        return self.apply_delta(side, to_raw(price, self.price_precision), to_raw(size, self.size_precision),
-                                self.last_update_id)
+    def update(self, side: int, price, size) -> None:
+        """One level from user values, as one message without an update id."""
+        self.apply_delta(side, to_raw(price, self.price_precision), to_raw(size, self.size_precision))
 
     def apply_snapshot(self, bids, asks, update_id: int = 0) -> None:
-        """Replace the whole book with raw (price, size) int pairs; validated before anything changes."""
+        """Replace the whole book with raw (price, size) int pairs, as one message."""
         bids, asks = list(bids), list(asks)
+        self._reset_state()
         for price, size in bids + asks:
             problem = self._problem(price, size)
             if problem:
                 raise ValueError(problem)
-        self._reset_state()
         for side, pairs in ((BID, bids), (ASK, asks)):
             for price, size in pairs:
                 self._set_level(side, price, size)
@@ -229,21 +234,26 @@ class ReferenceBook:
                 continue
             flags = int(rec["flags"])
             price, size, update_id = int(rec["price"]), int(rec["quantity"]), int(rec["sequence"])
+            snapshot = bool(flags & FLAG_SNAPSHOT)
+            if not snapshot and self._is_stale(update_id):
+                continue
             problem = self._problem(price, size)
             if problem:
                 if strict:
                     raise ValueError(f"record {index}: {problem}")
                 self.stats["rejected"] += 1
                 continue
-            if flags & FLAG_SNAPSHOT and not self._snapshot_open:
-                # The first SNAPSHOT record of a message replaces the book.
-                self._reset_state()
-                self._snapshot_open = True
-            last = bool(flags & FLAG_LAST)
-            if last:
-                self._snapshot_open = False
-            if self.apply_delta(ASK if flags & FLAG_ASK else BID, price, size, update_id, last):
-                applied += 1
+            if snapshot:
+                if not self._snapshot_open:
+                    self._reset_state()
+                    self._snapshot_open = True
+                    self.last_update_id = update_id
+            elif update_id != 0:
+                self.last_update_id = update_id
+            self._set_level(ASK if flags & FLAG_ASK else BID, price, size)
+            applied += 1
+            if flags & FLAG_LAST:
+                self._end_message()  # may raise CrossedBookError: the records after it are not applied
         return applied
 
     # ---------------------------------------------------------------------------------------- reads
@@ -352,19 +362,22 @@ class ReferenceBook:
         return self.size_float(self.depth_raw(side, levels))
 
     def _fill(self, side: int, size) -> Fraction | None:
-        """Exact average raw price to fill `size` as an order of `side`; None if the book is too thin."""
-        remaining = to_raw(size, self.size_precision)
-        if remaining <= 0:
-            raise ValueError(f"size must be positive, got {size!r}")
-        wanted = remaining
+        """Exact average raw price to fill `size` as an order of `side`; None if the book is too thin
+        (or size is 0)."""
+        wanted = to_raw(size, self.size_precision)
+        if wanted < 0:
+            raise ValueError(f"size must not be negative, got {size!r}")
+        remaining = wanted
         notional = 0
         for price, level_size in self._best_first(ASK if int(side) == BUY else BID):
+            if remaining == 0:
+                break
             take = min(level_size, remaining)
             notional += price * take
             remaining -= take
-            if remaining == 0:
-                return Fraction(notional, wanted)
-        return None
+        if wanted == 0 or remaining > 0:
+            return None
+        return Fraction(notional, wanted)
 
     def vwap(self, side: int, size) -> float:
         avg = self._fill(side, size)

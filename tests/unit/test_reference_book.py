@@ -81,6 +81,9 @@ def test_vwap_and_slippage_by_hand():
     assert book.vwap(SELL, 1.5) == 100.0 and book.slippage(SELL, 1.5) == 0.0
     with pytest.raises(ValueError):
         book.vwap(BUY, 0.0001)  # finer than the size precision (3)
+    with pytest.raises(ValueError):
+        book.vwap(BUY, -1)
+    assert math.isnan(book.vwap(BUY, 0)) and math.isnan(book.slippage(SELL, 0))
 
 
 def test_empty_book_reads():
@@ -110,19 +113,34 @@ def test_delta_semantics():
     with pytest.raises(ValueError, match="negative"):
         book.apply_delta(BID, 9990, -1, update_id=103)
     assert book.levels(BID)[1] == (9990, 700) and book.last_update_id == 102
-    book.update(ASK, "100.05", "0.25")                               # user values, exact
+    book.update(ASK, "100.05", "0.25")                               # user values, exact, no update id
     assert book.levels(ASK, 1) == [(10005, 250)]
     with pytest.raises(ValueError):
         book.update(ASK, "100.051", "1")
 
 
-def test_snapshot_replaces_and_validates_before_changing():
+def test_snapshot_replaces_and_an_invalid_one_leaves_the_book_empty():
     book = make_book()
-    with pytest.raises(ValueError):
-        book.apply_snapshot([(10000, 1)], [(10011, 1)], update_id=200)  # off tick: nothing changes
-    assert book == make_book() and book.last_update_id == 100
     book.apply_snapshot([(5000, 1)], [], update_id=7)                   # an older id is accepted: it replaces
     assert book.levels(BID) == [(5000, 1)] and book.levels(ASK) == [] and book.last_update_id == 7
+    book = make_book()
+    with pytest.raises(ValueError):
+        book.apply_snapshot([(10000, 1)], [(10011, 1)], update_id=200)  # 100.11 is off the 0.05 tick
+    assert book.bid_count == book.ask_count == 0 and book.last_update_id == 0
+
+
+def test_update_id_zero_means_none():
+    book = make_book()                                                  # last_update_id 100
+    assert book.apply_delta(BID, 9000, 1)                               # id 0: not stale ...
+    assert book.last_update_id == 100                                   # ... and the id is kept
+    assert book.apply_delta(BID, 9000, 2, update_id=100)
+    assert book.apply_delta(BID, 9000, 3, update_id=99) is False
+
+
+def test_stale_is_dropped_before_validation():
+    book = make_book()
+    assert book.apply_delta(BID, 9991, -1, update_id=99) is False      # stale: its content is not looked at
+    assert book.stats["stale"] == 1
 
 
 def test_clear():
@@ -159,13 +177,19 @@ def test_crossed_prune_single_level():
     assert not book.is_crossed and book.stats["crossed"] == 1
 
 
-def test_crossed_prune_newest_level_wins():
+def test_crossed_prune_the_side_set_last_wins():
     book = make_book("prune")
     book.apply_delta(ASK, 9995, 100, update_id=101, last=False)       # would take out bids 100.00, 99.95
-    book.apply_delta(BID, 10050, 100, update_id=101, last=True)       # newer: removes asks <= 100.50
+    book.apply_delta(BID, 10050, 100, update_id=101, last=True)       # set last: asks <= 100.50 go
     assert book.levels(ASK) == [(10100, 3000)]
     assert book.levels(BID) == [(10050, 100), (10000, 1500), (9995, 2000), (9950, 250)]
     assert not book.is_crossed
+    book = make_book("prune")
+    book.apply_delta(BID, 10050, 100, update_id=101, last=False)      # crosses asks 100.10, 100.25
+    book.apply_delta(ASK, 10075, 100, update_id=101, last=True)       # set last, although it crosses nothing:
+    assert book.levels(BID, 1) == [(10000, 1500)]                      # the asks win, bids >= 100.10 go
+    assert book.levels(ASK) == [(10010, 500), (10025, 1000), (10075, 100), (10100, 3000)]
+    assert not book.is_crossed and book.stats["crossed"] == 1
 
 
 def test_to_raw():

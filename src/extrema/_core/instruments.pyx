@@ -155,7 +155,7 @@ def parse_name(str name):
         _check_code(name, "exchange", parts[1])
         return InstrumentName(InstrumentKind.EQUITY, parts[0], exchange=parts[1])
     if n < 2:
-        raise _bad(name, "too few parts")
+        raise _bad(name, "too few parts separated by '_'")
     _check_code(name, "base asset", parts[0])
     _check_code(name, "quote asset", parts[1])
     base, quote = parts[0], parts[1]
