@@ -287,6 +287,12 @@ def _fmt(x) -> str:
     return str(x)
 
 
+def _fmt_ratio(x) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.0f}x" if x >= 100 else f"{x:.1f}x" if x >= 10 else f"{x:.2f}x"
+
+
 def format_table(rows: list[dict]) -> str:
     headers = ["figure", "extrema", "unit", "peer", "peer value", "ratio", "target"]
     lines = []
@@ -295,7 +301,7 @@ def format_table(rows: list[dict]) -> str:
         if r.get("target"):
             met = r.get("target_met")
             target = f"{r['target']} {'MET' if met else 'MISSED' if met is not None else '?'}"
-        ratio = f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "-"
+        ratio = _fmt_ratio(r.get("ratio"))
         lines.append([r["figure"], _fmt(r["value"]), r["unit"], r.get("peer") or "-",
                       _fmt(r.get("peer_value")), ratio, target])
     widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(headers)]
@@ -315,7 +321,7 @@ def format_markdown(rows: list[dict]) -> str:
         if r.get("target"):
             met = r.get("target_met")
             target = f"{r['target']} ({'met' if met else 'missed' if met is not None else '?'})"
-        ratio = f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "-"
+        ratio = _fmt_ratio(r.get("ratio"))
         out.append(f"| {r['figure']} | {_fmt(r['value'])} | {r['unit']} | {r.get('peer') or '-'} | "
                    f"{_fmt(r.get('peer_value'))} | {ratio} | {target} |")
     return "\n".join(out)

@@ -726,6 +726,16 @@ cdef class OrderBook:
                 "recenters": self._sides[BID].recenters + self._sides[ASK].recenters}
 
     @property
+    def nbytes(self):
+        """Memory held by the levels: both ladders, their bitmaps and the overflow arrays' capacity."""
+        cdef Py_ssize_t total = 0
+        cdef int side
+        for side in range(2):
+            total += self.ladder_ticks * sizeof(int64_t) + (self.ladder_ticks // 64) * sizeof(uint64_t)
+            total += self._sides[side].ov_cap * 2 * sizeof(int64_t)
+        return total
+
+    @property
     def crossed_policy(self):
         return _POLICY_NAMES[self._policy]
 
