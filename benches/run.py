@@ -87,10 +87,18 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {args.cpu})
 
     machine = harness.machine_info()
+    flags = machine["extrema_build_flags"]
+    if isinstance(flags, dict):
+        flags = flags.get("flags", flags)
     print(f"suite {args.suite}{' (quick)' if args.quick else ''} on {machine['cpu']}, "
           f"{machine['usable_cores']}/{machine['cores']} cores, {machine['python']}, "
-          f"extrema {machine['extrema_version']} build {machine['extrema_build_flags']}", flush=True)
+          f"extrema {machine['extrema_version']} (build flags: {flags})", flush=True)
+    load = machine.get("load_average_at_start")
+    busy = load is not None and load[0] > 0.5 * machine["usable_cores"]
     ctx = harness.Context(quick=args.quick, repeats=args.repeats, seed=args.seed, repo=str(REPO))
+    if busy:
+        ctx.note(f"machine busy at start (load average {load[0]} on {machine['usable_cores']} cores): "
+                 "absolute figures are noisy; ratios are measured interleaved and hold up better")
     started = time.perf_counter()
     rows = module.run(ctx)
     harness.validate_rows(rows)

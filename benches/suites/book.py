@@ -4,6 +4,7 @@ Figures (see benches/README.md for what each one means):
   1. one delta from Python (raw ints)          apply_delta(side, price_raw, size_raw)
   2. one level change from plain Python floats  update(side, price, size)
   3. batch apply of ~1M BOOK_DELTA records      apply_records(arr)  (updates/s)
+  3b. one 10-update exchange message            apply_records(msg)  (the per-call cost of the batch path)
   4. best bid / ask read from Python            best_bid, bbo()
   5. top-10 into numpy                          top(10), levels(BookSide.BID, 10)
   6. bounded memory: price walks 20,000 -> 120,000 at tick 0.01; per-update cost end/start, RSS growth
@@ -85,6 +86,7 @@ def run(ctx) -> list[dict]:
     rows += _single_delta(ctx, p, extrema, w, nb, ref)
     rows += _update_plain(ctx, p, extrema, w, nb, ref)
     rows += _batch(ctx, p, extrema, w, nb, ref)
+    rows += _per_message(ctx, p, extrema, w, nb)
     rows += _reads(ctx, p, extrema, w, nb, ref)
     rows += _top(ctx, p, extrema, w, nb, ref)
     rows += _bounded_memory(ctx, p, extrema, w)
@@ -350,6 +352,61 @@ def _batch(ctx, p, extrema, w, nb, ref) -> list:
     return out
 
 
+# ------------------------------------------------------------------- 3b. one exchange message
+
+MSG_LEN = 10
+
+
+def _per_message(ctx, p, extrema, w, nb) -> list:
+    """Applying one venue message of MSG_LEN updates: the per-call cost of the batch paths."""
+    n_msgs = p["single"] // MSG_LEN
+    n = n_msgs * MSG_LEN
+    rec = w.records(0, n, dtype=extrema.RECORD_DTYPE, with_snapshot=False)
+    rec["flags"] &= ~np.uint16(wl.FLAG_LAST)
+    rec["flags"][MSG_LEN - 1::MSG_LEN] |= wl.FLAG_LAST
+    msgs = [rec[i:i + MSG_LEN].copy() for i in range(0, n, MSG_LEN)]
+    book, reset = _extrema_book_at_snapshot(extrema, w)
+    apply_records = book.apply_records
+
+    def ex_records(msgs):
+        for m in msgs:
+            apply_records(m)
+
+    # The same messages through apply_delta(side, price, size, update_id, last) from Python.
+    grouped = []
+    for m in msgs:
+        grouped.append([(int(r["flags"] & 1), int(r["price"]), int(r["quantity"]), int(r["sequence"]),
+                         bool(r["flags"] & wl.FLAG_LAST)) for r in m])
+    apply_delta = book.apply_delta
+
+    def ex_deltas(grouped):
+        for m in grouped:
+            for side, price, size, uid, last in m:
+                apply_delta(side, price, size, uid, last)
+
+    cases = {"records": Case(ex_records, n_msgs, lambda: (reset(), msgs)[1]),
+             "deltas": Case(ex_deltas, n_msgs, lambda: (reset(), grouped)[1])}
+    apis = []
+    if nb is not None:
+        last_flags = [(i % MSG_LEN) == MSG_LEN - 1 for i in range(n)]
+        for api, (nbook, nreset) in _nautilus_books_at_snapshot(nb, w).items():
+            batches = nb.batches(nb.workload_deltas(w, api, 0, n), last_flags, api)
+            cases[api] = Case(nb.apply_batches_loop(nbook), n_msgs, lambda nreset=nreset, b=batches: (nreset(), b)[1])
+            apis.append(api)
+    t = ctx.measure(cases)
+    ex = t["records"]
+    note = (f"{n_msgs:,} messages of {MSG_LEN} near-touch updates per repeat; {_median_note(ex)}; "
+            f"the same messages via {MSG_LEN} x apply_delta(side, price_raw, size_raw, update_id, last): "
+            f"{t['deltas'].median:,.0f} ns/message")
+    figure = f"apply one {MSG_LEN}-update message (apply_records)"
+    if not apis:
+        return [ctx.row(figure, ex.median, "ns/message", note=note)]
+    api = _fastest(t, apis)
+    return [ctx.row(figure, ex.median, "ns/message",
+                    nt.label(api, f"apply_deltas(OrderBookDeltas of {MSG_LEN} prebuilt)"), t[api].median,
+                    note=note)]
+
+
 # ------------------------------------------------------------------------------------ 4. reads
 
 def _reads(ctx, p, extrema, w, nb, ref) -> list:
@@ -373,12 +430,16 @@ def _reads(ctx, p, extrema, w, nb, ref) -> list:
         cases["ref:bbo"] = unrolled("b.bbo()", {"b": rb}, n=m)
     t = ctx.measure(cases)
 
-    # Sanity: the values agree.
+    # Sanity: every contender reads the same best bid.
+    expected = w.snapshot_bids[0][0] / 10**PRICE_PRECISION
+    seen = {"extrema": book.best_bid}
     if nb is not None:
         for api, (nbook, _) in _nautilus_books_at_snapshot(nb, w).items():
-            if nbook.best_bid_price().as_double() != book.best_bid and \
-                    abs(nbook.best_bid_price().as_double() - book.best_bid) > 1e-9:
-                ctx.note(f"figure 4: best bid differs: extrema {book.best_bid} nautilus[{api}] {nbook.best_bid_price()}")
+            seen[f"nautilus[{api}]"] = float(str(nbook.best_bid_price()))
+    if ref is not None:
+        seen["reference"] = rb.best_bid
+    if any(v != expected for v in seen.values()):
+        ctx.note(f"figure 4: best bids disagree (expected {expected}): {seen}")
 
     bb = t["best_bid"]
     rows = []
@@ -497,6 +558,9 @@ def _bounded_memory(ctx, p, extrema, w) -> list:
     first = wl.contiguous_snapshot(int(path[0]), update_id=ids["next"] + span, dtype=extrema.RECORD_DTYPE)
     book.apply_records(first)
     next_id = ids["next"] + span + 1
+    nbytes = getattr(type(book), "nbytes", None) is not None
+    nbytes_before = book.nbytes if nbytes else None
+    nbytes_max = nbytes_before
     rss_before = rss_bytes()
     rss_after_first_chunk = None
     tracemalloc.start()
@@ -519,6 +583,8 @@ def _bounded_memory(ctx, p, extrema, w) -> list:
         prev = int(steps[-1])
         lo, hi = min(lo, int(steps.min())), max(hi, int(steps.max()))
         del rec
+        if nbytes:
+            nbytes_max = max(nbytes_max, book.nbytes)
         if rss_after_first_chunk is None:
             rss_after_first_chunk = rss_bytes()
     traced1 = tracemalloc.get_traced_memory()[0]
@@ -548,6 +614,9 @@ def _bounded_memory(ctx, p, extrema, w) -> list:
                 f"{(rss_final - rss_before) / 2**20:.2f} MiB; tracemalloc-visible growth "
                 f"{(traced1 - traced0) / 2**20:.2f} MiB; a dense array over the walked range would need "
                 f"~{dense_mib:,.0f} MiB")
+    if nbytes:
+        note_mem += (f"; book.nbytes {nbytes_before:,} before the walk, at most {nbytes_max:,} after any chunk, "
+                     f"{book.nbytes:,} at the end")
     return [
         ctx.row("bounded memory: per-update cost at 120,000 vs at 20,000", ratio, "x (end/start)",
                 target="~1 (0.8..1.25)", target_met=0.8 <= ratio <= 1.25, note=note_cost),
