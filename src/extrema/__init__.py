@@ -12,14 +12,15 @@ from extrema._core.instruments import (
     Market, InstrumentKind, InstrumentName, Instrument, InstrumentRegistry, UnknownInstrumentError,
     parse_name, format_name)
 from extrema._core.book import OrderBook, BookSide, Side, CrossedBookError, BOOK_LEVEL_DTYPE
+from extrema._core.ring import Ring, RingConsumer, RingClosedError, ProducerGoneError, sweep_stale_rings
 
 __version__ = "0.1.0"
 
 
 def build_info():
     """How the compiled core was built: {'flags': ..., 'modules': {name: path}}."""
-    from extrema._core import book, clock, fixedpoint, instruments, records
-    mods = (book, clock, fixedpoint, instruments, records)
+    from extrema._core import book, clock, fixedpoint, instruments, records, ring
+    mods = (book, clock, fixedpoint, instruments, records, ring)
     return {"flags": records.BUILD_FLAGS, "modules": {m.__name__: m.__file__ for m in mods}}
 
 
@@ -31,5 +32,6 @@ __all__ = [
     "Market", "InstrumentKind", "InstrumentName", "Instrument", "InstrumentRegistry",
     "UnknownInstrumentError", "parse_name", "format_name",
     "OrderBook", "BookSide", "Side", "CrossedBookError", "BOOK_LEVEL_DTYPE",
+    "Ring", "RingConsumer", "RingClosedError", "ProducerGoneError", "sweep_stale_rings",
     "build_info",
 ]
