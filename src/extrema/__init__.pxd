@@ -3,3 +3,5 @@ from extrema._core.types cimport *
 from extrema._core.book cimport OrderBook, BookStatus
 from extrema._core.clock cimport now_us, monotonic_ns
 from extrema._core.fixedpoint cimport parse_fixed, format_fixed, FixedStatus
+from extrema._core.strategy cimport Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView
+from extrema._core.ring cimport Ring, RingConsumer

@@ -13,14 +13,20 @@ from extrema._core.instruments import (
     parse_name, format_name)
 from extrema._core.book import OrderBook, BookSide, Side, CrossedBookError, BOOK_LEVEL_DTYPE
 from extrema._core.ring import Ring, RingConsumer, RingClosedError, ProducerGoneError, sweep_stale_rings
+from extrema._core.strategy import (
+    Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, ViewExpiredError)
+from extrema._core.dispatch import Dispatcher
+from extrema.engine import Engine, EngineBuilder, Context, Task, FunctionTask, CommandResponse, RecordSource
+from extrema.execution import (
+    ExecutionClient, OrderRequest, CancelRequest, ReplaceRequest, RecordingExecutionClient)
 
 __version__ = "0.1.0"
 
 
 def build_info():
     """How the compiled core was built: {'flags': ..., 'modules': {name: path}}."""
-    from extrema._core import book, clock, fixedpoint, instruments, records, ring
-    mods = (book, clock, fixedpoint, instruments, records, ring)
+    from extrema._core import book, clock, dispatch, fixedpoint, instruments, records, ring, strategy
+    mods = (book, clock, dispatch, fixedpoint, instruments, records, ring, strategy)
     return {"flags": records.BUILD_FLAGS, "modules": {m.__name__: m.__file__ for m in mods}}
 
 
@@ -33,5 +39,9 @@ __all__ = [
     "UnknownInstrumentError", "parse_name", "format_name",
     "OrderBook", "BookSide", "Side", "CrossedBookError", "BOOK_LEVEL_DTYPE",
     "Ring", "RingConsumer", "RingClosedError", "ProducerGoneError", "sweep_stale_rings",
+    "Strategy", "RecordView", "TradeView", "QuoteView", "BookView", "ResetView", "TimerView",
+    "ViewExpiredError", "Dispatcher",
+    "Engine", "EngineBuilder", "Context", "Task", "FunctionTask", "CommandResponse", "RecordSource",
+    "ExecutionClient", "OrderRequest", "CancelRequest", "ReplaceRequest", "RecordingExecutionClient",
     "build_info",
 ]

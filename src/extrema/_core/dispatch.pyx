@@ -1,0 +1,391 @@
+"""The router and dispatcher: records in, strategy hooks out, on the engine thread.
+
+Routing table: for each instrument id and record kind, a 64-bit mask of the strategies that subscribed
+(so at most 64 strategies per engine). The engine keeps one OrderBook per instrument that anyone
+subscribed to books for, applies every BOOK_DELTA / BOOK_RESET to it, and calls on_book once per venue
+message (at the record flagged LAST), when the book is consistent.
+
+Each record is delivered to exactly the strategies whose mask bit is set: a Python override through
+its cached bound method, a Cython override through the vtable. A hook that raises is caught here and
+handed to the engine's error handler, which logs it with the strategy's name and the event and answers
+with the policy: "continue", "disable" (that strategy gets nothing more) or "stop" (the dispatch loop
+returns and the engine stops).
+"""
+cimport cython
+from cpython.ref cimport PyObject
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, realloc, free
+from libc.string cimport memset
+
+import numpy as np
+
+from extrema._core.types cimport (
+    Record, KIND_BOOK_DELTA, KIND_BOOK_RESET, KIND_TRADE, KIND_QUOTE, KIND_TIMER, KIND_MAX, FLAG_LAST)
+from extrema._core.book cimport OrderBook, BookStatus, BOOK_OK, BOOK_STALE
+from extrema._core.strategy cimport (
+    Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, InstrumentScale,
+    HookId, HOOK_BOOK, HOOK_TRADE, HOOK_QUOTE, HOOK_BOOK_RESET, HOOK_SCHEDULE, N_HOOKS)
+from extrema._core.ring cimport RingConsumer
+from extrema._core.records import RECORD_DTYPE, RecordKind
+from extrema._core.strategy import HOOK_NAMES
+
+cdef enum:
+    MAX_STRATEGIES = 64        # one bit each in a routing mask
+cdef int N_KINDS = KIND_MAX + 1
+
+# The hook each routable record kind calls.
+ROUTED_KINDS = {RecordKind.TRADE: "on_trade", RecordKind.QUOTE: "on_quote",
+                RecordKind.BOOK_DELTA: "on_book", RecordKind.BOOK_RESET: "on_book_reset"}
+
+
+@cython.final
+cdef class Dispatcher:
+    """Routes records to strategies. Built by the engine; tests and backtests may drive it directly."""
+
+    cdef list _strategies
+    cdef PyObject *_strats[MAX_STRATEGIES]
+    cdef PyObject *_py_hook[MAX_STRATEGIES][N_HOOKS]
+    cdef uint32_t _py_mask[MAX_STRATEGIES]
+    cdef uint32_t _cy_mask[MAX_STRATEGIES]
+    cdef int _n_strategies
+    cdef uint64_t _disabled
+    cdef uint64_t *_routes            # [instrument id * N_KINDS + kind] -> strategy mask
+    cdef InstrumentScale *_scales
+    cdef PyObject **_books            # instrument id -> OrderBook (borrowed from _book_list) or NULL
+    cdef list _book_list
+    cdef Py_ssize_t _n_instruments
+    cdef list _names
+    cdef TradeView _trade
+    cdef QuoteView _quote
+    cdef BookView _bookv
+    cdef ResetView _reset
+    cdef TimerView _timer
+    cdef object _error_handler
+    cdef readonly bint stop_requested
+    cdef readonly int64_t delivered
+    cdef readonly int64_t unknown_instrument
+    cdef readonly int64_t book_errors
+    cdef readonly int64_t hook_errors
+    cdef dict _book_options
+    cdef dict _instruments            # id -> Instrument
+
+    def __cinit__(self):
+        self._routes = NULL
+        self._scales = NULL
+        self._books = NULL
+
+    def __init__(self, registry=None, *, error_handler=None, book_options=None):
+        self._strategies = []
+        self._book_list = []
+        self._names = [None]
+        self._n_instruments = 0
+        self._error_handler = error_handler
+        self._book_options = dict(book_options or {})
+        self._instruments = {}
+        self._trade = TradeView.__new__(TradeView)
+        self._quote = QuoteView.__new__(QuoteView)
+        self._bookv = BookView.__new__(BookView)
+        self._reset = ResetView.__new__(ResetView)
+        self._timer = TimerView.__new__(TimerView)
+        self._grow(1)
+        if registry is not None:
+            for instrument in registry:
+                self.add_instrument(instrument)
+
+    def __dealloc__(self):
+        free(self._routes)
+        free(self._scales)
+        free(self._books)
+
+    cdef _grow(self, Py_ssize_t n):
+        """Make room for instrument ids < n."""
+        cdef Py_ssize_t old = self._n_instruments
+        cdef uint64_t *routes
+        cdef InstrumentScale *scales
+        cdef PyObject **books
+        if n <= old:
+            return
+        routes = <uint64_t *>realloc(self._routes, n * N_KINDS * sizeof(uint64_t))
+        if routes == NULL:
+            raise MemoryError()
+        self._routes = routes
+        scales = <InstrumentScale *>realloc(self._scales, n * sizeof(InstrumentScale))
+        if scales == NULL:
+            raise MemoryError()
+        self._scales = scales
+        books = <PyObject **>realloc(self._books, n * sizeof(PyObject *))
+        if books == NULL:
+            raise MemoryError()
+        self._books = books
+        memset(&self._routes[old * N_KINDS], 0, (n - old) * N_KINDS * sizeof(uint64_t))
+        memset(&self._scales[old], 0, (n - old) * sizeof(InstrumentScale))
+        memset(&self._books[old], 0, (n - old) * sizeof(PyObject *))
+        self._book_list.extend([None] * (n - old))
+        self._names.extend([None] * (n - len(self._names)))
+        self._n_instruments = n
+        for view in (self._trade, self._quote, self._bookv, self._reset, self._timer):
+            (<RecordView>view)._scales = self._scales
+            (<RecordView>view)._names = self._names
+
+    def add_instrument(self, instrument):
+        """Make an instrument routable (its id, name and precisions)."""
+        cdef uint32_t iid = instrument.id
+        if iid == 0:
+            raise ValueError(f"{instrument.name} has no id: register it in an InstrumentRegistry first")
+        self._grow(iid + 1)
+        self._scales[iid].price_precision = instrument.price_precision
+        self._scales[iid].size_precision = instrument.size_precision
+        self._names[iid] = instrument.name
+        self._instruments[iid] = instrument
+
+    def add_strategy(self, Strategy strategy):
+        """Register a strategy; returns its index. Detects its overridden hooks now, once."""
+        cdef int i = self._n_strategies
+        cdef int h
+        if i >= MAX_STRATEGIES:
+            raise ValueError(f"an engine runs at most {MAX_STRATEGIES} strategies")
+        if any(s is strategy for s in self._strategies):
+            raise ValueError(f"{strategy!r} is already registered")
+        strategy._bind_hooks()
+        self._strategies.append(strategy)
+        self._strats[i] = <PyObject *>strategy
+        self._py_mask[i] = strategy._python_hooks
+        self._cy_mask[i] = strategy._cython_hooks
+        for h in range(N_HOOKS):
+            bound = strategy._bound[h]
+            self._py_hook[i][h] = <PyObject *>bound if bound is not None else NULL
+        self._n_strategies += 1
+        return i
+
+    @property
+    def strategies(self):
+        return list(self._strategies)
+
+    def subscribe(self, int index, uint32_t instrument_id, kind):
+        """Route records of `kind` (RecordKind) for an instrument to strategy `index`."""
+        cdef int k = RecordKind(kind)
+        self._check_strategy(index)
+        if k not in ROUTED_KINDS:
+            raise ValueError(f"{RecordKind(kind).name} records are not routed by subscription "
+                             f"(routable: {', '.join(k.name for k in ROUTED_KINDS)})")
+        if instrument_id == 0 or instrument_id >= self._n_instruments or self._names[instrument_id] is None:
+            raise KeyError(f"unknown instrument id {instrument_id}: add it to the engine's registry first")
+        self._routes[instrument_id * N_KINDS + k] |= (<uint64_t>1) << index
+        if k == KIND_BOOK_DELTA:
+            self._routes[instrument_id * N_KINDS + KIND_BOOK_RESET] |= (<uint64_t>1) << index
+            self._ensure_book(instrument_id)
+
+    def unsubscribe(self, int index, uint32_t instrument_id, kind):
+        cdef int k = RecordKind(kind)
+        self._check_strategy(index)
+        if instrument_id < self._n_instruments:
+            self._routes[instrument_id * N_KINDS + k] &= ~((<uint64_t>1) << index)
+            if k == KIND_BOOK_DELTA:
+                self._routes[instrument_id * N_KINDS + KIND_BOOK_RESET] &= ~((<uint64_t>1) << index)
+
+    def subscribers(self, uint32_t instrument_id, kind):
+        """Indices of the strategies subscribed to (instrument, kind)."""
+        cdef uint64_t mask = 0
+        if instrument_id < self._n_instruments:
+            mask = self._routes[instrument_id * N_KINDS + <int>RecordKind(kind)]
+        return [i for i in range(self._n_strategies) if mask & ((<uint64_t>1) << i)]
+
+    def subscriptions(self):
+        """The merged subscriptions: {(instrument id, RecordKind): [strategy indices]} — what sources
+        must subscribe to, once each."""
+        out = {}
+        cdef Py_ssize_t iid
+        for iid in range(1, self._n_instruments):
+            for kind in ROUTED_KINDS:
+                if kind == RecordKind.BOOK_RESET:
+                    continue
+                subs = self.subscribers(iid, kind)
+                if subs:
+                    out[(iid, kind)] = subs
+        return out
+
+    cdef _ensure_book(self, uint32_t iid):
+        if self._books[iid] != NULL:
+            return
+        instrument = self._instruments.get(iid)
+        scale = self._scales[iid]
+        options = dict(self._book_options)
+        book = OrderBook(scale.price_precision, scale.size_precision, instrument_id=iid,
+                         tick=instrument.tick_raw if instrument is not None else 1, **options)
+        self._book_list[iid] = book
+        self._books[iid] = <PyObject *>book
+
+    def book(self, uint32_t instrument_id):
+        """The engine's order book of an instrument (None if nobody subscribed to its book)."""
+        if instrument_id >= self._n_instruments:
+            return None
+        return self._book_list[instrument_id]
+
+    cdef _check_strategy(self, int index):
+        if not 0 <= index < self._n_strategies:
+            raise IndexError(f"no strategy with index {index}")
+
+    def disable(self, int index):
+        """That strategy receives nothing more."""
+        self._check_strategy(index)
+        self._disabled |= (<uint64_t>1) << index
+
+    def is_disabled(self, int index):
+        return bool(self._disabled & ((<uint64_t>1) << index))
+
+    # ---- delivery -----------------------------------------------------------------------------------
+
+    cdef int _call(self, int j, int hook, RecordView view, const Record *rec) except -1:
+        """Call hook `hook` of strategy j with `view` pointed at rec; errors go to the error policy."""
+        view._rec = rec
+        try:
+            if self._py_mask[j] & (1u << hook):
+                (<object>self._py_hook[j][hook])(view)
+            elif hook == HOOK_TRADE:
+                (<Strategy>self._strats[j]).on_trade(<TradeView>view)
+            elif hook == HOOK_QUOTE:
+                (<Strategy>self._strats[j]).on_quote(<QuoteView>view)
+            elif hook == HOOK_BOOK:
+                (<Strategy>self._strats[j]).on_book(<BookView>view)
+            elif hook == HOOK_BOOK_RESET:
+                (<Strategy>self._strats[j]).on_book_reset(<ResetView>view)
+            elif hook == HOOK_SCHEDULE:
+                (<Strategy>self._strats[j]).on_schedule(<TimerView>view)
+            self.delivered += 1
+        except Exception as exc:
+            self._hook_failed(j, hook, exc, view)
+        finally:
+            view._rec = NULL
+        return 0
+
+    cdef _hook_failed(self, int j, int hook, exc, RecordView view):
+        self.hook_errors += 1
+        strategy = <Strategy>self._strats[j]
+        action = strategy.on_error
+        event = repr(view)
+        if self._error_handler is not None:
+            action = self._error_handler(strategy, HOOK_NAMES[hook], exc, event)
+        elif action is None:
+            action = "continue"
+        if action == "disable":
+            self._disabled |= (<uint64_t>1) << j
+        elif action == "stop":
+            self.stop_requested = True
+
+    cdef inline int _fan_out(self, uint64_t mask, int hook, RecordView view, const Record *rec) except -1:
+        cdef int j
+        cdef uint32_t bit = 1u << hook
+        mask &= ~self._disabled
+        while mask:
+            j = _lowest_bit(mask)
+            mask &= mask - 1
+            if (self._py_mask[j] | self._cy_mask[j]) & bit:
+                self._call(j, hook, view, rec)
+                if self.stop_requested:
+                    return 1
+        return 0
+
+    cdef Py_ssize_t dispatch_ptr(self, const Record *recs, Py_ssize_t n) except -1:
+        """Route n records; returns how many were processed (fewer when a hook asked to stop)."""
+        cdef Py_ssize_t i
+        cdef const Record *r
+        cdef uint32_t iid
+        cdef int kind
+        cdef uint64_t mask
+        cdef BookStatus st
+        cdef OrderBook book
+        for i in range(n):
+            r = &recs[i]
+            kind = r.kind
+            iid = r.instrument_id
+            if kind == KIND_TIMER:
+                # Timers belong to one strategy: its index travels in aux1.
+                if 0 <= r.aux1 < self._n_strategies:
+                    if self._fan_out((<uint64_t>1) << r.aux1, HOOK_SCHEDULE, self._timer, r):
+                        return i + 1
+                continue
+            if iid >= self._n_instruments or kind > KIND_MAX:
+                self.unknown_instrument += 1
+                continue
+            mask = self._routes[iid * N_KINDS + kind]
+            if kind == KIND_BOOK_DELTA or kind == KIND_BOOK_RESET:
+                if self._books[iid] == NULL:
+                    continue
+                book = <OrderBook>self._books[iid]
+                st = book.apply_record(r)
+                if st != BOOK_OK and st != BOOK_STALE:
+                    self.book_errors += 1
+                if kind == KIND_BOOK_RESET:
+                    if mask and self._fan_out(mask, HOOK_BOOK_RESET, self._reset, r):
+                        return i + 1
+                    continue
+                if not (r.flags & FLAG_LAST) or mask == 0:
+                    continue
+                self._bookv._book = book
+                if self._fan_out(mask, HOOK_BOOK, self._bookv, r):
+                    return i + 1
+            elif mask == 0:
+                continue
+            elif kind == KIND_TRADE:
+                if self._fan_out(mask, HOOK_TRADE, self._trade, r):
+                    return i + 1
+            elif kind == KIND_QUOTE:
+                if self._fan_out(mask, HOOK_QUOTE, self._quote, r):
+                    return i + 1
+        return n
+
+    def dispatch(self, records):
+        """Route a RECORD_DTYPE array (on the calling thread). Returns how many records were processed."""
+        if not isinstance(records, np.ndarray) or records.dtype != RECORD_DTYPE:
+            raise TypeError("dispatch takes a numpy array of extrema.RECORD_DTYPE")
+        arr = np.ascontiguousarray(records.reshape(-1))
+        if arr.shape[0] == 0:
+            return 0
+        cdef const unsigned char[::1] buf = arr.view(np.uint8)
+        return self.dispatch_ptr(<const Record *>&buf[0], arr.shape[0])
+
+    def pump(self, RingConsumer consumer):
+        """Dispatch every record the consumer has available now; returns how many. Stops early (and
+        leaves the rest) if a hook's error policy asked the engine to stop."""
+        cdef const Record *batch
+        cdef Py_ssize_t n, done, total = 0
+        while not self.stop_requested:
+            n = consumer.poll_ptr(4096, &batch)
+            if n <= 0:
+                break
+            done = self.dispatch_ptr(batch, n)
+            total += done
+        return total
+
+    def deliver(self, int index, str hook, obj):
+        """Call an object-taking hook (on_response, on_order, ...) of one strategy, under the error policy."""
+        cdef int h = HOOK_NAMES.index(hook)
+        self._check_strategy(index)
+        if self._disabled & ((<uint64_t>1) << index):
+            return False
+        strategy = <Strategy>self._strats[index]
+        try:
+            getattr(strategy, hook)(obj)
+        except Exception as exc:
+            self.hook_errors += 1
+            action = strategy.on_error
+            if self._error_handler is not None:
+                action = self._error_handler(strategy, hook, exc, repr(obj))
+            if action == "disable":
+                self._disabled |= (<uint64_t>1) << index
+            elif action == "stop":
+                self.stop_requested = True
+            return False
+        return True
+
+    def stats(self):
+        return {"delivered": self.delivered, "unknown_instrument": self.unknown_instrument,
+                "book_errors": self.book_errors, "hook_errors": self.hook_errors,
+                "disabled": [s.name for i, s in enumerate(self._strategies) if self._disabled & ((<uint64_t>1) << i)]}
+
+
+cdef extern from *:
+    """
+    static inline int ex_lowest_bit64(unsigned long long x) { return __builtin_ctzll(x); }
+    """
+    int _lowest_bit "ex_lowest_bit64"(uint64_t x) noexcept nogil

@@ -1,0 +1,104 @@
+"""What a strategy acts through: `strategy.context`, set by the engine at registration.
+
+Call it from the strategy's hooks (the engine thread). Subscriptions may also be made before the
+engine starts."""
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from extrema._core.clock import time_us
+from extrema._core.records import RecordKind
+from extrema.execution.client import CancelRequest, OrderRequest, ReplaceRequest
+
+_KINDS = {"trades": RecordKind.TRADE, "quotes": RecordKind.QUOTE, "book": RecordKind.BOOK_DELTA}
+
+
+def _kind(k):
+    if isinstance(k, str):
+        try:
+            return _KINDS[k]
+        except KeyError:
+            raise ValueError(f"unknown event kind {k!r}: use one of {sorted(_KINDS)}") from None
+    return RecordKind(k)
+
+
+class Context:
+    def __init__(self, engine, strategy, index):
+        self._engine = engine
+        self._strategy = strategy
+        self.index = index
+        self.log = logging.getLogger(f"extrema.strategy.{strategy.name}")
+
+    # ---- market data ----------------------------------------------------------------------------
+
+    def instrument(self, name, market=None):
+        """An instrument of the engine's registry, by normalised name (and market if several have it)."""
+        return self._engine.find_instrument(name, market)
+
+    def subscribe(self, instrument, *kinds):
+        """Receive events of `kinds` ("trades", "quotes", "book") for an instrument (name or Instrument)."""
+        if not kinds:
+            raise ValueError("subscribe needs at least one kind: 'trades', 'quotes' or 'book'")
+        inst = self._engine.find_instrument(instrument)
+        for k in kinds:
+            self._engine.dispatcher.subscribe(self.index, inst.id, _kind(k))
+        self._engine.subscriptions_changed()
+
+    def unsubscribe(self, instrument, *kinds):
+        inst = self._engine.find_instrument(instrument)
+        for k in kinds or tuple(_KINDS):
+            self._engine.dispatcher.unsubscribe(self.index, inst.id, _kind(k))
+        self._engine.subscriptions_changed()
+
+    def book(self, instrument):
+        """The engine's live order book of an instrument (someone must have subscribed to 'book')."""
+        return self._engine.dispatcher.book(self._engine.find_instrument(instrument).id)
+
+    def now_us(self):
+        return time_us()
+
+    # ---- time ------------------------------------------------------------------------------------
+
+    def schedule(self, *, every=None, delay=None, at_us=None):
+        """Call on_schedule: every `every` seconds, once after `delay` seconds, or once at `at_us`
+        (µs since the epoch). Returns the timer id (TimerView.timer_id)."""
+        return self._engine.schedule(self.index, every=every, delay=delay, at_us=at_us)
+
+    def cancel_schedule(self, timer_id):
+        return self._engine.cancel_schedule(timer_id)
+
+    # ---- tasks (command channels) ------------------------------------------------------------------
+
+    def request(self, task, payload=None):
+        """Send payload to a task's thread; the answer arrives in on_response. Returns the request id."""
+        return self._engine.request(self.index, task, payload)
+
+    # ---- orders ----------------------------------------------------------------------------------
+
+    def submit(self, instrument, side, quantity, price=None, *, order_type=None, time_in_force="GTC",
+               reduce_only=False, post_only=False):
+        """Send a new order through the engine's execution client; returns its client order id."""
+        inst = self._engine.find_instrument(instrument)
+        order = OrderRequest(
+            client_order_id=self._engine.next_client_order_id(), strategy=self._strategy.name,
+            instrument=inst.name, side=side, quantity=Decimal(str(quantity)),
+            price=None if price is None else Decimal(str(price)),
+            order_type=order_type or ("market" if price is None else "limit"),
+            time_in_force=time_in_force, reduce_only=reduce_only, post_only=post_only)
+        self._engine.execution_client().submit(order)
+        return order.client_order_id
+
+    def cancel(self, client_order_id):
+        self._engine.execution_client().cancel(CancelRequest(client_order_id, self._strategy.name))
+
+    def replace(self, client_order_id, *, price=None, quantity=None):
+        self._engine.execution_client().replace(ReplaceRequest(
+            client_order_id, self._strategy.name,
+            None if price is None else Decimal(str(price)),
+            None if quantity is None else Decimal(str(quantity))))
+
+    # ---- the engine ------------------------------------------------------------------------------
+
+    def stop_engine(self, reason="requested by a strategy"):
+        self._engine.stop(reason=reason, wait=False)

@@ -1,0 +1,434 @@
+"""The engine: one thread, pinned to a CPU, running the asyncio loop that owns the sources and the
+dispatcher.
+
+    engine = (EngineBuilder(registry)
+              .channel(source)                              # where records come from
+              .task("model", ModelTask())                   # work on other threads
+              .strategy(MyStrategy(), subscribe={"BTC_USDT": ["trades", "book"]})
+              .pin(cpu=1)
+              .build())
+    engine.run()                                            # or: await engine.run_async()
+
+Data path: a source emits records -> the engine publishes them into its ring -> the dispatcher, the
+ring's first (back-pressure) consumer, routes them at once on the same thread -> strategies' hooks.
+Other consumers (recorder, other processes through a named shared-memory ring, dashboards) read the
+same ring without touching the hot path.
+
+Stopping is graceful: sources stop producing, every record already published is dispatched, requests
+already accepted by tasks are answered and delivered, then each strategy's on_stop runs and the ring
+is closed.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+
+from extrema._core.clock import time_us
+from extrema._core.dispatch import Dispatcher
+from extrema._core.instruments import InstrumentRegistry, Market, UnknownInstrumentError
+from extrema._core.records import RECORD_DTYPE, RecordKind
+from extrema._core.ring import Ring
+from extrema.engine.context import Context
+from extrema.engine.tasks import FunctionTask, Task, TaskRunner
+from extrema.execution.client import client_order_ids
+
+log = logging.getLogger("extrema.engine")
+
+ERROR_POLICIES = ("continue", "disable", "stop")
+
+
+def _new_event_loop(use_uvloop):
+    if use_uvloop:
+        try:
+            import uvloop
+            return uvloop.new_event_loop()
+        except ImportError:
+            pass
+    return asyncio.new_event_loop()
+
+
+class Engine:
+    """Built by EngineBuilder; see the module doc."""
+
+    def __init__(self, registry, *, sources=(), strategies=(), tasks=None, ring_capacity=1 << 16,
+                 ring_name=None, cpu=None, execution=None, on_error="continue", use_uvloop=True,
+                 busy_poll=False, stop_when_sources_done=True, book_options=None):
+        if on_error not in ERROR_POLICIES:
+            raise ValueError(f"on_error must be one of {ERROR_POLICIES}, got {on_error!r}")
+        if cpu is not None and cpu not in os.sched_getaffinity(0):
+            raise ValueError(f"cannot pin the engine to CPU {cpu}: this process may use CPUs "
+                             f"{sorted(os.sched_getaffinity(0))}")
+        self.registry = registry if registry is not None else InstrumentRegistry()
+        self.on_error = on_error
+        self.cpu = cpu
+        self.use_uvloop = use_uvloop
+        self.busy_poll = busy_poll
+        self.stop_when_sources_done = stop_when_sources_done
+        self.sources = list(sources)
+        self.ring = Ring(ring_capacity, name=ring_name)
+        self._consumer = self.ring.consumer("block")
+        self.dispatcher = Dispatcher(self.registry, error_handler=self._hook_error, book_options=book_options)
+        self._execution = execution
+        self._order_ids = client_order_ids("ex")
+        self._runners = {}
+        for name, task in (tasks or {}).items():
+            if callable(task) and not isinstance(task, Task):
+                task = FunctionTask(task)
+            if not isinstance(task, Task):
+                raise TypeError(f"task {name!r} must be an extrema Task or a function, got {task!r}")
+            self._runners[name] = TaskRunner(name, task, self._reply_from_task)
+        self._request_ids = itertools.count(1)
+        self._pending_replies = 0             # answers posted by task threads, not yet delivered
+        self._replies_lock = threading.Lock()
+        self._timer_ids = itertools.count(1)
+        self._timers = {}                 # timer id -> asyncio handle
+        self._thread = None
+        self._loop = None
+        self._stop_event = None
+        self._started = threading.Event()
+        self._done = threading.Event()
+        self.stop_reason = None
+        self.error = None
+        self.native_thread_id = None
+        self.published = 0
+        for strategy, subscriptions in strategies:
+            self.add_strategy(strategy, subscriptions)
+
+    # ---- set-up -------------------------------------------------------------------------------------
+
+    def add_strategy(self, strategy, subscribe=None):
+        """Register a strategy (before run) with optional {instrument: [kinds]} subscriptions."""
+        if self._thread is not None:
+            raise RuntimeError("add strategies before the engine starts")
+        index = self.dispatcher.add_strategy(strategy)
+        strategy.context = Context(self, strategy, index)
+        for instrument, kinds in (subscribe or {}).items():
+            strategy.context.subscribe(instrument, *([kinds] if isinstance(kinds, str) else kinds))
+        return index
+
+    def find_instrument(self, instrument, market=None):
+        if hasattr(instrument, "id") and hasattr(instrument, "market"):
+            return instrument
+        if market is not None:
+            return self.registry.get(market, instrument)
+        found = [i for i in self.registry if i.name == instrument]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise UnknownInstrumentError(f"no instrument {instrument!r} in the engine's registry")
+        raise ValueError(f"{instrument!r} trades on several markets "
+                         f"({', '.join(i.market.name for i in found)}): pass market=")
+
+    def subscriptions_changed(self):
+        if self._loop is None:
+            return
+        subs = self.dispatcher.subscriptions()
+        for source in self.sources:
+            update = getattr(source, "subscriptions_changed", None)
+            if update is not None:
+                update(subs)
+
+    def execution_client(self):
+        if self._execution is None:
+            raise RuntimeError("no execution client configured: EngineBuilder(...).execution(client)")
+        return self._execution
+
+    def next_client_order_id(self):
+        return next(self._order_ids)
+
+    # ---- running ------------------------------------------------------------------------------------
+
+    def start(self):
+        """Start the engine thread and return once it runs."""
+        if self._thread is not None:
+            raise RuntimeError("an engine runs once; build a new one")
+        self._thread = threading.Thread(target=self._thread_main, name="extrema-engine", daemon=True)
+        self._thread.start()
+        self._started.wait()
+
+    def wait(self, timeout=None):
+        """Wait for the engine to stop; returns True if it did."""
+        return self._done.wait(timeout)
+
+    def run(self, timeout=None):
+        """Run until the sources are done or stop() is called (or `timeout` seconds); returns stats()."""
+        self.start()
+        if not self.wait(timeout):
+            self.stop(reason="timeout")
+        if self.error is not None:
+            raise RuntimeError("the engine stopped on an internal error") from self.error
+        return self.stats()
+
+    async def run_async(self):
+        """The async form of run(): the engine keeps its own thread; the caller's loop just awaits it."""
+        self.start()
+        await asyncio.get_running_loop().run_in_executor(None, self._done.wait)
+        if self.error is not None:
+            raise RuntimeError("the engine stopped on an internal error") from self.error
+        return self.stats()
+
+    def stop(self, reason="stop() called", wait=True, timeout=30.0):
+        """Ask the engine to stop gracefully (from any thread)."""
+        loop = self._loop
+        if loop is not None and not self._done.is_set():
+            def request():
+                if self.stop_reason is None:
+                    self.stop_reason = reason
+                self._stop_event.set()
+            try:
+                loop.call_soon_threadsafe(request)
+            except RuntimeError:
+                pass                           # the loop already closed
+        if wait and self._thread is not None and threading.current_thread() is not self._thread:
+            self._done.wait(timeout)
+
+    def _thread_main(self):
+        self.native_thread_id = threading.get_native_id()
+        if self.cpu is not None:
+            os.sched_setaffinity(self.native_thread_id, {self.cpu})
+        loop = _new_event_loop(self.use_uvloop)
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        self._stop_event = asyncio.Event()
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as exc:             # an engine bug, not a strategy's: report it
+            log.exception("engine thread failed")
+            self.error = exc
+        finally:
+            self._started.set()
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+                self._loop = None
+                self._done.set()
+
+    async def _main(self):
+        loop = asyncio.get_running_loop()
+        for runner in self._runners.values():
+            runner.start()
+        for index, strategy in enumerate(self.dispatcher.strategies):
+            self._lifecycle(index, strategy, "on_start")
+        self._started.set()
+        spinner = loop.create_task(self._spin()) if self.busy_poll else None
+        subs = self.dispatcher.subscriptions()
+        source_tasks = [loop.create_task(src.run(self._emit, subs), name=f"source-{i}")
+                        for i, src in enumerate(self.sources)]
+        stop_wait = loop.create_task(self._stop_event.wait())
+        waiting = set(source_tasks) | {stop_wait}
+        while not self._stop_event.is_set():
+            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stop_wait and not t.cancelled() and t.exception() is not None:
+                    log.error("source %s failed", t.get_name(), exc_info=t.exception())
+            if self.stop_when_sources_done and waiting == {stop_wait} and self.sources:
+                self.stop_reason = self.stop_reason or "sources finished"
+                break
+        # Graceful stop: no new records, everything published is dispatched, accepted requests answered.
+        for t in source_tasks:
+            t.cancel()
+        await asyncio.gather(*source_tasks, return_exceptions=True)
+        stop_wait.cancel()
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        self.dispatcher.pump(self._consumer)
+        for runner in self._runners.values():
+            await loop.run_in_executor(None, runner.stop)
+        await asyncio.sleep(0)                     # deliver the answers the runners just posted
+        while self._pending_replies:
+            await asyncio.sleep(0.001)
+        if spinner is not None:
+            spinner.cancel()
+        for index, strategy in enumerate(self.dispatcher.strategies):
+            self._lifecycle(index, strategy, "on_stop")
+        self.ring.close()
+
+    async def _spin(self):
+        # busy_poll: keep the loop from sleeping in epoll, so a frame is picked up without a wake-up.
+        while True:
+            await asyncio.sleep(0)
+
+    def _emit(self, records):
+        """Publish records into the ring and dispatch them (engine thread)."""
+        if self._stop_event.is_set() and self.dispatcher.stop_requested:
+            return
+        self.ring.publish(records)
+        self.published += len(records)
+        self.dispatcher.pump(self._consumer)
+        if self.dispatcher.stop_requested:
+            self._request_stop("a strategy's error policy is 'stop'")
+
+    def _request_stop(self, reason):
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._stop_event.set()
+
+    # ---- error policy ------------------------------------------------------------------------------
+
+    def _hook_error(self, strategy, hook, exc, event):
+        policy = strategy.on_error or self.on_error
+        log.error("strategy %r raised %s in %s on %s; policy %r", strategy.name, type(exc).__name__, hook,
+                  event, policy, exc_info=exc)
+        return policy
+
+    def _lifecycle(self, index, strategy, hook):
+        if self.dispatcher.is_disabled(index):
+            return
+        try:
+            getattr(strategy, hook)()
+        except Exception as exc:
+            policy = self._hook_error(strategy, hook, exc, hook)
+            if policy == "disable":
+                self.dispatcher.disable(index)
+            elif policy == "stop":
+                self._request_stop(f"{strategy.name} raised in {hook}")
+
+    # ---- timers ------------------------------------------------------------------------------------
+
+    def schedule(self, index, *, every=None, delay=None, at_us=None):
+        given = [x is not None for x in (every, delay, at_us)]
+        if sum(given) != 1:
+            raise ValueError("schedule takes exactly one of every=, delay=, at_us=")
+        if every is not None and every <= 0:
+            raise ValueError(f"every must be > 0 seconds, got {every}")
+        if self._loop is None:
+            raise RuntimeError("schedule from on_start or later, when the engine runs")
+        timer_id = next(self._timer_ids)
+        now = time_us()
+        if every is not None:
+            due = now + int(every * 1e6)
+        elif delay is not None:
+            due = now + int(max(delay, 0) * 1e6)
+        else:
+            due = int(at_us)
+        self._arm(timer_id, index, due, None if every is None else int(every * 1e6))
+        return timer_id
+
+    def _arm(self, timer_id, index, due_us, period_us):
+        delay = max(due_us - time_us(), 0) / 1e6
+        self._timers[timer_id] = self._loop.call_later(delay, self._fire, timer_id, index, due_us, period_us)
+
+    def _fire(self, timer_id, index, due_us, period_us):
+        if period_us is not None:
+            # Fixed rate: the next due time follows the schedule, not the (late) firing time.
+            self._arm(timer_id, index, due_us + period_us, period_us)
+        else:
+            self._timers.pop(timer_id, None)
+        rec = np.zeros(1, dtype=RECORD_DTYPE)
+        now = time_us()
+        rec[0] = (RecordKind.TIMER, 0, 0, now, now, timer_id, 0, 0, due_us, index)
+        self._emit(rec)
+
+    def cancel_schedule(self, timer_id):
+        handle = self._timers.pop(timer_id, None)
+        if handle is None:
+            return False
+        handle.cancel()
+        return True
+
+    # ---- tasks -------------------------------------------------------------------------------------
+
+    def request(self, index, task, payload):
+        runner = self._runners.get(task)
+        if runner is None:
+            raise KeyError(f"no task named {task!r} (tasks: {sorted(self._runners) or 'none'})")
+        request_id = next(self._request_ids)
+        runner.submit(request_id, index, payload)
+        return request_id
+
+    def _reply_from_task(self, response, index):
+        loop = self._loop
+        if loop is None:
+            log.warning("dropping the answer to request %d: the engine has stopped", response.request_id)
+            return
+        with self._replies_lock:
+            self._pending_replies += 1
+        loop.call_soon_threadsafe(self._deliver_reply, response, index)
+
+    def _deliver_reply(self, response, index):
+        with self._replies_lock:
+            self._pending_replies -= 1
+        self.dispatcher.deliver(index, "on_response", response)
+        if self.dispatcher.stop_requested:
+            self._request_stop("a strategy's error policy is 'stop'")
+
+    # ---- introspection -----------------------------------------------------------------------------
+
+    def stats(self):
+        return {"published": self.published, "stop_reason": self.stop_reason,
+                "dispatcher": self.dispatcher.stats(), "ring": self.ring.stats()}
+
+
+class EngineBuilder:
+    """Assembles an engine in the seeds' vocabulary: channels (sources), tasks, strategies; then build()."""
+
+    def __init__(self, registry=None):
+        self._registry = registry if registry is not None else InstrumentRegistry()
+        self._sources = []
+        self._tasks = {}
+        self._strategies = []
+        self._options = {}
+
+    @property
+    def registry(self):
+        return self._registry
+
+    def instrument(self, name, market, tick_size, lot_size, **spec):
+        """Register an instrument in the engine's registry."""
+        self._registry.register(name, market, tick_size, lot_size, **spec)
+        return self
+
+    def channel(self, source):
+        """Add a source of records (a live adapter, the simulator feed, a replay)."""
+        if not hasattr(source, "run"):
+            raise TypeError(f"a channel needs an async run(emit, subscriptions) method: {source!r}")
+        self._sources.append(source)
+        return self
+
+    def task(self, name, task):
+        """Add a task (a Task or a function) that strategies reach with context.request(name, payload)."""
+        if name in self._tasks:
+            raise ValueError(f"there is already a task named {name!r}")
+        self._tasks[name] = task
+        return self
+
+    def strategy(self, strategy, subscribe=None):
+        """Add a strategy, with optional subscriptions {instrument name: "trades" | "quotes" | "book" | [...]}."""
+        self._strategies.append((strategy, subscribe))
+        return self
+
+    def ring(self, capacity=1 << 16, name=None):
+        """The engine's broadcast ring: capacity in records; a name puts it in shared memory."""
+        self._options.update(ring_capacity=capacity, ring_name=name)
+        return self
+
+    def pin(self, cpu):
+        """Pin the engine thread to one CPU."""
+        self._options["cpu"] = cpu
+        return self
+
+    def execution(self, client):
+        self._options["execution"] = client
+        return self
+
+    def on_error(self, policy):
+        """What happens when a strategy's hook raises: "continue", "disable" or "stop"."""
+        self._options["on_error"] = policy
+        return self
+
+    def options(self, **options):
+        """Any other Engine option (use_uvloop, busy_poll, stop_when_sources_done, book_options)."""
+        self._options.update(options)
+        return self
+
+    def build(self):
+        return Engine(self._registry, sources=self._sources, strategies=self._strategies,
+                      tasks=self._tasks, **self._options)
