@@ -35,25 +35,34 @@ def drive(OrderBook book, int n):
 '''
 
 
-@pytest.fixture(scope="module")
-def downstream(tmp_path_factory):
+def compile_against_extrema(source: str, name: str, work: Path):
+    """Cythonize and compile a module the way a downstream project would: only the installed package."""
     pkg_dir = Path(extrema.__file__).parent
-    site = pkg_dir.parent
-    work = tmp_path_factory.mktemp("downstream")
-    pyx = work / "downstream_strategy.pyx"
-    pyx.write_text(DOWNSTREAM)
-    c_file = work / "downstream_strategy.c"
-    subprocess.run([sys.executable, "-m", "cython", "-3", "-I", str(site), str(pyx), "-o", str(c_file)],
+    pyx = work / f"{name}.pyx"
+    pyx.write_text(source)
+    c_file = work / f"{name}.c"
+    subprocess.run([sys.executable, "-m", "cython", "-3", "-I", str(pkg_dir.parent), str(pyx), "-o", str(c_file)],
                    check=True, capture_output=True, text=True)
-    so = work / ("downstream_strategy" + sysconfig.get_config_var("EXT_SUFFIX"))
+    so = work / (name + sysconfig.get_config_var("EXT_SUFFIX"))
     cc = sysconfig.get_config_var("CC").split()
     subprocess.run(cc + ["-shared", "-fPIC", "-O2", f"-I{sysconfig.get_paths()['include']}",
                          f"-I{pkg_dir / '_core'}", str(c_file), "-o", str(so)],
                    check=True, capture_output=True, text=True)
-    spec = importlib.util.spec_from_file_location("downstream_strategy", so)
+    spec = importlib.util.spec_from_file_location(name, so)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def downstream(tmp_path_factory):
+    return compile_against_extrema(DOWNSTREAM, "downstream_strategy", tmp_path_factory.mktemp("downstream"))
+
+
+@pytest.fixture(scope="module")
+def cython_example(tmp_path_factory):
+    source = (Path(__file__).resolve().parents[2] / "examples" / "cython_strategy.pyx").read_text()
+    return compile_against_extrema(source, "cython_strategy", tmp_path_factory.mktemp("example"))
 
 
 def test_pxd_files_ship_with_the_package():
@@ -69,3 +78,34 @@ def test_downstream_module_uses_the_c_api(downstream):
     assert (bid, ask, size, status) == (1009, 2000, 5, 0)
     assert book.best_bid_raw == 1009 and book.best_ask_raw == 2000 and book.last_update_id == 42
     assert abs(t - extrema.time_us()) < 10_000_000
+
+
+def test_cython_strategy_is_dispatched_through_the_vtable(cython_example):
+    reg = extrema.InstrumentRegistry()
+    btc = reg.register("BTC_USDT", extrema.Market.SIM, "0.01", "0.001")
+    strategy = cython_example.VwapTracker()
+    assert strategy._bind_hooks() == {"on_trade": "cython", "on_book": "cython"}
+    trades = extrema.empty_records(4)
+    trades["kind"] = extrema.RecordKind.TRADE
+    trades["instrument_id"] = btc.id
+    trades["price"] = [100, 200, 300, 400]
+    trades["quantity"] = [1, 1, 2, 0]
+    book = extrema.empty_records(2)
+    book["kind"] = extrema.RecordKind.BOOK_DELTA
+    book["instrument_id"] = btc.id
+    book["price"] = [99, 105]
+    book["quantity"] = 3
+    book["flags"] = [0, extrema.RecordFlag.ASK | extrema.RecordFlag.LAST]
+    engine = (extrema.EngineBuilder(reg).channel(extrema.RecordSource(__import__("numpy").concatenate([trades, book])))
+              .strategy(strategy, subscribe={"BTC_USDT": ["trades", "book"]}).build())
+    engine.run(timeout=30)
+    assert strategy.trades == 4 and strategy.books == 1 and strategy.best_bid_raw == 99
+    assert strategy.vwap_raw == (100 + 200 + 600) / 4
+
+
+def test_python_subclass_of_a_cython_strategy(cython_example):
+    class Mixed(cython_example.VwapTracker):
+        def on_quote(self, quote):
+            pass
+
+    assert Mixed()._bind_hooks() == {"on_trade": "cython", "on_book": "cython", "on_quote": "python"}

@@ -37,8 +37,9 @@ cdef class RecordView:
     cdef double _price(self, int64_t raw)
     cdef double _size(self, int64_t raw)
     cdef str _describe(self)
-    cdef inline void _point(self, const Record *rec) noexcept nogil:
-        self._rec = rec
+    # For Cython strategies: the record behind the view (NULL outside the hook call).
+    cdef inline const Record *record_ptr(self) noexcept nogil:
+        return self._rec
 
 cdef class TradeView(RecordView):
     pass

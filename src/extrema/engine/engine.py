@@ -280,7 +280,8 @@ class Engine:
         return policy
 
     def _lifecycle(self, index, strategy, hook):
-        if self.dispatcher.is_disabled(index):
+        # on_stop runs for disabled strategies too: it is where they release what they hold.
+        if hook != "on_stop" and self.dispatcher.is_disabled(index):
             return
         try:
             getattr(strategy, hook)()
