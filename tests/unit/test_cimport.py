@@ -14,7 +14,23 @@ DOWNSTREAM = r'''
 # cython: language_level=3
 cimport extrema
 from extrema cimport OrderBook, Record, KIND_BOOK_DELTA, FLAG_ASK, FLAG_LAST, BookStatus, now_us
+from extrema cimport RingConsumer
 from libc.stdint cimport int64_t
+
+def sum_sequences_nogil(RingConsumer consumer, int64_t expected):
+    """A Cython consumer that waits and reads without the GIL."""
+    cdef const Record *batch
+    cdef Py_ssize_t n, i
+    cdef int64_t total = 0, count = 0
+    with nogil:
+        while count < expected:
+            n = consumer.wait_ptr(1024, &batch, 5000000000)
+            if n <= 0:
+                break
+            for i in range(n):
+                total += batch[i].sequence
+            count += n
+    return count, total
 
 def drive(OrderBook book, int n):
     """Write n bid levels and one ask through the compiled API; return (best bid, best ask, size, t)."""
@@ -109,3 +125,20 @@ def test_python_subclass_of_a_cython_strategy(cython_example):
             pass
 
     assert Mixed()._bind_hooks() == {"on_trade": "cython", "on_book": "cython", "on_quote": "python"}
+
+
+def test_cython_consumer_reads_the_ring_without_the_gil(downstream):
+    import threading
+    import numpy as np
+    ring = extrema.Ring(256)
+    consumer = ring.consumer("block")
+    result = {}
+    total = 200_000
+    reader = threading.Thread(target=lambda: result.setdefault("r", downstream.sum_sequences_nogil(consumer, total)))
+    reader.start()
+    records = extrema.empty_records(total)
+    records["sequence"] = np.arange(total)
+    for start in range(0, total, 1000):
+        ring.publish(records[start:start + 1000], timeout=30)   # needs the reader to run meanwhile
+    reader.join(30)
+    assert result["r"] == (total, total * (total - 1) // 2)

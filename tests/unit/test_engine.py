@@ -357,3 +357,18 @@ def test_override_detection():
     p.on_quote = lambda q: None              # set on the instance: also honoured
     assert p._bind_hooks() == {"on_trade": "python", "on_quote": "python"}
     assert Strategy()._bind_hooks() == {}
+
+
+@pytest.mark.parametrize("use_uvloop", [True, False])
+def test_event_loop_is_uvloop_when_installed_and_wanted(registry, use_uvloop):
+    pytest.importorskip("uvloop") if use_uvloop else None
+
+    class Loop(Strategy):
+        def on_start(self):
+            self.loop_module = type(asyncio.get_running_loop()).__module__
+
+    s = Loop()
+    engine = EngineBuilder(registry).strategy(s).options(use_uvloop=use_uvloop, stop_when_sources_done=False).build()
+    engine.start()
+    engine.stop()
+    assert s.loop_module.startswith("uvloop") == use_uvloop
