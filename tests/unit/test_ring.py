@@ -29,14 +29,8 @@ def publish_all(ring, total, rng):
         sent += n
 
 
-def test_compiled_ring_ran():
-    assert extrema._core.ring.__file__.endswith(".so")
-
-
-def test_threads_consume_checksummed_records_at_full_speed():
-    ring = Ring(256)
-    total = 400_000
-    consumers = [ring.consumer("block"), ring.consumer("block"), ring.consumer("lossy", max_batch=64)]
+def consume_in_threads(ring, consumers, total, seed):
+    """Each consumer verifies the stream on its own thread while this thread publishes `total` records."""
     results = [None] * len(consumers)
 
     def run(i):
@@ -45,10 +39,22 @@ def test_threads_consume_checksummed_records_at_full_speed():
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(consumers))]
     for t in threads:
         t.start()
-    publish_all(ring, total, np.random.default_rng(1))
+    publish_all(ring, total, np.random.default_rng(seed))
     ring.close()
     for t in threads:
         t.join(60)
+    return results
+
+
+def test_compiled_ring_ran():
+    assert extrema._core.ring.__file__.endswith(".so")
+
+
+def test_threads_consume_checksummed_records_at_full_speed():
+    ring = Ring(256)
+    total = 400_000
+    consumers = [ring.consumer("block"), ring.consumer("block"), ring.consumer("lossy", max_batch=64)]
+    results = consume_in_threads(ring, consumers, total, seed=1)
     for i, (received, lost, torn, out_of_order, first) in enumerate(results):
         assert torn == 0 and out_of_order == 0, results[i]
         assert received + lost == total, results[i]
@@ -63,18 +69,7 @@ def test_lapped_lossy_consumers_never_see_a_torn_record():
     ring = Ring(64)
     total = 400_000
     consumers = [ring.consumer("lossy", max_batch=16), ring.consumer("lossy", max_batch=64)]
-    results = [None] * len(consumers)
-
-    def run(i):
-        results[i] = verify_stream(consumers[i], total)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(consumers))]
-    for t in threads:
-        t.start()
-    publish_all(ring, total, np.random.default_rng(3))
-    ring.close()
-    for t in threads:
-        t.join(60)
+    results = consume_in_threads(ring, consumers, total, seed=3)
     for received, lost, torn, out_of_order, first in results:
         assert torn == 0 and out_of_order == 0, results
         assert received + lost == total and lost > 0, results

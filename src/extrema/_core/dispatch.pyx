@@ -253,20 +253,18 @@ cdef class Dispatcher:
                 (<Strategy>self._strats[j]).on_schedule(<TimerView>view)
             self.delivered += 1
         except Exception as exc:
-            self._hook_failed(j, hook, exc, view)
+            self._hook_failed(j, HOOK_NAMES[hook], exc, repr(view))
         finally:
             view._rec = NULL
         return 0
 
-    cdef _hook_failed(self, int j, int hook, exc, RecordView view):
+    cdef _hook_failed(self, int j, str hook, exc, str event):
+        """Apply the error policy to an exception raised by strategy j's hook."""
         self.hook_errors += 1
         strategy = <Strategy>self._strats[j]
         action = strategy.on_error
-        event = repr(view)
         if self._error_handler is not None:
-            action = self._error_handler(strategy, HOOK_NAMES[hook], exc, event)
-        elif action is None:
-            action = "continue"
+            action = self._error_handler(strategy, hook, exc, event)
         if action == "disable":
             self._disabled |= (<uint64_t>1) << j
         elif action == "stop":
@@ -363,18 +361,10 @@ cdef class Dispatcher:
         self._check_strategy(index)
         if self._disabled & ((<uint64_t>1) << index):
             return False
-        strategy = <Strategy>self._strats[index]
         try:
-            getattr(strategy, hook)(obj)
+            getattr(<Strategy>self._strats[index], hook)(obj)
         except Exception as exc:
-            self.hook_errors += 1
-            action = strategy.on_error
-            if self._error_handler is not None:
-                action = self._error_handler(strategy, hook, exc, repr(obj))
-            if action == "disable":
-                self._disabled |= (<uint64_t>1) << index
-            elif action == "stop":
-                self.stop_requested = True
+            self._hook_failed(index, hook, exc, repr(obj))
             return False
         return True
 
