@@ -70,5 +70,7 @@ cdef class OrderBook:
     cdef int _raise_status(self, BookStatus st, int side, int64_t price, int64_t qty, str where) except -1
     cdef int64_t _depth_raw(self, int side, Py_ssize_t levels) noexcept nogil
     cdef double _vwap(self, int order_side, int64_t qty, double *touch) noexcept nogil
-    cdef void _fill_top(self, double[:, ::1] out) noexcept nogil
+    cdef void _fill_levels_raw(self, int side, int64_t *out, Py_ssize_t k) noexcept nogil
+    cdef void _fill_levels(self, int side, double *out, Py_ssize_t k, Py_ssize_t stride,
+                           Py_ssize_t col) noexcept nogil
     cdef dict _options(self)

@@ -33,7 +33,7 @@ from extrema._core.types cimport (
 from extrema._core.ex_bits cimport ex_highest_bit, ex_lowest_bit, ex_mask_upto
 from extrema._core.ex_fixed cimport ex_pow10_f64, ex_raw_to_f64, EX_MAX_PRECISION
 from extrema._core.fixedpoint cimport value_to_raw, format_fixed
-from extrema._core.records import RECORD_DTYPE
+from extrema._core.records cimport as_record_array, record_data
 
 import enum
 
@@ -606,14 +606,9 @@ cdef class OrderBook:
         skipped. strict=True: an invalid record raises ValueError naming its index (the records before it
         stay applied). strict=False: invalid records are skipped and counted in stats['rejected'].
         """
-        if not isinstance(records, np.ndarray) or records.dtype != RECORD_DTYPE:
-            raise TypeError("apply_records takes a numpy array of extrema.RECORD_DTYPE")
-        if records.ndim != 1:
-            raise ValueError(f"apply_records takes a 1-d array, got {records.ndim} dimensions")
-        records = np.ascontiguousarray(records)
-        cdef const unsigned char[::1] buf = records.view(np.uint8)
-        cdef const Record *recs = <const Record *>&buf[0] if records.shape[0] else NULL
-        cdef Py_ssize_t n = records.shape[0]
+        cdef cnp.ndarray arr = as_record_array(records, "apply_records")
+        cdef const Record *recs = record_data(arr)
+        cdef Py_ssize_t n = cnp.PyArray_DIM(arr, 0)
         cdef Py_ssize_t i = 0, applied = 0
         cdef BookStatus st = BOOK_OK
         with nogil:
@@ -821,57 +816,66 @@ cdef class OrderBook:
         float64, or int64 raw values with raw=True."""
         cdef int s = _side_arg(side)
         cdef Py_ssize_t k = self._sides[s].count if n is None or n > self._sides[s].count else n
-        cdef SideCursor c
-        cdef Py_ssize_t i = 0
-        cdef int64_t price
-        cdef cnp.int64_t[:, ::1] ri
-        cdef double[:, ::1] rf
+        cdef cnp.npy_intp dims[2]
+        cdef cnp.ndarray out
         if k < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        out = np.empty((k, 2), dtype=np.int64 if raw else np.float64)
-        cursor_start(&self._sides[s], &c)
+        dims[0] = k
+        dims[1] = 2
+        out = cnp.PyArray_EMPTY(2, dims, cnp.NPY_INT64 if raw else cnp.NPY_FLOAT64, 0)
         if raw:
-            ri = out
-            while i < k and cursor_next(&self._sides[s], &c):
-                ri[i, 0] = (c.key if s == BID else -c.key) * self.tick
-                ri[i, 1] = c.qty
-                i += 1
+            self._fill_levels_raw(s, <int64_t *>cnp.PyArray_DATA(out), k)
         else:
-            rf = out
-            while i < k and cursor_next(&self._sides[s], &c):
-                price = (c.key if s == BID else -c.key) * self.tick
-                rf[i, 0] = self._px(price)
-                rf[i, 1] = self._sz(c.qty)
-                i += 1
+            self._fill_levels(s, <double *>cnp.PyArray_DATA(out), k, 2, 0)
         return out
 
-    cdef void _fill_top(self, double[:, ::1] out) noexcept nogil:
+    cdef void _fill_levels_raw(self, int side, int64_t *out, Py_ssize_t k) noexcept nogil:
         cdef SideCursor c
-        cdef Py_ssize_t i, k = out.shape[0]
-        cdef int side
-        for side in range(2):
-            cursor_start(&self._sides[side], &c)
-            i = 0
-            while i < k and cursor_next(&self._sides[side], &c):
-                out[i, 2 * side] = self._px((c.key if side == BID else -c.key) * self.tick)
-                out[i, 2 * side + 1] = self._sz(c.qty)
-                i += 1
-            while i < k:
-                out[i, 2 * side] = NAN
-                out[i, 2 * side + 1] = NAN
-                i += 1
+        cdef Py_ssize_t i = 0
+        cursor_start(&self._sides[side], &c)
+        while i < k and cursor_next(&self._sides[side], &c):
+            out[2 * i] = (c.key if side == BID else -c.key) * self.tick
+            out[2 * i + 1] = c.qty
+            i += 1
+
+    cdef void _fill_levels(self, int side, double *out, Py_ssize_t k, Py_ssize_t stride,
+                           Py_ssize_t col) noexcept nogil:
+        """Rows 0..k-1 of a C-contiguous float64 array with `stride` columns: [price, size] of the best k
+        levels at columns col, col + 1, NaN where the side has fewer levels."""
+        cdef SideCursor c
+        cdef Py_ssize_t i = 0
+        cursor_start(&self._sides[side], &c)
+        while i < k and cursor_next(&self._sides[side], &c):
+            out[i * stride + col] = self._px((c.key if side == BID else -c.key) * self.tick)
+            out[i * stride + col + 1] = self._sz(c.qty)
+            i += 1
+        while i < k:
+            out[i * stride + col] = NAN
+            out[i * stride + col + 1] = NAN
+            i += 1
 
     def top(self, Py_ssize_t n, out=None):
         """The best n levels as a float64 array (n, 4): [bid price, bid size, ask price, ask size],
         NaN-padded. Pass `out` (a C-contiguous float64 (n, 4) array) to fill it without allocating."""
+        cdef cnp.npy_intp dims[2]
+        cdef cnp.ndarray arr
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         if out is None:
-            out = np.empty((n, 4), dtype=np.float64)
-        elif out.shape != (n, 4):
-            raise ValueError(f"out must have shape ({n}, 4), got {out.shape}")
-        self._fill_top(out)
-        return out
+            dims[0] = n
+            dims[1] = 4
+            arr = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT64, 0)
+        else:
+            if not isinstance(out, np.ndarray):
+                raise ValueError(f"out must be a writeable C-contiguous float64 array of shape ({n}, 4)")
+            arr = out
+            if (cnp.PyArray_TYPE(arr) != cnp.NPY_FLOAT64 or cnp.PyArray_NDIM(arr) != 2
+                    or cnp.PyArray_DIM(arr, 0) != n or cnp.PyArray_DIM(arr, 1) != 4
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISWRITEABLE(arr)):
+                raise ValueError(f"out must be a writeable C-contiguous float64 array of shape ({n}, 4)")
+        self._fill_levels(BID, <double *>cnp.PyArray_DATA(arr), n, 4, 0)
+        self._fill_levels(ASK, <double *>cnp.PyArray_DATA(arr), n, 4, 2)
+        return arr
 
     def to_numpy(self):
         """Every level as a structured array (BOOK_LEVEL_DTYPE): bids best->worst, then asks best->worst."""

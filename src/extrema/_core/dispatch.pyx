@@ -18,6 +18,7 @@ from libc.stdlib cimport calloc, realloc, free
 from libc.string cimport memset
 
 import numpy as np
+cimport numpy as cnp
 
 from extrema._core.types cimport (
     Record, KIND_BOOK_DELTA, KIND_BOOK_RESET, KIND_TRADE, KIND_QUOTE, KIND_TIMER, KIND_MAX, FLAG_LAST)
@@ -26,7 +27,8 @@ from extrema._core.strategy cimport (
     Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, InstrumentScale,
     HookId, HOOK_BOOK, HOOK_TRADE, HOOK_QUOTE, HOOK_BOOK_RESET, HOOK_SCHEDULE, N_HOOKS)
 from extrema._core.ring cimport RingConsumer
-from extrema._core.records import RECORD_DTYPE, RecordKind
+from extrema._core.records cimport as_record_array, record_data
+from extrema._core.records import RecordKind
 from extrema._core.strategy import HOOK_NAMES
 
 cdef enum:
@@ -334,13 +336,8 @@ cdef class Dispatcher:
 
     def dispatch(self, records):
         """Route a RECORD_DTYPE array (on the calling thread). Returns how many records were processed."""
-        if not isinstance(records, np.ndarray) or records.dtype != RECORD_DTYPE:
-            raise TypeError("dispatch takes a numpy array of extrema.RECORD_DTYPE")
-        arr = np.ascontiguousarray(records.reshape(-1))
-        if arr.shape[0] == 0:
-            return 0
-        cdef const unsigned char[::1] buf = arr.view(np.uint8)
-        return self.dispatch_ptr(<const Record *>&buf[0], arr.shape[0])
+        cdef cnp.ndarray arr = as_record_array(records, "dispatch")
+        return self.dispatch_ptr(record_data(arr), cnp.PyArray_DIM(arr, 0))
 
     def pump(self, RingConsumer consumer):
         """Dispatch every record the consumer has available now; returns how many. Stops early (and

@@ -47,6 +47,7 @@ PREDICTION (ceil(k / 7) continuations, k <= 105)
 import enum
 
 import numpy as np
+cimport numpy as cnp
 
 from extrema._core.types cimport Record
 cimport extrema._core.types as t
@@ -66,6 +67,7 @@ cdef extern from "stddef.h":
 
 
 RECORD_SIZE = sizeof(Record)
+cnp.import_array()
 
 RECORD_DTYPE = np.dtype([
     ("kind", "<u2"),
@@ -170,3 +172,19 @@ cdef extern from *:
     const char *EXTREMA_BUILD_FLAGS
 
 BUILD_FLAGS = EXTREMA_BUILD_FLAGS.decode()
+
+
+cdef cnp.ndarray as_record_array(object records, str who):
+    """`records` as a 1-d C-contiguous RECORD_DTYPE array (itself when it already is one)."""
+    cdef cnp.ndarray arr
+    if not isinstance(records, np.ndarray):
+        raise TypeError(f"{who} takes a numpy array of extrema.RECORD_DTYPE, got {type(records).__name__}")
+    arr = <cnp.ndarray>records
+    # Identity first: arrays made with RECORD_DTYPE share the descriptor, so the common case is one compare.
+    if <object>cnp.PyArray_DESCR(arr) is not RECORD_DTYPE and arr.dtype != RECORD_DTYPE:
+        raise TypeError(f"{who} takes a numpy array of extrema.RECORD_DTYPE, got dtype {arr.dtype}")
+    if cnp.PyArray_NDIM(arr) != 1:
+        arr = arr.reshape(-1)
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        arr = np.ascontiguousarray(arr)
+    return arr

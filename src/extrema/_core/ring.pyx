@@ -59,6 +59,7 @@ from extrema._core.ex_atomic cimport (
     ex_load_acquire_u64, ex_load_relaxed_u64, ex_store_release_u64, ex_store_relaxed_u64,
     ex_load_acquire_u32, ex_store_release_u32, ex_cas_u32, ex_fence_acquire, ex_fence_release, ex_cpu_relax)
 from extrema._core.clock cimport monotonic_ns, now_us
+from extrema._core.records cimport as_record_array, record_data
 from extrema._core.records import RECORD_DTYPE
 
 cnp.import_array()
@@ -387,16 +388,14 @@ cdef class Ring:
             raise PermissionError(f"ring {self.name!r} is attached: only its owner publishes")
         if self._closed:
             raise RingClosedError("cannot publish to a closed ring")
-        if not isinstance(records, np.ndarray) or records.dtype != RECORD_DTYPE:
-            raise TypeError("publish takes a numpy array (or element) of extrema.RECORD_DTYPE")
-        arr = np.ascontiguousarray(records.reshape(-1))
-        cdef const unsigned char[::1] buf = arr.view(np.uint8)
-        cdef Py_ssize_t n = arr.shape[0], done
+        cdef cnp.ndarray arr = as_record_array(records, "publish")
+        cdef Py_ssize_t n = cnp.PyArray_DIM(arr, 0), done
         cdef int64_t timeout_ns = -1 if timeout is None else <int64_t>(timeout * 1e9)
+        cdef const Record *recs = record_data(arr)
         if n == 0:
             return 0
         with nogil:
-            done = self.publish_ptr(<const Record *>&buf[0], n, timeout_ns)
+            done = self.publish_ptr(recs, n, timeout_ns)
         if done < n:
             raise TimeoutError(f"published {done} of {n} records in {timeout} s: a back-pressure consumer "
                                f"is a full ring behind")
