@@ -56,6 +56,7 @@ cdef class OrderBook:
 
     # Compiled API (for Cython strategies and the engine). All nogil, no exceptions: they return a BookStatus.
     cdef BookStatus set_level(self, int side, int64_t price, int64_t qty) noexcept nogil
+    cdef BookStatus check_level(self, int side, int64_t price, int64_t qty) noexcept nogil
     cdef BookStatus end_message(self) noexcept nogil
     cdef BookStatus apply_record(self, const Record *rec) noexcept nogil
     cdef void clear_levels(self) noexcept nogil
@@ -74,3 +75,4 @@ cdef class OrderBook:
     cdef void _fill_levels(self, int side, double *out, Py_ssize_t k, Py_ssize_t stride,
                            Py_ssize_t col) noexcept nogil
     cdef dict _options(self)
+    cdef list _raw_levels(self, int side, levels)

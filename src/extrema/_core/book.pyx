@@ -408,16 +408,10 @@ cdef class OrderBook:
         """Set (qty > 0) or delete (qty == 0) one level. Does not check crossing (see end_message)."""
         cdef int64_t key
         cdef int rc
-        if qty < 0:
-            return BOOK_NEGATIVE_SIZE
-        if side != BID and side != ASK:
-            return BOOK_BAD_SIDE
-        if self.tick == 1:
-            key = price
-        else:
-            if price % self.tick != 0:
-                return BOOK_OFF_TICK
-            key = price // self.tick
+        cdef BookStatus st = self.check_level(side, price, qty)
+        if st != BOOK_OK:
+            return st
+        key = price if self.tick == 1 else price // self.tick
         if side == ASK:
             key = -key
         if qty == 0:
@@ -426,6 +420,17 @@ cdef class OrderBook:
             rc = side_set(&self._sides[side], self.ladder_ticks, key, qty)
             self._last_set_side = side
         return BOOK_NO_MEMORY if rc != 0 else BOOK_OK
+
+    cdef BookStatus check_level(self, int side, int64_t price, int64_t qty) noexcept nogil:
+        """Would set_level accept this level? Checked before anything changes, so a rejected level
+        (or record) leaves the book, its update id and its snapshot state exactly as they were."""
+        if qty < 0:
+            return BOOK_NEGATIVE_SIZE
+        if side != BID and side != ASK:
+            return BOOK_BAD_SIDE
+        if self.tick != 1 and price % self.tick != 0:
+            return BOOK_OFF_TICK
+        return BOOK_OK
 
     cdef BookStatus end_message(self) noexcept nogil:
         """A venue message is complete: check crossing under the configured policy."""
@@ -471,10 +476,15 @@ cdef class OrderBook:
     cdef BookStatus apply_record(self, const Record *rec) noexcept nogil:
         """Apply one record of this book's instrument: BOOK_DELTA or BOOK_RESET; anything else is skipped."""
         cdef BookStatus st
+        cdef int side
         if rec.instrument_id != self.instrument_id:
             return BOOK_SKIPPED
         if rec.kind == KIND_BOOK_DELTA:
+            side = ASK if rec.flags & FLAG_ASK else BID
             if rec.flags & FLAG_SNAPSHOT:
+                st = self.check_level(side, rec.price, rec.quantity)
+                if st != BOOK_OK:
+                    return st
                 if not self._in_snapshot:
                     side_clear(&self._sides[BID])
                     side_clear(&self._sides[ASK])
@@ -482,14 +492,14 @@ cdef class OrderBook:
                     self.last_update_id = rec.sequence
             else:
                 self._in_snapshot = False
-                if rec.sequence != 0:
-                    if rec.sequence < self.last_update_id:
-                        self._n_stale += 1
-                        return BOOK_STALE
-                    self.last_update_id = rec.sequence
-            st = self.set_level(ASK if rec.flags & FLAG_ASK else BID, rec.price, rec.quantity)
+                if rec.sequence != 0 and rec.sequence < self.last_update_id:
+                    self._n_stale += 1
+                    return BOOK_STALE
+            st = self.set_level(side, rec.price, rec.quantity)
             if st != BOOK_OK:
                 return st
+            if rec.sequence != 0 and not (rec.flags & FLAG_SNAPSHOT):
+                self.last_update_id = rec.sequence
             if rec.flags & FLAG_LAST:
                 return self.end_message()
             return BOOK_OK
@@ -568,36 +578,43 @@ cdef class OrderBook:
 
     def apply_snapshot(self, bids, asks, int64_t update_id=0):
         """Replace the whole book. bids / asks: iterables of (price, size) user values, or int64 arrays
-        of shape (k, 2) holding raw values."""
+        of shape (k, 2) holding raw values. All or nothing: every level is checked before the book
+        changes, so an invalid snapshot raises ValueError and leaves the book as it was."""
+        cdef list sides = [self._raw_levels(BID, bids), self._raw_levels(ASK, asks)]
         cdef int side
-        cdef int64_t p, q
         cdef BookStatus st
-        cdef cnp.int64_t[:, :] raw
         cdef Py_ssize_t i
-        self.clear_levels()
-        for side, levels in ((BID, bids), (ASK, asks)):
-            if isinstance(levels, np.ndarray) and levels.dtype == np.int64:
-                if levels.ndim != 2 or levels.shape[1] != 2:
-                    raise ValueError(f"raw snapshot levels must have shape (k, 2), got {levels.shape}")
-                raw = levels
-                for i in range(raw.shape[0]):
-                    st = self.set_level(side, raw[i, 0], raw[i, 1])
-                    if st != BOOK_OK:
-                        self.clear_levels()
-                        self._raise_status(st, side, raw[i, 0], raw[i, 1], f"apply_snapshot level {i}")
-                continue
-            for i, level in enumerate(levels):
-                price, size = level
-                p = value_to_raw(price, self.price_precision, True)
-                q = value_to_raw(size, self.size_precision, False)
-                st = self.set_level(side, p, q)
+        for side in range(2):
+            for i, (p, q) in enumerate(sides[side]):
+                st = self.check_level(side, p, q)
                 if st != BOOK_OK:
+                    self._raise_status(st, side, p, q, f"apply_snapshot {('bid', 'ask')[side]} level {i}")
+        self.clear_levels()
+        for side in range(2):
+            for p, q in sides[side]:
+                if self.set_level(side, p, q) != BOOK_OK:
                     self.clear_levels()
-                    self._raise_status(st, side, p, q, f"apply_snapshot level {i}")
+                    raise MemoryError("apply_snapshot: out of memory growing the book")
         self.last_update_id = update_id
         st = self.end_message()
         if st != BOOK_OK:
             self._raise_status(st, BID, 0, 0, "apply_snapshot")
+
+    cdef list _raw_levels(self, int side, levels):
+        """Snapshot levels as a list of raw (price, size) pairs; user values are converted exactly."""
+        if isinstance(levels, np.ndarray) and levels.dtype == np.int64:
+            if levels.ndim != 2 or levels.shape[1] != 2:
+                raise ValueError(f"raw snapshot levels must have shape (k, 2), got {levels.shape}")
+            return [(int(p), int(q)) for p, q in levels]
+        out = []
+        for i, level in enumerate(levels):
+            price, size = level
+            try:
+                out.append((value_to_raw(price, self.price_precision, True),
+                            value_to_raw(size, self.size_precision, False)))
+            except (ValueError, TypeError) as e:
+                raise type(e)(f"apply_snapshot {('bid', 'ask')[side]} level {i}: {e}") from None
+        return out
 
     def apply_records(self, records, bint strict=True):
         """Apply an array of RECORD_DTYPE records without the GIL; returns how many were applied.
@@ -809,7 +826,9 @@ cdef class OrderBook:
         cdef double v = self._vwap(s, value_to_raw(size, self.size_precision, False), &touch)
         if isnan(v):
             return NAN
-        return v - touch if s == 0 else touch - v
+        # Never negative: a fill inside the touch level has none, even when the float notional rounds.
+        v = v - touch if s == 0 else touch - v
+        return v if v > 0.0 else 0.0
 
     def levels(self, side, n=None, bint raw=False):
         """The best `n` levels of a side (all if None) as an array (k, 2) of [price, size], best first:
