@@ -73,3 +73,12 @@ def own_ring_then_wait(name, ready):
     ring.publish(checksummed(0, 10))
     ready.set()
     time.sleep(3600)
+
+
+def sleep_until_woken(name, ready, results):
+    """A consumer that never polls again by itself for 60 s: only the producer's futex wake gets it going."""
+    ring = extrema.Ring.attach(name)
+    consumer = ring.consumer("block", spin=0, yields=0, sleep_us=60_000_000)
+    ready.set()
+    batch = consumer.read(timeout=120)
+    results.put(list(batch["sequence"]))

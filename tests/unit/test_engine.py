@@ -372,3 +372,23 @@ def test_event_loop_is_uvloop_when_installed_and_wanted(registry, use_uvloop):
     engine.start()
     engine.stop()
     assert s.loop_module.startswith("uvloop") == use_uvloop
+
+
+def test_a_strategy_registered_twice_does_not_break_the_first_dispatcher(registry):
+    """Registering rebinds the strategy's hooks; the first dispatcher keeps its own references."""
+    import gc
+
+    class Counter(Strategy):
+        n = 0
+
+        def on_trade(self, trade):
+            self.n += 1
+
+    s = Counter()
+    first = extrema.Dispatcher(registry)
+    first.subscribe(first.add_strategy(s), 1, RecordKind.TRADE)
+    extrema.Dispatcher(registry).add_strategy(s)
+    gc.collect()
+    junk = [object() for _ in range(10_000)]
+    first.dispatch(make(RecordKind.TRADE, 1, 100))
+    assert s.n == 100 and len(junk) == 10_000

@@ -4,6 +4,7 @@ import multiprocessing as mp
 import os
 import signal
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import extrema
 from extrema import ProducerGoneError, Ring, RingClosedError
 from ring_workers import (checksummed, consume_in_process, hold_slot_forever, own_ring_then_wait,
-                          verify_stream)
+                          sleep_until_woken, verify_stream)
 
 SPAWN = mp.get_context("spawn")
 
@@ -240,3 +241,37 @@ def test_attaching_to_an_incompatible_segment_is_refused():
         attached = Ring.attach(name)
         with pytest.raises(PermissionError, match="only its owner publishes"):
             attached.publish(checksummed(0, 1))
+
+
+def test_a_sleeping_thread_consumer_is_woken_by_the_producer():
+    ring = Ring(64)
+    consumer = ring.consumer("block", spin=0, yields=0, sleep_us=60_000_000)   # sleeps up to 60 s per round
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(consumer.read(timeout=120)["sequence"]))
+    reader.start()
+    time.sleep(0.2)                       # let it fall asleep on the futex
+    ring.publish(checksummed(0, 3))
+    reader.join(20)                       # woken at once; without the wake it would sleep 60 s
+    assert not reader.is_alive() and got == [0, 1, 2]
+
+
+def test_a_sleeping_consumer_process_is_woken_by_the_producer():
+    name = unique_name()
+    ring = Ring(64, name=name)
+    ready, results = SPAWN.Event(), SPAWN.Queue()
+    child = SPAWN.Process(target=sleep_until_woken, args=(name, ready, results))
+    child.start()
+    assert ready.wait(60)
+    time.sleep(0.2)
+    ring.publish(checksummed(0, 2))
+    assert results.get(timeout=20) == [0, 1]
+    child.join(10)
+    ring.close()
+
+
+def test_publish_takes_one_record_too():
+    ring = Ring(8)
+    c = ring.consumer()
+    records = checksummed(0, 2)
+    assert ring.publish(records[1]) == 1
+    assert list(c.poll()["sequence"]) == [1]

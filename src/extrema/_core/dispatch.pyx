@@ -45,6 +45,7 @@ cdef class Dispatcher:
     """Routes records to strategies. Built by the engine; tests and backtests may drive it directly."""
 
     cdef list _strategies
+    cdef list _hook_refs              # per strategy: the bound hook methods _py_hook points at
     cdef PyObject *_strats[MAX_STRATEGIES]
     cdef PyObject *_py_hook[MAX_STRATEGIES][N_HOOKS]
     cdef uint32_t _py_mask[MAX_STRATEGIES]
@@ -78,6 +79,7 @@ cdef class Dispatcher:
 
     def __init__(self, registry=None, *, error_handler=None, book_options=None):
         self._strategies = []
+        self._hook_refs = []
         self._book_list = []
         self._names = [None]
         self._n_instruments = 0
@@ -150,11 +152,14 @@ cdef class Dispatcher:
             raise ValueError(f"{strategy!r} is already registered")
         strategy._bind_hooks()
         self._strategies.append(strategy)
+        # Own the bound methods: _py_hook holds raw pointers, and the strategy's own list may be
+        # rebound later (registered elsewhere), which would free them under us.
+        self._hook_refs.append(list(strategy._bound))
         self._strats[i] = <PyObject *>strategy
         self._py_mask[i] = strategy._python_hooks
         self._cy_mask[i] = strategy._cython_hooks
         for h in range(N_HOOKS):
-            bound = strategy._bound[h]
+            bound = self._hook_refs[i][h]
             self._py_hook[i][h] = <PyObject *>bound if bound is not None else NULL
         self._n_strategies += 1
         return i

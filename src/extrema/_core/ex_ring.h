@@ -16,7 +16,7 @@
 #include "ex_record.h"
 
 #define EX_RING_MAGIC 0x474e495241525458ULL   /* "XTRARING" */
-#define EX_RING_LAYOUT_VERSION 1
+#define EX_RING_LAYOUT_VERSION 2
 #define EX_RING_MAX_CONSUMERS 64
 
 enum { EX_SLOT_FREE = 0, EX_SLOT_ACTIVE = 1, EX_SLOT_DEAD = 2 };
@@ -39,7 +39,9 @@ typedef struct ex_ring_producer {
     uint64_t write_claim;
     uint64_t closed;           /* 1 once the producer closed: consumers drain, then stop */
     uint64_t blocked_waits;    /* times the producer had to wait for a back-pressure consumer */
-    uint64_t _pad[4];
+    uint32_t wake;             /* futex word: bumped when records are published and someone sleeps */
+    uint32_t sleepers;         /* consumers asleep on `wake` */
+    uint64_t _pad[3];
 } ex_ring_producer;
 
 typedef struct ex_ring_consumer {
@@ -65,4 +67,45 @@ _Static_assert(sizeof(ex_ring_consumer) == 64, "each consumer is one cache line"
 
 static inline ex_record *ex_ring_slots(ex_ring_header *h) {
     return (ex_record *)((char *)h + h->meta.header_size);
+}
+
+/* Sleeping without polling: Linux futexes on the shared `wake` word (not FUTEX_PRIVATE, so they
+ * work across processes sharing the segment). A consumer that found nothing registers as a sleeper,
+ * looks once more, then sleeps until the producer bumps `wake` (or the timeout). */
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <time.h>
+#include <limits.h>
+
+static inline void ex_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
+    struct timespec ts;
+    ts.tv_sec = timeout_ns / 1000000000LL;
+    ts.tv_nsec = timeout_ns % 1000000000LL;
+    syscall(SYS_futex, word, FUTEX_WAIT, expected, &ts, NULL, 0);
+}
+
+static inline void ex_futex_wake_all(uint32_t *word) {
+    syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Producer side, after publishing: wake the sleepers, if any. The seq_cst fence orders the
+ * write_seq store before the sleepers load (pairs with the consumer's fence in ex_ring_sleep). */
+static inline void ex_ring_wake(ex_ring_header *h) {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&h->prod.sleepers, __ATOMIC_RELAXED) != 0) {
+        __atomic_fetch_add(&h->prod.wake, 1, __ATOMIC_RELEASE);
+        ex_futex_wake_all(&h->prod.wake);
+    }
+}
+
+/* Consumer side: sleep until woken, unless write_seq already moved past `cursor` or the ring closed. */
+static inline void ex_ring_sleep(ex_ring_header *h, uint64_t cursor, int64_t timeout_ns) {
+    uint32_t seen = __atomic_load_n(&h->prod.wake, __ATOMIC_ACQUIRE);
+    __atomic_fetch_add(&h->prod.sleepers, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&h->prod.write_seq, __ATOMIC_SEQ_CST) == cursor &&
+        __atomic_load_n(&h->prod.closed, __ATOMIC_SEQ_CST) == 0) {
+        ex_futex_wait(&h->prod.wake, seen, timeout_ns);
+    }
+    __atomic_fetch_sub(&h->prod.sleepers, 1, __ATOMIC_RELAXED);
 }

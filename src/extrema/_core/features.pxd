@@ -13,6 +13,7 @@ cdef struct KernelHead:
     double value           # NaN until warm
     int64_t count          # accepted updates
     int64_t skipped        # rejected updates: a non-finite (or, per kernel, invalid) input
+    int64_t rebuilds       # O(period) rebuilds of running sums from the window (amortised O(1))
 
 
 # The last `cap` accepted values. Once full, buf[pos] is the oldest (the next to be overwritten).
@@ -145,8 +146,9 @@ cdef struct RealizedVolState:
 cdef struct OlsState:
     KernelHead h                        # h.value: the slope
     double intercept, r2
-    bint x_is_position                  # LinearRegression: x is the position 0..period-1
+    bint x_is_position                  # LinearRegression: x is the update count (the position)
     bint exact_x                        # ... and its sums are exact integers (no error bound needed)
+    double inv_n                        # 1 / period
     OlsSums s
     Window wx
     Window wy
@@ -156,8 +158,8 @@ cdef struct BetaState:
     int64_t period
     double n
     double shift_x, shift_y
-    double sxx, sxy, sx, sy
-    double leaving_xx
+    double sxx, sxy, syy, sx, sy
+    double leaving_xx, leaving_yy
     int64_t until_reseed
     Window wx                           # the last period + 1 prices of each series
     Window wy

@@ -66,7 +66,7 @@ MAX_PERIOD = 1 << 24
 # Window: the last `cap` accepted values, in a ring
 # ---------------------------------------------------------------------------------------------------
 
-cdef int win_init(Window *w, Py_ssize_t cap) noexcept nogil:
+cdef inline int win_init(Window *w, Py_ssize_t cap) noexcept nogil:
     w.buf = <double *>calloc(cap, sizeof(double))
     w.cap = cap
     w.pos = 0
@@ -74,7 +74,7 @@ cdef int win_init(Window *w, Py_ssize_t cap) noexcept nogil:
     return 0 if w.buf != NULL else -1
 
 
-cdef void win_free(Window *w) noexcept nogil:
+cdef inline void win_free(Window *w) noexcept nogil:
     free(w.buf)
     w.buf = NULL
 
@@ -118,6 +118,7 @@ cdef inline void head_init(KernelHead *h) noexcept nogil:
     h.value = NAN
     h.count = 0
     h.skipped = 0
+    h.rebuilds = 0
 
 
 cdef inline double head_skip(KernelHead *h) noexcept nogil:
@@ -191,7 +192,7 @@ cdef double svar_reseed(ShiftedVar *v, const Window *w) noexcept nogil:
     return var
 
 
-cdef inline double svar_step(ShiftedVar *v, double x, const Window *w) noexcept nogil:
+cdef inline double svar_step(ShiftedVar *v, double x, const Window *w, int64_t *rebuilds) noexcept nogil:
     """x has just been pushed into the full window w: return the window's variance and take the
     oldest value (w's oldest, which leaves on the next push) out of the sums -- var.c's loop body."""
     cdef double d, m1, var, oldest
@@ -210,6 +211,7 @@ cdef inline double svar_step(ShiftedVar *v, double x, const Window *w) noexcept 
     # extracted from, when the value that left dwarfs what remains, or every 32 windows (var.c).
     if var < 0.000001 * (v.s2 * v.inv_period) or d > 1000000.0 * v.s2 or v.until_reseed <= 0:
         var = svar_reseed(v, w)
+        rebuilds[0] += 1
         d = oldest - v.shift
         v.s1 -= d
         v.s2 -= d * d
@@ -313,6 +315,7 @@ cdef inline double wma_step(WmaState *s, double x) noexcept nogil:
     if s.until_reseed <= 0:
         s.until_reseed = 8 * s.period
         wma_rebuild(s)
+        s.h.rebuilds += 1
     s.trailing = win_oldest(&s.w)
     s.h.value = s.period_sum / s.divider
     s.period_sum -= s.period_sub
@@ -442,7 +445,7 @@ cdef inline double stddev_step(StdDevState *s, double x) noexcept nogil:
     if s.h.count < s.v.period:
         svar_add(&s.v, x)
         return s.h.value
-    var = svar_step(&s.v, x, &s.w)
+    var = svar_step(&s.v, x, &s.w, &s.h.rebuilds)
     s.h.value = sqrt(var) * s.nbdev if s.nbdev != 1.0 else sqrt(var)
     return s.h.value
 
@@ -471,7 +474,7 @@ cdef inline double bbands_step(BBandsState *s, double x) noexcept nogil:
     # The middle band is TA_SMA's running total; the deviation is var.c's, on the same window.
     mid = s.total / <double>s.v.period
     s.total -= win_oldest(&s.w)
-    var = svar_step(&s.v, x, &s.w)
+    var = svar_step(&s.v, x, &s.w, &s.h.rebuilds)
     sd = sqrt(var) if var != 0.0 else 0.0
     s.h.value = mid
     if s.nbdev_up == s.nbdev_dn:
@@ -537,6 +540,7 @@ cdef inline double zscore_step(ZScoreState *s, double x) noexcept nogil:
     err = s.m.e2 + 2.0 * fabs(s.m.s1) * s.m.e1 / n + 4.0 * UNIT_ROUNDOFF * fabs(s.m.s2)
     if err > REBUILD_TOLERANCE * centred:
         moments_rebuild(&s.m, &s.w)
+        s.h.rebuilds += 1
         centred = s.m.s2 - s.m.s1 * s.m.s1 / n
     mean_dev = s.m.s1 / n
     # (x - mean) / sd, with x and the mean both measured from the anchor; 0 for a flat window.
@@ -663,6 +667,7 @@ cdef inline double rvol_step(RealizedVolState *s, double x) noexcept nogil:
             gsum_add(&s.s, -old)
         if gsum_stale(&s.s):
             rvol_rebuild(s)
+            s.h.rebuilds += 1
         if win_full(&s.w):
             s.h.value = sqrt(s.s.sum) if s.s.sum > 0.0 else 0.0
     s.prev = x
@@ -678,20 +683,19 @@ cdef inline int ols_init(OlsState *s, int64_t period, bint x_is_position) noexce
     s.intercept = NAN
     s.r2 = NAN
     s.x_is_position = x_is_position
-    # Positions are integers; their deviations (at most 3 * period) square and sum exactly in a
-    # double while 9 * period**3 < 2**53.
-    s.exact_x = x_is_position and period <= 65536
+    s.inv_n = 1.0 / <double>period
+    # LinearRegression's x is the update count: integers, whose deviations from the anchor (a recent
+    # count; the anchor moves at least every ~12 windows, when the x bound below grows past the
+    # tolerance) square and sum exactly in a double while 169 * period**3 < 2**53.
+    s.exact_x = x_is_position and period <= 32768
     s.s.kx = 0.0
     s.s.ky = 0.0
     ols_clear_sums(&s.s)
     s.wx.buf = NULL
     s.wy.buf = NULL
-    s.wx.cap = s.wx.n = s.wx.pos = 0
     if win_init(&s.wy, period) != 0:
         return -1
-    if not x_is_position:
-        return win_init(&s.wx, period)
-    return 0
+    return win_init(&s.wx, period)
 
 
 cdef inline void ols_clear_sums(OlsSums *o) noexcept nogil:
@@ -716,31 +720,16 @@ cdef inline void ols_accumulate(OlsSums *o, double dx, double dy, double sign, b
     o.exy += UNIT_ROUNDOFF * (fabs(o.sxy) + fabs(dx * dy))
 
 
-cdef inline void ols_move_x_anchor(OlsSums *o, double delta, double n) noexcept nogil:
-    """Move the x anchor by delta in O(1) (LinearRegression's anchor drifts down one position per
-    update): deviations dx become dx - delta. Exact for the x sums (small integers); Sxy rounds."""
-    o.kx += delta
-    o.sxx += n * delta * delta - 2.0 * delta * o.sx
-    o.sx -= n * delta
-    o.sxy -= delta * o.sy
-    o.exy += UNIT_ROUNDOFF * (fabs(o.sxy) + fabs(delta * o.sy)) + delta * o.ey
-
-
-cdef inline double ols_x(const OlsState *s, Py_ssize_t i) noexcept nogil:
-    """x of the i-th point held (0 = oldest): the position itself for LinearRegression."""
-    return <double>i if s.x_is_position else win_at(&s.wx, i)
-
-
 cdef void ols_rebuild(OlsState *s) noexcept nogil:
     """Re-anchor on the newest point and rebuild the sums from the window. Anchoring on a value of
     the window (not on a computed mean) keeps a flat window's deviations exactly 0."""
     cdef Py_ssize_t i, n = s.wy.n
     cdef double dx, dy
-    s.s.kx = ols_x(s, n - 1)
+    s.s.kx = win_at(&s.wx, n - 1)
     s.s.ky = win_at(&s.wy, n - 1)
     ols_clear_sums(&s.s)
     for i in range(n):
-        dx = ols_x(s, i) - s.s.kx
+        dx = win_at(&s.wx, i) - s.s.kx
         dy = win_at(&s.wy, i) - s.s.ky
         s.s.sx += dx
         s.s.sy += dy
@@ -750,77 +739,80 @@ cdef void ols_rebuild(OlsState *s) noexcept nogil:
 
 
 cdef inline double ols_step(OlsState *s, double x, double y) noexcept nogil:
-    cdef double old_x = 0.0, old_y, n, cxx, cyy, cxy, tol, err_xx, err_yy, err_xy, mean_x, mean_y
+    cdef double old_x, old_y, inv_n, cxx, cyy, cxy, tol, err_xx, err_yy, err_xy, mean_x, mean_y, slope
     cdef bint full
     if not (ex_isfinite(x) and ex_isfinite(y)):
         return head_skip(&s.h)
     s.h.count += 1
+    if s.x_is_position:
+        # The line is fitted against the update count; slope and r2 do not depend on where x starts,
+        # and the intercept is moved to the oldest value below.
+        x = <double>s.h.count
     full = win_full(&s.wy)
     old_y = win_push(&s.wy, y)
-    if s.x_is_position:
-        # Positions are relative to the oldest point: when the window slides every point moves down
-        # by one, which is the same as the anchor moving up by one.
-        if full:
-            ols_accumulate(&s.s, -s.s.kx, old_y - s.s.ky, -1.0, s.exact_x)   # the oldest sat at position 0
-            s.s.kx -= 1.0
-            if s.s.kx <= -<double>s.wy.cap:
-                # The sums hold the n - 1 retained points (the new one is added below).
-                ols_move_x_anchor(&s.s, <double>s.wy.cap, <double>(s.wy.n - 1))
-        x = <double>(s.wy.n - 1)
-    else:
-        old_x = win_push(&s.wx, x)
-        if full:
-            ols_accumulate(&s.s, old_x - s.s.kx, old_y - s.s.ky, -1.0, False)
+    old_x = win_push(&s.wx, x)
+    if full:
+        ols_accumulate(&s.s, old_x - s.s.kx, old_y - s.s.ky, -1.0, s.exact_x)
     if s.h.count == 1:
         s.s.kx = x
         s.s.ky = y
     ols_accumulate(&s.s, x - s.s.kx, y - s.s.ky, 1.0, s.exact_x)
     if not win_full(&s.wy):
         return s.h.value
-    n = <double>s.wy.n
-    cxx = s.s.sxx - s.s.sx * s.s.sx / n
-    cyy = s.s.syy - s.s.sy * s.s.sy / n
-    cxy = s.s.sxy - s.s.sx * s.s.sy / n
+    # Multiplying by 1/n (not dividing) keeps the divides off the update path; the error bounds below
+    # cover the extra rounding.
+    inv_n = s.inv_n
+    cxx = s.s.sxx - s.s.sx * s.s.sx * inv_n
+    cyy = s.s.syy - s.s.sy * s.s.sy * inv_n
+    cxy = s.s.sxy - s.s.sx * s.s.sy * inv_n
     # Bounds on the error of the centred sums: the running sums' own bounds, what an error in the
     # linear sums does to the squared term, and the rounding of the three lines above.
-    err_xx = s.s.exx + 2.0 * fabs(s.s.sx) * s.s.ex / n + 4.0 * UNIT_ROUNDOFF * fabs(s.s.sxx)
-    err_yy = s.s.eyy + 2.0 * fabs(s.s.sy) * s.s.ey / n + 4.0 * UNIT_ROUNDOFF * fabs(s.s.syy)
-    err_xy = (s.s.exy + (fabs(s.s.sx) * s.s.ey + fabs(s.s.sy) * s.s.ex) / n
-              + 4.0 * UNIT_ROUNDOFF * fabs(s.s.sxy))
+    err_xx = s.s.exx + 2.0 * fabs(s.s.sx) * s.s.ex * inv_n + 5.0 * UNIT_ROUNDOFF * fabs(s.s.sxx)
+    err_yy = s.s.eyy + 2.0 * fabs(s.s.sy) * s.s.ey * inv_n + 5.0 * UNIT_ROUNDOFF * fabs(s.s.syy)
+    err_xy = (s.s.exy + (fabs(s.s.sx) * s.s.ey + fabs(s.s.sy) * s.s.ex) * inv_n
+              + 5.0 * UNIT_ROUNDOFF * fabs(s.s.sxy))
     tol = REBUILD_TOLERANCE
     if (err_xx > tol * cxx or err_yy > tol * cyy
             or err_xy * err_xy > tol * tol * cxx * cyy and err_xy > 0.0):
         ols_rebuild(s)
-        cxx = s.s.sxx - s.s.sx * s.s.sx / n
-        cyy = s.s.syy - s.s.sy * s.s.sy / n
-        cxy = s.s.sxy - s.s.sx * s.s.sy / n
-    mean_x = s.s.kx + s.s.sx / n
-    mean_y = s.s.ky + s.s.sy / n
+        s.h.rebuilds += 1
+        cxx = s.s.sxx - s.s.sx * s.s.sx * inv_n
+        cyy = s.s.syy - s.s.sy * s.s.sy * inv_n
+        cxy = s.s.sxy - s.s.sx * s.s.sy * inv_n
+    mean_x = s.s.kx + s.s.sx * inv_n
+    mean_y = s.s.ky + s.s.sy * inv_n
     if cxx > 0.0:
-        s.h.value = cxy / cxx
-        s.r2 = (cxy * cxy) / (cxx * cyy) if cyy > 0.0 else 0.0
+        slope = cxy / cxx
+        s.h.value = slope
+        s.r2 = slope * cxy / cyy if cyy > 0.0 else 0.0
         if s.r2 > 1.0:
             s.r2 = 1.0
     else:
         # x does not vary: no slope to speak of (TA-Lib's BETA answers 0 the same way).
         s.h.value = 0.0
         s.r2 = 0.0
-    # For LinearRegression x is the position, so this is the line at the oldest value, position 0
-    # (TA_LINEARREG_INTERCEPT).
-    s.intercept = mean_y - s.h.value * mean_x
+    if s.x_is_position:
+        # The line at the oldest value, position 0 of the window (TA_LINEARREG_INTERCEPT): the mean
+        # position is exactly (n - 1) / 2 positions after it.
+        s.intercept = mean_y - s.h.value * (0.5 * <double>(s.wy.n - 1))
+    else:
+        s.intercept = mean_y - s.h.value * mean_x
     return s.h.value
 
 
 # ---------------------------------------------------------------------------------------------------
-# Beta (TA-Lib's BETA, ta_codegen/input/beta/beta.c, issue #242)
+# Beta (TA-Lib's BETA, ta_codegen/input/beta/beta.c, issue #242; TA-Lib 0.8's build also re-anchors
+# when a large y return leaves, which beta.c as published does not -- matched here, verified bit for
+# bit against the wheel)
 # ---------------------------------------------------------------------------------------------------
 
 cdef inline void beta_clear(BetaState *s) noexcept nogil:
     head_init(&s.h)
     s.shift_x = 0.0
     s.shift_y = 0.0
-    s.sxx = s.sxy = s.sx = s.sy = 0.0
+    s.sxx = s.sxy = s.syy = s.sx = s.sy = 0.0
     s.leaving_xx = 0.0
+    s.leaving_yy = 0.0
     s.until_reseed = 32 * s.period
     win_clear(&s.wx)
     win_clear(&s.wy)
@@ -862,12 +854,13 @@ cdef void beta_rebuild(BetaState *s) noexcept nogil:
             acc_y += (by - ay) / ay
     s.shift_x = acc_x / s.n
     s.shift_y = acc_y / s.n
-    s.sxx = s.sxy = s.sx = s.sy = 0.0
+    s.sxx = s.sxy = s.syy = s.sx = s.sy = 0.0
     for j in range(1, n):
         ex = beta_dev(win_at(&s.wx, j), win_at(&s.wx, j - 1), s.shift_x)
         ey = beta_dev(win_at(&s.wy, j), win_at(&s.wy, j - 1), s.shift_y)
         s.sxx += ex * ex
         s.sxy += ex * ey
+        s.syy += ey * ey
         s.sx += ex
         s.sy += ey
 
@@ -892,6 +885,7 @@ cdef inline double beta_step(BetaState *s, double x, double y) noexcept nogil:
     dy = beta_dev(y, py, s.shift_y)
     s.sxx += dx * dx
     s.sxy += dx * dy
+    s.syy += dy * dy
     s.sx += dx
     s.sy += dy
     if s.h.count <= s.period:
@@ -899,9 +893,13 @@ cdef inline double beta_step(BetaState *s, double x, double y) noexcept nogil:
     denom_scale = s.n * s.sxx
     denom = denom_scale - s.sx * s.sx
     s.until_reseed -= 1
-    if denom < 0.000001 * denom_scale or s.leaving_xx > 1000.0 * s.sxx or s.until_reseed <= 0:
+    # Re-anchor when the denominator has shrunk below 1e-6 of its scale, when the x or y return
+    # that left dwarfed what remains (a bad tick's residue would otherwise stay), or every 32 windows.
+    if (denom < 0.000001 * denom_scale or s.leaving_xx > 1000.0 * s.sxx or s.leaving_yy > 1000.0 * s.syy
+            or s.until_reseed <= 0):
         s.until_reseed = 32 * s.period
         beta_rebuild(s)
+        s.h.rebuilds += 1
         denom_scale = s.n * s.sxx
         denom = denom_scale - s.sx * s.sx
         if denom < 0.0:
@@ -914,8 +912,10 @@ cdef inline double beta_step(BetaState *s, double x, double y) noexcept nogil:
     else:
         s.h.value = 0.0
     s.leaving_xx = ex * ex
+    s.leaving_yy = ey * ey
     s.sxx -= ex * ex
     s.sxy -= ex * ey
+    s.syy -= ey * ey
     s.sx -= ex
     s.sy -= ey
     return s.h.value
@@ -982,6 +982,7 @@ cdef inline double vwap_step(VwapState *s, double price, double volume) noexcept
         gsum_add(&s.rv, -old_v)
     if gsum_stale(&s.rv) or gsum_stale(&s.rpv):
         vwap_rebuild(s)
+        s.h.rebuilds += 1
     if win_full(&s.wv):
         s.h.value = s.rpv.sum / s.rv.sum if s.rv.sum > 0.0 else NAN
     return s.h.value
@@ -1027,6 +1028,7 @@ cdef inline double flow_step(FlowState *s, double size, bint is_buy) noexcept no
             gsum_add(&s.buy, -old)
     if gsum_stale(&s.buy) or gsum_stale(&s.sell):
         flow_rebuild(s)
+        s.h.rebuilds += 1
     if win_full(&s.w):
         total = s.buy.sum + s.sell.sum
         s.h.value = (s.buy.sum - s.sell.sum) / total if total > 0.0 else 0.0
@@ -1125,6 +1127,14 @@ cdef class Kernel:
         """Updates rejected for a non-finite (or, per kernel, invalid) input; they changed nothing."""
         self._check()
         return self._head.skipped
+
+    @property
+    def rebuilds(self):
+        """How many times a rolling kernel rebuilt its running sums from the window (an O(period)
+        step, taken rarely -- when the sums' rounding-error bound, or TA-Lib's re-anchoring rule, calls
+        for it -- so an update stays O(1) amortised)."""
+        self._check()
+        return self._head.rebuilds
 
     def _params(self):
         return {}
@@ -1588,6 +1598,7 @@ cdef class LinearRegression(ScalarKernel):
         self.st.intercept = NAN
         self.st.r2 = NAN
         ols_clear_sums(&self.st.s)
+        win_clear(&self.st.wx)
         win_clear(&self.st.wy)
 
     @property
@@ -2168,6 +2179,7 @@ def linear_regression(x, period):
     cdef double *d_r2 = _dst(r2)
     cdef OlsState st
     if ols_init(&st, _period(period, "period", 2), True) != 0:
+        win_free(&st.wx)
         win_free(&st.wy)
         raise MemoryError()
     with nogil:
@@ -2175,6 +2187,7 @@ def linear_regression(x, period):
             d_slope[i] = ols_step(&st, 0.0, src[i])
             d_icpt[i] = st.intercept
             d_r2[i] = st.r2
+        win_free(&st.wx)
         win_free(&st.wy)
     return slope, intercept, r2
 

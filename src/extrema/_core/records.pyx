@@ -177,6 +177,8 @@ BUILD_FLAGS = EXTREMA_BUILD_FLAGS.decode()
 cdef cnp.ndarray as_record_array(object records, str who):
     """`records` as a 1-d C-contiguous RECORD_DTYPE array (itself when it already is one)."""
     cdef cnp.ndarray arr
+    if isinstance(records, np.void):
+        records = np.asarray(records)          # one record: a 0-d array of its dtype
     if not isinstance(records, np.ndarray):
         raise TypeError(f"{who} takes a numpy array of extrema.RECORD_DTYPE, got {type(records).__name__}")
     arr = <cnp.ndarray>records

@@ -38,10 +38,13 @@ cdef extern from "ex_ring.h" nogil:
         EX_POLICY_BLOCK
         EX_POLICY_LOSSY
     Record *ex_ring_slots(ex_ring_header *h) noexcept
+    void ex_ring_wake(ex_ring_header *h) noexcept
+    void ex_ring_sleep(ex_ring_header *h, uint64_t cursor, int64_t timeout_ns) noexcept
 
 
 # How a waiting side waits: spin `spin` times (cpu_relax), then sched_yield `yields` times, then sleep
-# `sleep_ns` per round. spin < 0 spins forever (a pinned, dedicated core).
+# at most `sleep_ns` per round (a consumer sleeps on a futex the producer wakes at once; the producer,
+# waiting for back-pressure consumers, naps). spin < 0 spins forever (a pinned, dedicated core).
 cdef struct WaitPolicy:
     int64_t spin
     int64_t yields

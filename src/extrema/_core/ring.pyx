@@ -22,8 +22,11 @@ consumer (the engine-owned-view rule): copy it (`batch.copy()`) to keep it.
 
 Waiting
 -------
-A waiting side spins (cpu_relax) `spin` times, then yields the CPU `yields` times, then sleeps
-`sleep_us` per round, all without the GIL. spin=-1 spins forever: for a pinned, dedicated core.
+A waiting consumer spins (cpu_relax) `spin` times, then yields the CPU `yields` times, then sleeps on
+a futex in the ring's header until the producer publishes (the producer wakes sleepers only when there
+are any, so a busy ring pays nothing for it), looking again at least every `sleep_us` (to notice a dead
+producer). All of it without the GIL. spin=-1 spins forever: for a pinned, dedicated core. A producer
+waiting for back-pressure consumers spins, yields, then naps `sleep_us` at a time.
 
 Lifecycle
 ---------
@@ -302,6 +305,7 @@ cdef class Ring:
         self._closed = True
         if self.is_owner:
             ex_store_release_u64(&self._h.prod.closed, 1)
+            ex_ring_wake(self._h)
             if self._shm:
                 shm_unlink(_shm_path(self.name))
 
@@ -354,6 +358,8 @@ cdef class Ring:
                 self._min_read_cache = self._min_blocking_read()
                 space = cap - (w - self._min_read_cache)
                 if space == 0:
+                    if timeout_ns == 0:
+                        return done
                     if step == 0:
                         h.prod.blocked_waits += 1
                     if yields >= self._producer_wait.yields and (step & 255) == 0:
@@ -377,6 +383,7 @@ cdef class Ring:
                 memcpy(&self._slots[0], &recs[done + first], (k - first) * sizeof(Record))
             w += k
             ex_store_release_u64(&h.prod.write_seq, w)
+            ex_ring_wake(h)          # before any further wait: a sleeping consumer may be what we wait for
             done += k
         return done
 
@@ -394,8 +401,12 @@ cdef class Ring:
         cdef const Record *recs = record_data(arr)
         if n == 0:
             return 0
-        with nogil:
-            done = self.publish_ptr(recs, n, timeout_ns)
+        # Holding the GIL for a copy that does not have to wait is cheaper than handing the GIL to a
+        # consumer thread and taking it back; release it only to wait for back-pressure consumers.
+        done = self.publish_ptr(recs, n, 0)
+        if done < n and timeout_ns != 0:
+            with nogil:
+                done += self.publish_ptr(recs + done, n - done, timeout_ns)
         if done < n:
             raise TimeoutError(f"published {done} of {n} records in {timeout} s: a back-pressure consumer "
                                f"is a full ring behind")
@@ -403,7 +414,7 @@ cdef class Ring:
 
     # ---- consumers ----------------------------------------------------------------------------------
 
-    def consumer(self, policy="block", *, start="latest", spin=1000, yields=100, sleep_us=50,
+    def consumer(self, policy="block", *, start="latest", spin=1000, yields=100, sleep_us=10_000,
                  Py_ssize_t max_batch=4096):
         """A new consumer, reading from the next published record ("latest") or from the oldest record
         still in the ring ("oldest"; lossy consumers only). See the module doc for the policies."""
@@ -656,7 +667,7 @@ cdef class RingConsumer:
     cdef Py_ssize_t wait_ptr(self, Py_ssize_t max_n, const Record **out, int64_t timeout_ns) noexcept nogil:
         """Like poll_ptr, but waits (spin -> yield -> sleep) until records arrive. Returns the count, 0 on
         timeout (timeout_ns < 0: never), RING_CLOSED once closed and drained, RING_PRODUCER_GONE."""
-        cdef int64_t spins = 0, yields = 0, step = 0
+        cdef int64_t spins = 0, yields = 0, step = 0, nap
         cdef int64_t deadline = -1 if timeout_ns < 0 else monotonic_ns() + timeout_ns
         cdef Py_ssize_t n
         while True:
@@ -666,9 +677,21 @@ cdef class RingConsumer:
             if ex_load_acquire_u64(&self._ring._h.prod.closed):
                 n = self.poll_ptr(max_n, out)     # closed is set after the last publish: drain it
                 return n if n != 0 else RING_CLOSED
-            if yields >= self._wait.yields and (step & 63) == 0 and not self._ring._owner_alive():
-                return RING_PRODUCER_GONE
-            _wait_step(&self._wait, &spins, &yields)
+            if self._wait.spin < 0 or spins < self._wait.spin:
+                ex_cpu_relax()
+                spins += 1
+            elif yields < self._wait.yields:
+                sched_yield()
+                yields += 1
+            else:
+                if not self._ring._owner_alive():
+                    return RING_PRODUCER_GONE
+                nap = self._wait.sleep_ns
+                if deadline >= 0:
+                    nap = min(nap, deadline - monotonic_ns())
+                    if nap <= 0:
+                        return RING_TIMEOUT
+                ex_ring_sleep(self._ring._h, self._cursor, nap)
             step += 1
             if _deadline_passed(deadline, step):
                 return RING_TIMEOUT
@@ -706,8 +729,11 @@ cdef class RingConsumer:
             raise ValueError(f"max_n must be >= 1, got {max_n}")
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout}")
-        with nogil:
-            n = self.wait_ptr(n, &p, timeout_ns)
+        cdef Py_ssize_t limit = n
+        n = self.poll_ptr(limit, &p)            # records waiting already: no GIL round trip
+        if n == 0:
+            with nogil:
+                n = self.wait_ptr(limit, &p, timeout_ns)
         return self._result(n, p)
 
     def release_batch(self):
