@@ -290,8 +290,10 @@ cdef class Ring:
 
     def __dealloc__(self):
         if self._h != NULL:
-            if self.is_owner:
+            if self.is_owner and not self._closed:
+                # Unlink only if close() did not: by now the name may belong to a newer ring.
                 ex_store_release_u64(&self._h.prod.closed, 1)
+                ex_ring_wake(self._h)
                 if self._shm and self.name is not None:
                     shm_unlink(_shm_path(self.name))
             munmap(self._h, self._map_size)
@@ -414,7 +416,7 @@ cdef class Ring:
 
     # ---- consumers ----------------------------------------------------------------------------------
 
-    def consumer(self, policy="block", *, start="latest", spin=1000, yields=100, sleep_us=10_000,
+    def consumer(self, policy="block", *, start="latest", spin=1000, yields=0, sleep_us=10_000,
                  Py_ssize_t max_batch=4096):
         """A new consumer, reading from the next published record ("latest") or from the oldest record
         still in the ring ("oldest"; lossy consumers only). See the module doc for the policies."""
