@@ -275,3 +275,15 @@ def test_publish_takes_one_record_too():
     records = checksummed(0, 2)
     assert ring.publish(records[1]) == 1
     assert list(c.poll()["sequence"]) == [1]
+
+
+def test_a_closed_ring_never_removes_a_newer_ring_of_the_same_name():
+    import gc
+    name = unique_name()
+    old = Ring(64, name=name)
+    old.close()
+    new = Ring(64, name=name)
+    del old
+    gc.collect()
+    assert Ring.attach(name).owner_pid == new.owner_pid     # the new segment is still there
+    new.close()
