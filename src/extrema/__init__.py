@@ -17,6 +17,7 @@ from extrema._core.strategy import (
     Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, ViewExpiredError)
 from extrema._core.dispatch import Dispatcher
 from extrema.engine import Engine, EngineBuilder, Context, Task, FunctionTask, CommandResponse, RecordSource
+from extrema import features
 from extrema.execution import (
     ExecutionClient, OrderRequest, CancelRequest, ReplaceRequest, RecordingExecutionClient)
 
@@ -25,8 +26,9 @@ __version__ = "0.1.0"
 
 def build_info():
     """How the compiled core was built: {'flags': ..., 'modules': {name: path}}."""
-    from extrema._core import book, clock, dispatch, fixedpoint, instruments, records, ring, strategy
-    mods = (book, clock, dispatch, fixedpoint, instruments, records, ring, strategy)
+    from extrema._core import (book, clock, dispatch, features as features_core, fixedpoint, instruments,
+                               records, ring, strategy)
+    mods = (book, clock, dispatch, features_core, fixedpoint, instruments, records, ring, strategy)
     return {"flags": records.BUILD_FLAGS, "modules": {m.__name__: m.__file__ for m in mods}}
 
 
@@ -43,5 +45,5 @@ __all__ = [
     "ViewExpiredError", "Dispatcher",
     "Engine", "EngineBuilder", "Context", "Task", "FunctionTask", "CommandResponse", "RecordSource",
     "ExecutionClient", "OrderRequest", "CancelRequest", "ReplaceRequest", "RecordingExecutionClient",
-    "build_info",
+    "features", "build_info",
 ]

@@ -146,12 +146,26 @@ cdef struct RealizedVolState:
 cdef struct OlsState:
     KernelHead h                        # h.value: the slope
     double intercept, r2
-    bint x_is_position                  # LinearRegression: x is the update count (the position)
-    bint exact_x                        # ... and its sums are exact integers (no error bound needed)
     double inv_n                        # 1 / period
     OlsSums s
     Window wx
     Window wy
+
+# LinearRegression: y against its position j = 0 (oldest) .. n-1 in the window. The x side is exact
+# and constant (Sxx = n (n^2 - 1) / 12), so only three y sums run: of dy = y - anchor, of j * dy
+# (slid in O(1) with TA-Lib's identity: every retained value moves down one position) and of dy^2,
+# each with a rounding-error bound.
+cdef struct LinRegState:
+    KernelHead h                        # h.value: the slope
+    double intercept, r2
+    double ky                           # anchor: a value of the window, so a flat window is exactly 0
+    double sy, q, syy                   # sums of dy, j * dy, dy^2
+    double ey, eq, eyy                  # their rounding-error bounds
+    double span                         # period - 1
+    double half_span                    # (period - 1) / 2: the mean position
+    double cxx, inv_cxx                 # sum of (j - mean)^2, exact, and its reciprocal
+    double inv_n
+    Window w
 
 cdef struct BetaState:
     KernelHead h
@@ -224,7 +238,7 @@ cdef class LogReturns(ScalarKernel):
     cdef ReturnsState st
 
 cdef class LinearRegression(ScalarKernel):
-    cdef OlsState st
+    cdef LinRegState st
 
 
 cdef class TrueRange(Kernel):

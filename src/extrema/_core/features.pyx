@@ -45,6 +45,43 @@ cdef extern from *:
     /* Type-generic C99 classification, without libm's long-double prototypes. */
     static inline int ex_isfinite(double x) { return __builtin_isfinite(x); }
     static inline int ex_signbit(double x) { return __builtin_signbit(x) != 0; }
+    /* TA-Lib's `if (v > greatest) greatest = v`, written so the compiler emits maxsd (same result,
+       NaN included) instead of a branch that real prices mispredict half the time. */
+    static inline double ex_greater(double greatest, double v) { return v > greatest ? v : greatest; }
+    /* The square-root maps of the batch STDDEV / BBANDS. libm's errno contract (sqrt of a negative
+       sets EDOM) puts a compare-and-branch around every sqrtsd, which stops GCC vectorising the
+       loop; the variances here are never negative and errno is never read, so these two loops are
+       compiled without it. sqrt is correctly rounded either way: the values are the same. */
+    #if defined(__GNUC__) && !defined(__clang__)
+    #define EX_NO_MATH_ERRNO __attribute__((optimize("no-math-errno")))
+    #else
+    #define EX_NO_MATH_ERRNO
+    #endif
+    EX_NO_MATH_ERRNO static void ex_stddev_map(double *a, Py_ssize_t n, double nbdev) {
+        Py_ssize_t i;
+        if (nbdev != 1.0) { for (i = 0; i < n; i++) a[i] = __builtin_sqrt(a[i]) * nbdev; }
+        else { for (i = 0; i < n; i++) a[i] = __builtin_sqrt(a[i]); }
+    }
+    /* lower holds the variances on entry and the lower band on exit (BBANDS' arithmetic, bbands_step). */
+    EX_NO_MATH_ERRNO static void ex_bbands_map(double *upper, const double *middle, double *lower,
+                                               Py_ssize_t n, double up, double dn) {
+        Py_ssize_t i;
+        double sd, t;
+        if (up == dn) {
+            for (i = 0; i < n; i++) {
+                sd = lower[i] != 0.0 ? __builtin_sqrt(lower[i]) : 0.0;
+                t = sd * up;
+                upper[i] = middle[i] + t;
+                lower[i] = middle[i] - t;
+            }
+        } else {
+            for (i = 0; i < n; i++) {
+                sd = lower[i] != 0.0 ? __builtin_sqrt(lower[i]) : 0.0;
+                upper[i] = middle[i] + sd * up;
+                lower[i] = middle[i] - sd * dn;
+            }
+        }
+    }
     /* Compile-time constants, so the compiler folds them into the loops. */
     #define EX_UNIT_ROUNDOFF 1.1102230246251566e-16
     #define EX_REBUILD_TOLERANCE 1e-12
@@ -52,6 +89,10 @@ cdef extern from *:
     """
     bint ex_isfinite(double x) noexcept nogil
     bint ex_signbit(double x) noexcept nogil
+    double ex_greater(double greatest, double v) noexcept nogil
+    void ex_stddev_map(double *a, Py_ssize_t n, double nbdev) noexcept nogil
+    void ex_bbands_map(double *upper, const double *middle, double *lower, Py_ssize_t n, double up,
+                       double dn) noexcept nogil
     # A bound on the relative rounding error of one floating-point operation (2**-53, rounded up).
     const double UNIT_ROUNDOFF "EX_UNIT_ROUNDOFF"
     # Rebuild a running sum when its accumulated rounding bound exceeds this fraction of what it feeds.
@@ -554,14 +595,9 @@ cdef inline double zscore_step(ZScoreState *s, double x) noexcept nogil:
 
 cdef inline double true_range(double high, double low, double prev_close) noexcept nogil:
     # TA-Lib's comparison order: high - low, then the two distances to the previous close.
-    cdef double greatest = high - low, v
-    v = fabs(prev_close - high)
-    if v > greatest:
-        greatest = v
-    v = fabs(prev_close - low)
-    if v > greatest:
-        greatest = v
-    return greatest
+    cdef double greatest = high - low
+    greatest = ex_greater(greatest, fabs(prev_close - high))
+    return ex_greater(greatest, fabs(prev_close - low))
 
 
 cdef inline void trange_init(TrueRangeState *s) noexcept nogil:
@@ -678,16 +714,11 @@ cdef inline double rvol_step(RealizedVolState *s, double x) noexcept nogil:
 # Rolling least squares (RollingOls, LinearRegression)
 # ---------------------------------------------------------------------------------------------------
 
-cdef inline int ols_init(OlsState *s, int64_t period, bint x_is_position) noexcept nogil:
+cdef inline int ols_init(OlsState *s, int64_t period) noexcept nogil:
     head_init(&s.h)
     s.intercept = NAN
     s.r2 = NAN
-    s.x_is_position = x_is_position
     s.inv_n = 1.0 / <double>period
-    # LinearRegression's x is the update count: integers, whose deviations from the anchor (a recent
-    # count; the anchor moves at least every ~12 windows, when the x bound below grows past the
-    # tolerance) square and sum exactly in a double while 169 * period**3 < 2**53.
-    s.exact_x = x_is_position and period <= 32768
     s.s.kx = 0.0
     s.s.ky = 0.0
     ols_clear_sums(&s.s)
@@ -703,18 +734,16 @@ cdef inline void ols_clear_sums(OlsSums *o) noexcept nogil:
     o.ex = o.ey = o.exx = o.eyy = o.exy = 0.0
 
 
-cdef inline void ols_accumulate(OlsSums *o, double dx, double dy, double sign, bint exact_x) noexcept nogil:
-    """Add (sign = 1) or remove (sign = -1) a point's deviations, bounding the rounding of each sum.
-    exact_x: the x deviations are small integers, so the x sums are exact and carry no bound."""
+cdef inline void ols_accumulate(OlsSums *o, double dx, double dy, double sign) noexcept nogil:
+    """Add (sign = 1) or remove (sign = -1) a point's deviations, bounding the rounding of each sum."""
     o.sx += sign * dx
     o.sy += sign * dy
     o.sxx += sign * (dx * dx)
     o.syy += sign * (dy * dy)
     o.sxy += sign * (dx * dy)
     # dx * dx etc. round too: count them with the sum they feed.
-    if not exact_x:
-        o.ex += UNIT_ROUNDOFF * fabs(o.sx)
-        o.exx += UNIT_ROUNDOFF * (fabs(o.sxx) + dx * dx)
+    o.ex += UNIT_ROUNDOFF * fabs(o.sx)
+    o.exx += UNIT_ROUNDOFF * (fabs(o.sxx) + dx * dx)
     o.ey += UNIT_ROUNDOFF * fabs(o.sy)
     o.eyy += UNIT_ROUNDOFF * (fabs(o.syy) + dy * dy)
     o.exy += UNIT_ROUNDOFF * (fabs(o.sxy) + fabs(dx * dy))
@@ -744,19 +773,15 @@ cdef inline double ols_step(OlsState *s, double x, double y) noexcept nogil:
     if not (ex_isfinite(x) and ex_isfinite(y)):
         return head_skip(&s.h)
     s.h.count += 1
-    if s.x_is_position:
-        # The line is fitted against the update count; slope and r2 do not depend on where x starts,
-        # and the intercept is moved to the oldest value below.
-        x = <double>s.h.count
     full = win_full(&s.wy)
     old_y = win_push(&s.wy, y)
     old_x = win_push(&s.wx, x)
     if full:
-        ols_accumulate(&s.s, old_x - s.s.kx, old_y - s.s.ky, -1.0, s.exact_x)
+        ols_accumulate(&s.s, old_x - s.s.kx, old_y - s.s.ky, -1.0)
     if s.h.count == 1:
         s.s.kx = x
         s.s.ky = y
-    ols_accumulate(&s.s, x - s.s.kx, y - s.s.ky, 1.0, s.exact_x)
+    ols_accumulate(&s.s, x - s.s.kx, y - s.s.ky, 1.0)
     if not win_full(&s.wy):
         return s.h.value
     # Multiplying by 1/n (not dividing) keeps the divides off the update path; the error bounds below
@@ -791,13 +816,133 @@ cdef inline double ols_step(OlsState *s, double x, double y) noexcept nogil:
         # x does not vary: no slope to speak of (TA-Lib's BETA answers 0 the same way).
         s.h.value = 0.0
         s.r2 = 0.0
-    if s.x_is_position:
-        # The line at the oldest value, position 0 of the window (TA_LINEARREG_INTERCEPT): the mean
-        # position is exactly (n - 1) / 2 positions after it.
-        s.intercept = mean_y - s.h.value * (0.5 * <double>(s.wy.n - 1))
-    else:
-        s.intercept = mean_y - s.h.value * mean_x
+    s.intercept = mean_y - s.h.value * mean_x
     return s.h.value
+
+
+# ---------------------------------------------------------------------------------------------------
+# LinearRegression: the rolling line against position (TA-Lib's LINEARREG family)
+# ---------------------------------------------------------------------------------------------------
+
+cdef inline void linreg_clear(LinRegState *s) noexcept nogil:
+    head_init(&s.h)
+    s.intercept = NAN
+    s.r2 = NAN
+    s.ky = 0.0
+    s.sy = s.q = s.syy = 0.0
+    s.ey = s.eq = s.eyy = 0.0
+    win_clear(&s.w)
+
+
+cdef inline int linreg_init(LinRegState *s, int64_t period) noexcept nogil:
+    cdef double p = <double>period
+    s.span = p - 1.0
+    s.half_span = 0.5 * (p - 1.0)
+    s.cxx = p * (p * p - 1.0) / 12.0       # exact: an integer below 2**53 for any allowed period
+    s.inv_cxx = 1.0 / s.cxx
+    s.inv_n = 1.0 / p
+    s.w.buf = NULL
+    if win_init(&s.w, period) != 0:
+        return -1
+    linreg_clear(s)
+    return 0
+
+
+cdef inline void linreg_add(LinRegState *s, double dy, double j) noexcept nogil:
+    """A value at position j while the window fills."""
+    s.sy += dy
+    s.q += j * dy
+    s.syy += dy * dy
+    s.ey += UNIT_ROUNDOFF * fabs(s.sy)
+    s.eq += UNIT_ROUNDOFF * (fabs(s.q) + fabs(j * dy))
+    s.eyy += UNIT_ROUNDOFF * (s.syy + dy * dy)
+
+
+cdef inline void linreg_slide(LinRegState *s, double dy_old, double dy) noexcept nogil:
+    """The oldest value (position 0) leaves, every other moves down one position, dy enters last."""
+    cdef double sy_kept = s.sy - dy_old
+    cdef double q_kept = s.q - sy_kept
+    cdef double syy_kept = s.syy - dy_old * dy_old
+    s.q = q_kept + s.span * dy
+    s.sy = sy_kept + dy
+    s.syy = syy_kept + dy * dy
+    s.ey += UNIT_ROUNDOFF * (fabs(sy_kept) + fabs(s.sy))
+    s.eq += UNIT_ROUNDOFF * (fabs(q_kept) + fabs(s.q) + fabs(s.span * dy))
+    s.eyy += UNIT_ROUNDOFF * (fabs(syy_kept) + s.syy + dy * dy + dy_old * dy_old)
+
+
+cdef void linreg_rebuild(LinRegState *s, const double *w, Py_ssize_t n) noexcept nogil:
+    """Re-anchor on the newest value and rebuild the sums from the window w[0:n], oldest first."""
+    cdef Py_ssize_t j
+    cdef double dy
+    s.ky = w[n - 1]
+    s.sy = s.q = s.syy = 0.0
+    s.ey = s.eq = s.eyy = 0.0
+    for j in range(n):
+        dy = w[j] - s.ky
+        s.sy += dy
+        s.q += <double>j * dy
+        s.syy += dy * dy
+    s.h.rebuilds += 1
+
+
+cdef void linreg_rebuild_ring(LinRegState *s) noexcept nogil:
+    cdef Py_ssize_t j, n = s.w.n
+    cdef double dy
+    s.ky = win_at(&s.w, n - 1)
+    s.sy = s.q = s.syy = 0.0
+    s.ey = s.eq = s.eyy = 0.0
+    for j in range(n):
+        dy = win_at(&s.w, j) - s.ky
+        s.sy += dy
+        s.q += <double>j * dy
+        s.syy += dy * dy
+    s.h.rebuilds += 1
+
+
+cdef inline bint linreg_stale(const LinRegState *s) noexcept nogil:
+    """Do the rounding bounds exceed the tolerance of the centred sums they feed?"""
+    cdef double cxy = s.q - s.half_span * s.sy
+    cdef double cyy = s.syy - s.sy * s.sy * s.inv_n
+    cdef double err_xy = s.eq + s.half_span * s.ey + 2.0 * UNIT_ROUNDOFF * (fabs(s.q) + fabs(s.half_span * s.sy))
+    cdef double err_yy = s.eyy + 2.0 * fabs(s.sy) * s.ey * s.inv_n + 4.0 * UNIT_ROUNDOFF * s.syy
+    return (err_yy > REBUILD_TOLERANCE * cyy
+            or err_xy * err_xy > REBUILD_TOLERANCE * REBUILD_TOLERANCE * s.cxx * cyy and err_xy > 0.0)
+
+
+cdef inline double linreg_output(LinRegState *s) noexcept nogil:
+    cdef double cxy = s.q - s.half_span * s.sy
+    cdef double cyy = s.syy - s.sy * s.sy * s.inv_n
+    cdef double slope = cxy * s.inv_cxx
+    s.h.value = slope
+    s.r2 = slope * cxy / cyy if cyy > 0.0 else 0.0
+    if s.r2 > 1.0:
+        s.r2 = 1.0
+    # The line at the oldest value, position 0 (TA_LINEARREG_INTERCEPT); the mean position is
+    # half_span after it.
+    s.intercept = (s.ky + s.sy * s.inv_n) - slope * s.half_span
+    return slope
+
+
+cdef inline double linreg_step(LinRegState *s, double y) noexcept nogil:
+    cdef double old
+    cdef bint full
+    if not ex_isfinite(y):
+        return head_skip(&s.h)
+    s.h.count += 1
+    full = win_full(&s.w)
+    old = win_push(&s.w, y)
+    if s.h.count == 1:
+        s.ky = y
+    if full:
+        linreg_slide(s, old - s.ky, y - s.ky)
+    else:
+        linreg_add(s, y - s.ky, <double>(s.w.n - 1))
+        if not win_full(&s.w):
+            return s.h.value
+    if linreg_stale(s):
+        linreg_rebuild_ring(s)
+    return linreg_output(s)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1168,6 +1313,7 @@ cdef class Ema(ScalarKernel):
     cdef double update_c(self, double x) noexcept nogil:
         return ema_step(&self.st, x)
 
+    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
     def update(self, double x):
         """Add one value; returns the current EMA."""
         return ema_step(&self.st, x)
@@ -1201,6 +1347,7 @@ cdef class Sma(ScalarKernel):
     cdef double update_c(self, double x) noexcept nogil:
         return sma_step(&self.st, x)
 
+    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
     def update(self, double x):
         """Add one value; returns the current SMA."""
         return sma_step(&self.st, x)
@@ -1237,6 +1384,7 @@ cdef class Wma(ScalarKernel):
     cdef double update_c(self, double x) noexcept nogil:
         return wma_step(&self.st, x)
 
+    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
     def update(self, double x):
         """Add one value; returns the current WMA."""
         return wma_step(&self.st, x)
@@ -1267,6 +1415,7 @@ cdef class Rsi(ScalarKernel):
     cdef double update_c(self, double x) noexcept nogil:
         return rsi_step(&self.st, x)
 
+    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
     def update(self, double x):
         """Add one value; returns the current RSI."""
         return rsi_step(&self.st, x)
@@ -1299,6 +1448,7 @@ cdef class Macd(ScalarKernel):
     cdef double update_c(self, double x) noexcept nogil:
         return macd_step(&self.st, x)
 
+    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
     def update(self, double x):
         """Add one value; returns (macd, signal, histogram)."""
         macd_step(&self.st, x)
@@ -1349,6 +1499,7 @@ cdef class BollingerBands(ScalarKernel):
     cdef double update_c(self, double x) noexcept nogil:
         return bbands_step(&self.st, x)
 
+    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
     def update(self, double x):
         """Add one value; returns (upper, middle, lower)."""
         bbands_step(&self.st, x)
@@ -1405,6 +1556,7 @@ cdef class StdDev(ScalarKernel):
     cdef double update_c(self, double x) noexcept nogil:
         return stddev_step(&self.st, x)
 
+    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
     def update(self, double x):
         """Add one value; returns the current standard deviation."""
         return stddev_step(&self.st, x)
@@ -1441,6 +1593,7 @@ cdef class ZScore(ScalarKernel):
     cdef double update_c(self, double x) noexcept nogil:
         return zscore_step(&self.st, x)
 
+    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
     def update(self, double x):
         """Add one value; returns its z-score in the current window."""
         return zscore_step(&self.st, x)
@@ -1478,6 +1631,7 @@ cdef class RealizedVolatility(ScalarKernel):
     cdef double update_c(self, double x) noexcept nogil:
         return rvol_step(&self.st, x)
 
+    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
     def update(self, double x):
         """Add one price; returns the current realized volatility."""
         return rvol_step(&self.st, x)
@@ -1515,6 +1669,7 @@ cdef class Returns(ScalarKernel):
     cdef double update_c(self, double x) noexcept nogil:
         return returns_step(&self.st, x)
 
+    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
     def update(self, double x):
         """Add one price; returns the current return."""
         return returns_step(&self.st, x)
@@ -1550,6 +1705,7 @@ cdef class LogReturns(ScalarKernel):
     cdef double update_c(self, double x) noexcept nogil:
         return returns_step(&self.st, x)
 
+    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
     def update(self, double x):
         """Add one price; returns the current log return."""
         return returns_step(&self.st, x)
@@ -1570,11 +1726,11 @@ cdef class LogReturns(ScalarKernel):
 cdef class LinearRegression(ScalarKernel):
     """Least-squares line through the last `period` values against their positions 0..period-1:
     (slope, intercept, r2), TA-Lib's LINEARREG convention -- the intercept is the line at the oldest
-    value (TA_LINEARREG_INTERCEPT); the line at the newest (TA_LINEARREG) is `line_end`. Warm after
-    `period` values. update_c() returns the slope."""
+    value (TA_LINEARREG_INTERCEPT); the line at the newest (TA_LINEARREG) is `line_end`. r2 is 0 for
+    a flat window. Warm after `period` values. update_c() returns the slope."""
 
     def __cinit__(self, period, *args, **kwargs):
-        if ols_init(&self.st, _period(period, "period", 2), True) != 0:
+        if linreg_init(&self.st, _period(period, "period", 2)) != 0:
             raise MemoryError()
         self._head = &self.st.h
 
@@ -1582,24 +1738,19 @@ cdef class LinearRegression(ScalarKernel):
         pass
 
     def __dealloc__(self):
-        win_free(&self.st.wx)
-        win_free(&self.st.wy)
+        win_free(&self.st.w)
 
     cdef double update_c(self, double x) noexcept nogil:
-        return ols_step(&self.st, 0.0, x)
+        return linreg_step(&self.st, x)
 
+    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
     def update(self, double x):
         """Add one value; returns (slope, intercept, r2)."""
-        ols_step(&self.st, 0.0, x)
+        linreg_step(&self.st, x)
         return (self.st.h.value, self.st.intercept, self.st.r2)
 
     def reset(self):
-        head_init(&self.st.h)
-        self.st.intercept = NAN
-        self.st.r2 = NAN
-        ols_clear_sums(&self.st.s)
-        win_clear(&self.st.wx)
-        win_clear(&self.st.wy)
+        linreg_clear(&self.st)
 
     @property
     def value(self):
@@ -1621,14 +1772,14 @@ cdef class LinearRegression(ScalarKernel):
     @property
     def line_end(self):
         """The line at the newest value: intercept + slope * (period - 1) (TA_LINEARREG)."""
-        return self.st.intercept + self.st.h.value * <double>(self.st.wy.cap - 1)
+        return self.st.intercept + self.st.h.value * self.st.span
 
     @property
     def period(self):
-        return self.st.wy.cap
+        return self.st.w.cap
 
     def _params(self):
-        return {"period": self.st.wy.cap}
+        return {"period": self.st.w.cap}
 
 
 @cython.final
@@ -1696,7 +1847,7 @@ cdef class RollingOls(Kernel):
     not vary). Warm after `period` pairs. update_c() returns the slope."""
 
     def __cinit__(self, period, *args, **kwargs):
-        if ols_init(&self.st, _period(period, "period", 2), False) != 0:
+        if ols_init(&self.st, _period(period, "period", 2)) != 0:
             raise MemoryError()
         self._head = &self.st.h
 
@@ -1924,6 +2075,7 @@ cdef class BookImbalance(Kernel):
     cdef double update_c(self, const double *top, Py_ssize_t rows) noexcept nogil:
         return imbalance_step(&self.st, top, rows, self.levels)
 
+    @cython.always_allow_keywords(False)
     def update(self, top):
         """Add one top-N snapshot (an (n, 4) array); returns the imbalance."""
         cdef cnp.ndarray a = _as_rows(top, "top")
@@ -1943,6 +2095,596 @@ cdef class BookImbalance(Kernel):
 
     def _params(self):
         return {"levels": self.levels}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Batch fast paths. A batch runs TA-Lib's own tight loop -- reading the departing values straight from
+# the input array, no ring, no per-value bookkeeping -- for as long as the inputs are finite. At the
+# first input the step function would skip, the fast path stops and leaves the state exactly as the
+# step function would have left it after the same inputs (the ring refilled from the array), and the
+# batch carries on with the step function. The arithmetic is the step function's, operation for
+# operation, so the result is bit-identical either way (tests/property checks batch == streaming,
+# with and without non-finite values).
+# ---------------------------------------------------------------------------------------------------
+
+cdef inline void win_fill(Window *w, const double *x, Py_ssize_t end) noexcept nogil:
+    """Make w hold the last min(end, cap) values of x[0:end], as pushing x[0:end] one by one would."""
+    cdef Py_ssize_t j, start = end - w.cap if end > w.cap else 0
+    win_clear(w)
+    for j in range(start, end):
+        win_push(w, x[j])
+
+
+cdef inline void fill_nan(double *out, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(start, end):
+        out[j] = NAN
+
+
+cdef Py_ssize_t sma_fast(SmaState *s, const double *x, double *out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0, p = s.period
+    cdef double total = 0.0, v, value = NAN, dp = <double>p
+    while i < n and i < p - 1:
+        v = x[i]
+        if not ex_isfinite(v):
+            break
+        total += v
+        out[i] = NAN
+        i += 1
+    if i == p - 1:
+        while i < n:
+            v = x[i]
+            if not ex_isfinite(v):
+                break
+            total += v
+            value = total / dp
+            out[i] = value
+            total -= x[i - p + 1]
+            i += 1
+    s.total = total
+    s.h.count = i
+    s.h.value = value
+    win_fill(&s.w, x, i)
+    return i
+
+
+cdef Py_ssize_t ema_fast(EmaState *s, const double *x, double *out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0, p = s.period
+    cdef double seed = 0.0, v, value = NAN, k = s.k
+    while i < n and i < p:
+        v = x[i]
+        if not ex_isfinite(v):
+            break
+        seed += v
+        if i == p - 1:
+            value = seed / <double>p
+        out[i] = value
+        i += 1
+    if i == p:
+        while i < n:
+            v = x[i]
+            if not ex_isfinite(v):
+                break
+            value = (v - value) * k + value
+            out[i] = value
+            i += 1
+    s.seed = seed
+    s.h.count = i
+    s.h.value = value
+    return i
+
+
+cdef Py_ssize_t wma_fast(WmaState *s, const double *x, double *out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0, j, p = s.period
+    cdef double v, value = NAN, psum = 0.0, psub = 0.0, trailing = 0.0, dp = <double>p, divider = s.divider
+    cdef int64_t until_reseed = 8 * p
+    if p == 1:
+        while i < n and ex_isfinite(x[i]):
+            value = x[i]
+            out[i] = value
+            i += 1
+    else:
+        while i < n and i < p - 1:
+            v = x[i]
+            if not ex_isfinite(v):
+                break
+            psub += v
+            psum += v * <double>(i + 1)
+            out[i] = NAN
+            i += 1
+        if i == p - 1:
+            while i < n:
+                v = x[i]
+                if not ex_isfinite(v):
+                    break
+                psub += v
+                psub -= trailing
+                psum += v * dp
+                until_reseed -= 1
+                if until_reseed <= 0:
+                    until_reseed = 8 * p
+                    psub = 0.0
+                    psum = 0.0
+                    for j in range(p):
+                        psub += x[i - p + 1 + j]
+                        psum += x[i - p + 1 + j] * <double>(j + 1)
+                    s.h.rebuilds += 1
+                trailing = x[i - p + 1]
+                value = psum / divider
+                out[i] = value
+                psum -= psub
+                i += 1
+    s.period_sum = psum
+    s.period_sub = psub
+    s.trailing = trailing
+    s.until_reseed = until_reseed
+    s.h.count = i
+    s.h.value = value
+    win_fill(&s.w, x, i)
+    return i
+
+
+cdef Py_ssize_t rsi_fast(RsiState *s, const double *x, double *out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0, p = s.period
+    cdef double v, change, up, gain = 0.0, loss = 0.0, prev = NAN, value = NAN, total
+    cdef double inv = s.inv_period, pm1 = <double>(p - 1)
+    if n > 0 and ex_isfinite(x[0]):
+        prev = x[0]
+        out[0] = NAN
+        i = 1
+        while i < n and i <= p:
+            v = x[i]
+            if not ex_isfinite(v):
+                break
+            change = v - prev
+            prev = v
+            up = change if change > 0.0 else 0.0
+            gain += up
+            loss += up - change
+            if i == p:
+                loss *= inv
+                gain *= inv
+                total = gain + loss
+                value = 100.0 * (gain / total) if total > 0.0 else 0.0
+            out[i] = value
+            i += 1
+        if i == p + 1:
+            while i < n:
+                v = x[i]
+                if not ex_isfinite(v):
+                    break
+                change = v - prev
+                prev = v
+                up = change if change > 0.0 else 0.0
+                loss *= pm1
+                gain *= pm1
+                gain += up
+                loss += up - change
+                loss *= inv
+                gain *= inv
+                total = gain + loss
+                value = 100.0 * (gain / total) if total > 0.0 else 0.0
+                out[i] = value
+                i += 1
+    s.gain = gain
+    s.loss = loss
+    s.prev = prev
+    s.h.count = i
+    s.h.value = value
+    return i
+
+
+cdef Py_ssize_t macd_fast(MacdState *s, const double *x, double *line_out, double *sig_out, double *hist_out,
+                          Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0, fast = s.fast, slow = s.slow, signal = s.signal
+    cdef double v, line = NAN, slow_seed = 0.0, fast_seed = 0.0, ef = 0.0, es = 0.0, sig = 0.0
+    cdef double kf = s.k_fast, ks = s.k_slow, kg = s.k_signal, out_line = NAN, out_sig = NAN, out_hist = NAN
+    while i < n and i < slow:
+        v = x[i]
+        if not ex_isfinite(v):
+            break
+        slow_seed += v
+        if i + 1 > slow - fast:
+            fast_seed += v
+        i += 1
+        if i == slow:
+            es = slow_seed / <double>slow
+            ef = fast_seed / <double>fast
+            line = ef - es
+            if i == slow + signal - 1:
+                sig += line
+                sig = sig / <double>signal
+                out_line = line
+                out_sig = sig
+                out_hist = line - sig
+            else:
+                sig += line
+        line_out[i - 1] = out_line
+        sig_out[i - 1] = out_sig
+        hist_out[i - 1] = out_hist
+    if i == slow:
+        while i < n and i < slow + signal - 1:
+            v = x[i]
+            if not ex_isfinite(v):
+                break
+            ef = (v - ef) * kf + ef
+            es = (v - es) * ks + es
+            line = ef - es
+            sig += line
+            i += 1
+            if i == slow + signal - 1:
+                sig = sig / <double>signal
+                out_line = line
+                out_sig = sig
+                out_hist = line - sig
+            line_out[i - 1] = out_line
+            sig_out[i - 1] = out_sig
+            hist_out[i - 1] = out_hist
+        if i == slow + signal - 1:
+            while i < n:
+                v = x[i]
+                if not ex_isfinite(v):
+                    break
+                ef = (v - ef) * kf + ef
+                es = (v - es) * ks + es
+                line = ef - es
+                sig = (line - sig) * kg + sig
+                out_line = line
+                out_sig = sig
+                out_hist = line - sig
+                line_out[i] = line
+                sig_out[i] = sig
+                hist_out[i] = out_hist
+                i += 1
+    s.slow_seed = slow_seed
+    s.fast_seed = fast_seed
+    s.ema_fast = ef
+    s.ema_slow = es
+    s.signal_sum = sig
+    s.h.count = i
+    s.h.value = out_line
+    s.signal_value = out_sig
+    s.histogram = out_hist
+    return i
+
+
+cdef double svar_reseed_array(ShiftedVar *v, const double *w, Py_ssize_t n) noexcept nogil:
+    """svar_reseed over a contiguous window w[0:n] (oldest first): same operations, same order."""
+    cdef Py_ssize_t j
+    cdef double acc = 0.0, e, m1, var
+    v.until_reseed = 32 * v.period
+    for j in range(n):
+        acc += w[j]
+    v.shift = acc * v.inv_period
+    v.s1 = 0.0
+    v.s2 = 0.0
+    for j in range(n):
+        e = w[j] - v.shift
+        v.s1 += e
+        v.s2 += e * e
+    m1 = v.s1 * v.inv_period
+    var = v.s2 * v.inv_period - m1 * m1
+    if var < 0.000000000001 * (v.s2 * v.inv_period):
+        var = 0.0
+    return var
+
+
+cdef Py_ssize_t svar_fast(ShiftedVar *sv, KernelHead *h, Window *win, double *total_io, bint want_mean,
+                          const double *x, double *var_out, double *mean_out, Py_ssize_t n) noexcept nogil:
+    """TA-Lib's VAR loop (and, with want_mean, TA_SMA's running total beside it, as BBANDS fuses them):
+    var_out[i] = the window's variance, mean_out[i] = its SMA; NaN during warm-up."""
+    cdef Py_ssize_t i = 0, p = sv.period
+    cdef double v, d, m1, var, oldest, total = 0.0, mid = NAN
+    cdef double shift = 0.0, s1 = 0.0, s2 = 0.0, inv = sv.inv_period, dp = <double>p
+    cdef int64_t until_reseed = 32 * p
+    cdef bint anchored = False
+    while i < n and i < p - 1:
+        v = x[i]
+        if not ex_isfinite(v):
+            break
+        if not anchored:
+            shift = v
+            anchored = True
+        d = v - shift
+        s1 += d
+        s2 += d * d
+        total += v
+        var_out[i] = NAN
+        if want_mean:
+            mean_out[i] = NAN
+        i += 1
+    if i == p - 1:
+        while i < n:
+            v = x[i]
+            if not ex_isfinite(v):
+                break
+            # (anchored by now: StdDev and BBANDS need a period of 2 or more)
+            if want_mean:
+                total += v
+                mid = total / dp
+                total -= x[i - p + 1]
+                mean_out[i] = mid
+            d = v - shift
+            s1 += d
+            s2 += d * d
+            m1 = s1 * inv
+            var = s2 * inv - m1 * m1
+            oldest = x[i - p + 1]
+            d = oldest - shift
+            s1 -= d
+            d *= d
+            s2 -= d
+            until_reseed -= 1
+            if var < 0.000001 * (s2 * inv) or d > 1000000.0 * s2 or until_reseed <= 0:
+                sv.period = p
+                var = svar_reseed_array(sv, x + (i - p + 1), p)
+                h.rebuilds += 1
+                shift = sv.shift
+                s1 = sv.s1
+                s2 = sv.s2
+                until_reseed = sv.until_reseed
+                d = oldest - shift
+                s1 -= d
+                s2 -= d * d
+            var_out[i] = var
+            i += 1
+    sv.shift = shift
+    sv.s1 = s1
+    sv.s2 = s2
+    sv.until_reseed = until_reseed
+    sv.anchored = anchored
+    total_io[0] = total
+    h.count = i
+    win_fill(win, x, i)
+    return i
+
+
+cdef Py_ssize_t atr_fast(AtrState *s, const double *hi, const double *lo, const double *cl, double *out,
+                         Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0, p = s.period
+    cdef double tr = NAN, seed = 0.0, value = NAN, prev_close = NAN, a = s.alpha, b = s.beta
+    if n > 0 and ex_isfinite(hi[0]) and ex_isfinite(lo[0]) and ex_isfinite(cl[0]):
+        prev_close = cl[0]
+        out[0] = NAN
+        i = 1
+        while i < n and i <= p:
+            if not (ex_isfinite(hi[i]) and ex_isfinite(lo[i]) and ex_isfinite(cl[i])):
+                break
+            tr = true_range(hi[i], lo[i], prev_close)
+            seed += tr
+            if i == p:
+                value = seed / <double>p
+            out[i] = value
+            prev_close = cl[i]
+            i += 1
+        if i == p + 1:
+            while i < n:
+                if not (ex_isfinite(hi[i]) and ex_isfinite(lo[i]) and ex_isfinite(cl[i])):
+                    break
+                tr = true_range(hi[i], lo[i], prev_close)
+                value = a * tr + b * value
+                out[i] = value
+                prev_close = cl[i]
+                i += 1
+    s.seed = seed
+    s.true_range = tr
+    s.prev_close = prev_close
+    s.h.count = i
+    s.h.value = value
+    return i
+
+
+cdef Py_ssize_t trange_fast(TrueRangeState *s, const double *hi, const double *lo, const double *cl, double *out,
+                            Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    cdef double value = NAN, prev_close = NAN
+    if n > 0 and ex_isfinite(hi[0]) and ex_isfinite(lo[0]) and ex_isfinite(cl[0]):
+        prev_close = cl[0]
+        out[0] = NAN
+        i = 1
+        while i < n:
+            if not (ex_isfinite(hi[i]) and ex_isfinite(lo[i]) and ex_isfinite(cl[i])):
+                break
+            value = true_range(hi[i], lo[i], prev_close)
+            out[i] = value
+            prev_close = cl[i]
+            i += 1
+    s.prev_close = prev_close
+    s.h.count = i
+    s.h.value = value
+    return i
+
+
+cdef Py_ssize_t returns_fast(ReturnsState *s, const double *x, double *out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0, p = s.period
+    cdef double v, prev, value = NAN
+    while i < n and i < p:
+        v = x[i]
+        if not ex_isfinite(v) or (s.log and not v > 0.0):
+            break
+        out[i] = NAN
+        i += 1
+    if i == p:
+        if s.log:
+            while i < n:
+                v = x[i]
+                if not (ex_isfinite(v) and v > 0.0):
+                    break
+                value = log(v / x[i - p])
+                out[i] = value
+                i += 1
+        else:
+            while i < n:
+                v = x[i]
+                if not ex_isfinite(v):
+                    break
+                prev = x[i - p]
+                value = (v - prev) / prev if prev != 0.0 else 0.0
+                out[i] = value
+                i += 1
+    s.h.count = i
+    s.h.value = value
+    win_fill(&s.w, x, i)
+    return i
+
+
+cdef void beta_rebuild_array(BetaState *s, const double *x, const double *y) noexcept nogil:
+    """beta_rebuild over the contiguous prices x[0:period+1], y[0:period+1]: same operations, same order."""
+    cdef Py_ssize_t j, n = s.period + 1
+    cdef double acc_x = 0.0, acc_y = 0.0, ex, ey
+    for j in range(1, n):
+        if not ta_is_zero(x[j - 1]):
+            acc_x += (x[j] - x[j - 1]) / x[j - 1]
+        if not ta_is_zero(y[j - 1]):
+            acc_y += (y[j] - y[j - 1]) / y[j - 1]
+    s.shift_x = acc_x / s.n
+    s.shift_y = acc_y / s.n
+    s.sxx = s.sxy = s.syy = s.sx = s.sy = 0.0
+    for j in range(1, n):
+        ex = beta_dev(x[j], x[j - 1], s.shift_x)
+        ey = beta_dev(y[j], y[j - 1], s.shift_y)
+        s.sxx += ex * ex
+        s.sxy += ex * ey
+        s.syy += ey * ey
+        s.sx += ex
+        s.sy += ey
+
+
+cdef Py_ssize_t beta_fast(BetaState *s, const double *x, const double *y, double *out, Py_ssize_t n) noexcept nogil:
+    """beta_step's operations over arrays (the state lives in *s: its sums are few and the divisions,
+    not the loads, set the pace)."""
+    cdef Py_ssize_t i = 0, p = s.period
+    cdef double dx, dy, denom, denom_scale, ex, ey, nn = s.n
+    while i < n:
+        if not (ex_isfinite(x[i]) and ex_isfinite(y[i])):
+            break
+        if i == 0:
+            out[0] = NAN
+            i = 1
+            continue
+        if i == 1:
+            s.shift_x = (x[1] - x[0]) / x[0] if not ta_is_zero(x[0]) else 0.0
+            s.shift_y = (y[1] - y[0]) / y[0] if not ta_is_zero(y[0]) else 0.0
+        dx = beta_dev(x[i], x[i - 1], s.shift_x)
+        dy = beta_dev(y[i], y[i - 1], s.shift_y)
+        s.sxx += dx * dx
+        s.sxy += dx * dy
+        s.syy += dy * dy
+        s.sx += dx
+        s.sy += dy
+        if i < p:
+            out[i] = NAN
+            i += 1
+            continue
+        denom_scale = nn * s.sxx
+        denom = denom_scale - s.sx * s.sx
+        s.until_reseed -= 1
+        if (denom < 0.000001 * denom_scale or s.leaving_xx > 1000.0 * s.sxx or s.leaving_yy > 1000.0 * s.syy
+                or s.until_reseed <= 0):
+            s.until_reseed = 32 * s.period
+            beta_rebuild_array(s, x + (i - p), y + (i - p))
+            s.h.rebuilds += 1
+            denom_scale = nn * s.sxx
+            denom = denom_scale - s.sx * s.sx
+            if denom < 0.0:
+                denom = 0.0
+        ex = beta_dev(x[i - p + 1], x[i - p], s.shift_x)
+        ey = beta_dev(y[i - p + 1], y[i - p], s.shift_y)
+        if denom > TA_EPSILON * denom_scale:
+            s.h.value = (nn * s.sxy - s.sx * s.sy) / denom
+        else:
+            s.h.value = 0.0
+        out[i] = s.h.value
+        s.leaving_xx = ex * ex
+        s.leaving_yy = ey * ey
+        s.sxx -= ex * ex
+        s.sxy -= ex * ey
+        s.syy -= ey * ey
+        s.sx -= ex
+        s.sy -= ey
+        i += 1
+    s.h.count = i
+    win_fill(&s.wx, x, i)
+    win_fill(&s.wy, y, i)
+    return i
+
+
+cdef Py_ssize_t linreg_fast(LinRegState *s, const double *x, double *slope, double *icpt, double *r2,
+                           Py_ssize_t n) noexcept nogil:
+    """linreg_step's operations, reading the departing value and the rebuild window from the array."""
+    cdef Py_ssize_t i = 0, p = s.w.cap
+    cdef double v
+    while i < n and i < p:
+        v = x[i]
+        if not ex_isfinite(v):
+            break
+        if i == 0:
+            s.ky = v
+        linreg_add(s, v - s.ky, <double>i)
+        if i == p - 1:
+            if linreg_stale(s):
+                linreg_rebuild(s, x, p)
+            linreg_output(s)
+        slope[i] = s.h.value
+        icpt[i] = s.intercept
+        r2[i] = s.r2
+        i += 1
+    if i == p:
+        while i < n:
+            v = x[i]
+            if not ex_isfinite(v):
+                break
+            linreg_slide(s, x[i - p] - s.ky, v - s.ky)
+            if linreg_stale(s):
+                linreg_rebuild(s, x + (i - p + 1), p)
+            slope[i] = linreg_output(s)
+            icpt[i] = s.intercept
+            r2[i] = s.r2
+            i += 1
+    s.h.count = i
+    win_fill(&s.w, x, i)
+    return i
+
+
+cdef inline Py_ssize_t skip_leading(KernelHead *h, const double *x, double *out, Py_ssize_t n) noexcept nogil:
+    """Leading non-finite inputs change nothing but `skipped` (TA-Lib's wrapper starts after them too):
+    count them, write NaN, and let the fast path start after them."""
+    cdef Py_ssize_t k = 0
+    while k < n and not ex_isfinite(x[k]):
+        out[k] = NAN
+        k += 1
+    h.skipped = k
+    return k
+
+
+cdef inline Py_ssize_t skip_leading_returns(KernelHead *h, const double *x, double *out, Py_ssize_t n,
+                                            bint log_returns) noexcept nogil:
+    cdef Py_ssize_t k = 0
+    while k < n and not (ex_isfinite(x[k]) and (not log_returns or x[k] > 0.0)):
+        out[k] = NAN
+        k += 1
+    h.skipped = k
+    return k
+
+
+cdef inline Py_ssize_t skip_leading2(KernelHead *h, const double *a, const double *b, double *out,
+                                     Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k = 0
+    while k < n and not (ex_isfinite(a[k]) and ex_isfinite(b[k])):
+        out[k] = NAN
+        k += 1
+    h.skipped = k
+    return k
+
+
+cdef inline Py_ssize_t skip_leading3(KernelHead *h, const double *a, const double *b, const double *c,
+                                     double *out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k = 0
+    while k < n and not (ex_isfinite(a[k]) and ex_isfinite(b[k]) and ex_isfinite(c[k])):
+        out[k] = NAN
+        k += 1
+    h.skipped = k
+    return k
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1989,13 +2731,15 @@ def ema(x, period):
     """EMA of a series (TA_EMA); see Ema."""
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray out = _empty(n)
     cdef const double *src = _src(xa)
     cdef double *dst = _dst(out)
     cdef EmaState st
     ema_init(&st, _period(period, "period", 1))
     with nogil:
-        for i in range(n):
+        k = skip_leading(&st.h, src, dst, n)
+        for i in range(k + ema_fast(&st, src + k, dst + k, n - k), n):
             dst[i] = ema_step(&st, src[i])
     return out
 
@@ -2004,6 +2748,7 @@ def sma(x, period):
     """SMA of a series (TA_SMA); see Sma."""
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray out = _empty(n)
     cdef const double *src = _src(xa)
     cdef double *dst = _dst(out)
@@ -2011,7 +2756,8 @@ def sma(x, period):
     if sma_init(&st, _period(period, "period", 1)) != 0:
         raise MemoryError()
     with nogil:
-        for i in range(n):
+        k = skip_leading(&st.h, src, dst, n)
+        for i in range(k + sma_fast(&st, src + k, dst + k, n - k), n):
             dst[i] = sma_step(&st, src[i])
         win_free(&st.w)
     return out
@@ -2021,6 +2767,7 @@ def wma(x, period):
     """WMA of a series (TA_WMA); see Wma."""
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray out = _empty(n)
     cdef const double *src = _src(xa)
     cdef double *dst = _dst(out)
@@ -2028,7 +2775,8 @@ def wma(x, period):
     if wma_init(&st, _period(period, "period", 1)) != 0:
         raise MemoryError()
     with nogil:
-        for i in range(n):
+        k = skip_leading(&st.h, src, dst, n)
+        for i in range(k + wma_fast(&st, src + k, dst + k, n - k), n):
             dst[i] = wma_step(&st, src[i])
         win_free(&st.w)
     return out
@@ -2038,13 +2786,15 @@ def rsi(x, period=14):
     """RSI of a series (TA_RSI); see Rsi."""
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray out = _empty(n)
     cdef const double *src = _src(xa)
     cdef double *dst = _dst(out)
     cdef RsiState st
     rsi_init(&st, _period(period, "period", 2))
     with nogil:
-        for i in range(n):
+        k = skip_leading(&st.h, src, dst, n)
+        for i in range(k + rsi_fast(&st, src + k, dst + k, n - k), n):
             dst[i] = rsi_step(&st, src[i])
     return out
 
@@ -2053,6 +2803,7 @@ def macd(x, fast=12, slow=26, signal=9):
     """(macd, signal, histogram) arrays of a series (TA_MACD); see Macd."""
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray line = _empty(n), sig = _empty(n), hist = _empty(n)
     cdef const double *src = _src(xa)
     cdef double *d_line = _dst(line)
@@ -2061,7 +2812,10 @@ def macd(x, fast=12, slow=26, signal=9):
     cdef MacdState st
     macd_init(&st, _period(fast, "fast", 2), _period(slow, "slow", 2), _period(signal, "signal", 1))
     with nogil:
-        for i in range(n):
+        k = skip_leading(&st.h, src, d_line, n)
+        fill_nan(d_sig, 0, k)
+        fill_nan(d_hist, 0, k)
+        for i in range(k + macd_fast(&st, src + k, d_line + k, d_sig + k, d_hist + k, n - k), n):
             d_line[i] = macd_step(&st, src[i])
             d_sig[i] = st.signal_value
             d_hist[i] = st.histogram
@@ -2072,6 +2826,7 @@ def bbands(x, period=20, nbdev_up=2.0, nbdev_dn=2.0):
     """(upper, middle, lower) Bollinger band arrays of a series (TA_BBANDS, SMA); see BollingerBands."""
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray upper = _empty(n), middle = _empty(n), lower = _empty(n)
     cdef const double *src = _src(xa)
     cdef double *d_up = _dst(upper)
@@ -2081,8 +2836,21 @@ def bbands(x, period=20, nbdev_up=2.0, nbdev_dn=2.0):
     if bbands_init(&st, _period(period, "period", 2), _factor(nbdev_up, "nbdev_up"),
                    _factor(nbdev_dn, "nbdev_dn")) != 0:
         raise MemoryError()
+    cdef Py_ssize_t start, warm
     with nogil:
-        for i in range(n):
+        # The fast path leaves the variances in d_lo; the bands are a map over them.
+        k = skip_leading(&st.h, src, d_mid, n)
+        fill_nan(d_up, 0, k)
+        fill_nan(d_lo, 0, k)
+        start = k + svar_fast(&st.v, &st.h, &st.w, &st.total, True, src + k, d_lo + k, d_mid + k, n - k)
+        warm = k + st.v.period - 1 if k + st.v.period - 1 < start else start
+        fill_nan(d_up, k, warm)
+        ex_bbands_map(d_up + warm, d_mid + warm, d_lo + warm, start - warm, st.nbdev_up, st.nbdev_dn)
+        if start > k:
+            st.h.value = d_mid[start - 1]
+            st.upper = d_up[start - 1]
+            st.lower = d_lo[start - 1]
+        for i in range(start, n):
             d_mid[i] = bbands_step(&st, src[i])
             d_up[i] = st.upper
             d_lo[i] = st.lower
@@ -2094,14 +2862,23 @@ def stddev(x, period, nbdev=1.0):
     """Rolling population standard deviation (TA_STDDEV); see StdDev."""
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray out = _empty(n)
     cdef const double *src = _src(xa)
     cdef double *dst = _dst(out)
     cdef StdDevState st
     if stddev_init(&st, _period(period, "period", 2), _factor(nbdev, "nbdev")) != 0:
         raise MemoryError()
+    cdef Py_ssize_t start, warm
+    cdef double unused_total = 0.0
     with nogil:
-        for i in range(n):
+        k = skip_leading(&st.h, src, dst, n)
+        start = k + svar_fast(&st.v, &st.h, &st.w, &unused_total, False, src + k, dst + k, NULL, n - k)
+        warm = k + st.v.period - 1 if k + st.v.period - 1 < start else start
+        ex_stddev_map(dst + warm, start - warm, st.nbdev)
+        if start > k:
+            st.h.value = dst[start - 1]
+        for i in range(start, n):
             dst[i] = stddev_step(&st, src[i])
         win_free(&st.w)
     return out
@@ -2111,6 +2888,7 @@ def zscore(x, period):
     """Rolling z-score of each value in its window; see ZScore."""
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray out = _empty(n)
     cdef const double *src = _src(xa)
     cdef double *dst = _dst(out)
@@ -2128,6 +2906,7 @@ def realized_volatility(x, period):
     """Rolling realized volatility of a price series; see RealizedVolatility."""
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray out = _empty(n)
     cdef const double *src = _src(xa)
     cdef double *dst = _dst(out)
@@ -2144,6 +2923,7 @@ def realized_volatility(x, period):
 cdef cnp.ndarray _returns(x, period, bint log_returns):
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray out = _empty(n)
     cdef const double *src = _src(xa)
     cdef double *dst = _dst(out)
@@ -2151,7 +2931,8 @@ cdef cnp.ndarray _returns(x, period, bint log_returns):
     if returns_init(&st, _period(period, "period", 1), log_returns) != 0:
         raise MemoryError()
     with nogil:
-        for i in range(n):
+        k = skip_leading_returns(&st.h, src, dst, n, st.log)
+        for i in range(k + returns_fast(&st, src + k, dst + k, n - k), n):
             dst[i] = returns_step(&st, src[i])
         win_free(&st.w)
     return out
@@ -2172,23 +2953,24 @@ def linear_regression(x, period):
     _INTERCEPT convention); see LinearRegression."""
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray slope = _empty(n), intercept = _empty(n), r2 = _empty(n)
     cdef const double *src = _src(xa)
     cdef double *d_slope = _dst(slope)
     cdef double *d_icpt = _dst(intercept)
     cdef double *d_r2 = _dst(r2)
-    cdef OlsState st
-    if ols_init(&st, _period(period, "period", 2), True) != 0:
-        win_free(&st.wx)
-        win_free(&st.wy)
+    cdef LinRegState st
+    if linreg_init(&st, _period(period, "period", 2)) != 0:
         raise MemoryError()
     with nogil:
-        for i in range(n):
-            d_slope[i] = ols_step(&st, 0.0, src[i])
+        k = skip_leading(&st.h, src, d_slope, n)
+        fill_nan(d_icpt, 0, k)
+        fill_nan(d_r2, 0, k)
+        for i in range(k + linreg_fast(&st, src + k, d_slope + k, d_icpt + k, d_r2 + k, n - k), n):
+            d_slope[i] = linreg_step(&st, src[i])
             d_icpt[i] = st.intercept
             d_r2[i] = st.r2
-        win_free(&st.wx)
-        win_free(&st.wy)
+        win_free(&st.w)
     return slope, intercept, r2
 
 
@@ -2196,6 +2978,7 @@ def rolling_ols(x, y, period):
     """(slope, intercept, r2) arrays of the rolling regression of y on x; see RollingOls."""
     cdef cnp.ndarray xa = _as_series(x, "x"), ya = _as_series(y, "y")
     cdef Py_ssize_t i, n = _same_length([xa, ya], ("x", "y"))
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray slope = _empty(n), intercept = _empty(n), r2 = _empty(n)
     cdef const double *sx = _src(xa)
     cdef const double *sy = _src(ya)
@@ -2203,7 +2986,7 @@ def rolling_ols(x, y, period):
     cdef double *d_icpt = _dst(intercept)
     cdef double *d_r2 = _dst(r2)
     cdef OlsState st
-    if ols_init(&st, _period(period, "period", 2), False) != 0:
+    if ols_init(&st, _period(period, "period", 2)) != 0:
         win_free(&st.wx)
         win_free(&st.wy)
         raise MemoryError()
@@ -2221,6 +3004,7 @@ def beta(x, y, period=5):
     """Rolling beta of y against x (TA_BETA(x, y, period)); see Beta."""
     cdef cnp.ndarray xa = _as_series(x, "x"), ya = _as_series(y, "y")
     cdef Py_ssize_t i, n = _same_length([xa, ya], ("x", "y"))
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray out = _empty(n)
     cdef const double *sx = _src(xa)
     cdef const double *sy = _src(ya)
@@ -2231,7 +3015,8 @@ def beta(x, y, period=5):
         win_free(&st.wy)
         raise MemoryError()
     with nogil:
-        for i in range(n):
+        k = skip_leading2(&st.h, sx, sy, dst, n)
+        for i in range(k + beta_fast(&st, sx + k, sy + k, dst + k, n - k), n):
             dst[i] = beta_step(&st, sx[i], sy[i])
         win_free(&st.wx)
         win_free(&st.wy)
@@ -2242,6 +3027,7 @@ def trange(high, low, close):
     """True range of each bar (TA_TRANGE); see TrueRange."""
     cdef cnp.ndarray h = _as_series(high, "high"), l = _as_series(low, "low"), c = _as_series(close, "close")
     cdef Py_ssize_t i, n = _same_length([h, l, c], ("high", "low", "close"))
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray out = _empty(n)
     cdef const double *sh = _src(h)
     cdef const double *sl = _src(l)
@@ -2250,7 +3036,8 @@ def trange(high, low, close):
     cdef TrueRangeState st
     trange_init(&st)
     with nogil:
-        for i in range(n):
+        k = skip_leading3(&st.h, sh, sl, sc, dst, n)
+        for i in range(k + trange_fast(&st, sh + k, sl + k, sc + k, dst + k, n - k), n):
             dst[i] = trange_step(&st, sh[i], sl[i], sc[i])
     return out
 
@@ -2259,6 +3046,7 @@ def atr(high, low, close, period=14):
     """Average true range (TA_ATR); see Atr."""
     cdef cnp.ndarray h = _as_series(high, "high"), l = _as_series(low, "low"), c = _as_series(close, "close")
     cdef Py_ssize_t i, n = _same_length([h, l, c], ("high", "low", "close"))
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray out = _empty(n)
     cdef const double *sh = _src(h)
     cdef const double *sl = _src(l)
@@ -2267,7 +3055,8 @@ def atr(high, low, close, period=14):
     cdef AtrState st
     atr_init(&st, _period(period, "period", 1))
     with nogil:
-        for i in range(n):
+        k = skip_leading3(&st.h, sh, sl, sc, dst, n)
+        for i in range(k + atr_fast(&st, sh + k, sl + k, sc + k, dst + k, n - k), n):
             dst[i] = atr_step(&st, sh[i], sl[i], sc[i])
     return out
 
@@ -2280,6 +3069,7 @@ def vwap(price, volume, window=0, session=None):
     cdef cnp.ndarray p = _as_series(price, "price"), v = _as_series(volume, "volume")
     cdef cnp.ndarray labels
     cdef Py_ssize_t i, n = _same_length([p, v], ("price", "volume"))
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray out = _empty(n)
     cdef const double *sp = _src(p)
     cdef const double *sv = _src(v)
@@ -2317,6 +3107,7 @@ def trade_flow_imbalance(size, is_buy, window):
     cdef cnp.ndarray s = _as_series(size, "size")
     cdef cnp.ndarray b = np.ascontiguousarray(is_buy, dtype=np.bool_)
     cdef Py_ssize_t i, n = s.shape[0]
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray out
     cdef const double *ss = _src(s)
     cdef const cnp.npy_bool *sb
@@ -2341,6 +3132,7 @@ def microprice(bid, bid_size, ask, ask_size):
     cdef cnp.ndarray b = _as_series(bid, "bid"), bs = _as_series(bid_size, "bid_size")
     cdef cnp.ndarray a = _as_series(ask, "ask"), as_ = _as_series(ask_size, "ask_size")
     cdef Py_ssize_t i, n = _same_length([b, bs, a, as_], ("bid", "bid_size", "ask", "ask_size"))
+    cdef Py_ssize_t k = 0
     cdef cnp.ndarray out = _empty(n)
     cdef const double *sb = _src(b)
     cdef const double *sbs = _src(bs)
