@@ -16,6 +16,7 @@ from extrema._core.ring import Ring, RingConsumer, RingClosedError, ProducerGone
 from extrema._core.strategy import (
     Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, ViewExpiredError)
 from extrema._core.dispatch import Dispatcher
+from extrema._core.tensor import Tensor, FeatureVector
 from extrema.engine import Engine, EngineBuilder, Context, Task, FunctionTask, CommandResponse, RecordSource
 from extrema import features
 from extrema.execution import (
@@ -27,8 +28,8 @@ __version__ = "0.1.0"
 def build_info():
     """How the compiled core was built: {'flags': ..., 'modules': {name: path}}."""
     from extrema._core import (book, clock, dispatch, features as features_core, fixedpoint, instruments,
-                               records, ring, strategy)
-    mods = (book, clock, dispatch, features_core, fixedpoint, instruments, records, ring, strategy)
+                               records, ring, strategy, tensor)
+    mods = (book, clock, dispatch, features_core, fixedpoint, instruments, records, ring, strategy, tensor)
     return {"flags": records.BUILD_FLAGS, "modules": {m.__name__: m.__file__ for m in mods}}
 
 
@@ -42,7 +43,7 @@ __all__ = [
     "OrderBook", "BookSide", "Side", "CrossedBookError", "BOOK_LEVEL_DTYPE",
     "Ring", "RingConsumer", "RingClosedError", "ProducerGoneError", "sweep_stale_rings",
     "Strategy", "RecordView", "TradeView", "QuoteView", "BookView", "ResetView", "TimerView",
-    "ViewExpiredError", "Dispatcher",
+    "ViewExpiredError", "Dispatcher", "Tensor", "FeatureVector",
     "Engine", "EngineBuilder", "Context", "Task", "FunctionTask", "CommandResponse", "RecordSource",
     "ExecutionClient", "OrderRequest", "CancelRequest", "ReplaceRequest", "RecordingExecutionClient",
     "features", "build_info",

@@ -13,7 +13,7 @@ returns and the engine stops).
 """
 cimport cython
 from cpython.ref cimport PyObject
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, realloc, free
 from libc.string cimport memset
 
@@ -21,12 +21,16 @@ import numpy as np
 cimport numpy as cnp
 
 from extrema._core.types cimport (
-    Record, KIND_BOOK_DELTA, KIND_BOOK_RESET, KIND_TRADE, KIND_QUOTE, KIND_TIMER, KIND_MAX, FLAG_LAST)
+    Record, KIND_BOOK_DELTA, KIND_BOOK_RESET, KIND_TRADE, KIND_QUOTE, KIND_TIMER, KIND_MAX, FLAG_LAST,
+    FLAG_ASK)
 from extrema._core.book cimport OrderBook, BookStatus, BOOK_OK, BOOK_STALE
 from extrema._core.strategy cimport (
     Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, InstrumentScale,
     HookId, HOOK_BOOK, HOOK_TRADE, HOOK_QUOTE, HOOK_BOOK_RESET, HOOK_SCHEDULE, N_HOOKS)
 from extrema._core.ring cimport RingConsumer
+from extrema._core.features cimport (
+    Kernel, ScalarKernel, Vwap, TradeFlowImbalance, Microprice, BookImbalance)
+from extrema._core.ex_fixed cimport ex_raw_to_f64
 from extrema._core.records cimport as_record_array, record_data
 from extrema._core.records import RecordKind
 from extrema._core.strategy import HOOK_NAMES
@@ -34,6 +38,47 @@ from extrema._core.strategy import HOOK_NAMES
 cdef enum:
     MAX_STRATEGIES = 64        # one bit each in a routing mask
 cdef int N_KINDS = KIND_MAX + 1
+
+# What a feature kernel attached to an instrument is fed, and when (see attach_feature).
+cdef enum FeatureInput:
+    IN_TRADE_PRICE
+    IN_TRADE_SIZE
+    IN_TRADE_NOTIONAL
+    IN_TRADE_VWAP           # Vwap.update_c(price, size)
+    IN_TRADE_FLOW           # TradeFlowImbalance.update_c(size, is_buy)
+    IN_BOOK_MID
+    IN_BOOK_MICROPRICE
+    IN_BOOK_SPREAD
+    IN_BOOK_BEST_BID
+    IN_BOOK_BEST_ASK
+    IN_BOOK_IMBALANCE_KERNEL    # BookImbalance.update_book_c(book)
+    IN_BOOK_MICROPRICE_KERNEL   # Microprice.update_book_c(book); the last book input
+    IN_QUOTE_MID
+    IN_QUOTE_BID
+    IN_QUOTE_ASK
+    IN_QUOTE_MICROPRICE     # Microprice.update_c(bid, bid size, ask, ask size)
+
+cdef struct FeatureBinding:
+    PyObject *kernel        # borrowed: Dispatcher._feature_refs owns it
+    int input
+
+# source name -> (record kind, input, the kernel classes it takes)
+FEATURE_SOURCES = {
+    "trade.price": (RecordKind.TRADE, IN_TRADE_PRICE, (ScalarKernel,)),
+    "trade.size": (RecordKind.TRADE, IN_TRADE_SIZE, (ScalarKernel,)),
+    "trade.notional": (RecordKind.TRADE, IN_TRADE_NOTIONAL, (ScalarKernel,)),
+    "trade": (RecordKind.TRADE, None, (Vwap, TradeFlowImbalance)),
+    "book.mid": (RecordKind.BOOK_DELTA, IN_BOOK_MID, (ScalarKernel,)),
+    "book.microprice": (RecordKind.BOOK_DELTA, IN_BOOK_MICROPRICE, (ScalarKernel,)),
+    "book.spread": (RecordKind.BOOK_DELTA, IN_BOOK_SPREAD, (ScalarKernel,)),
+    "book.best_bid": (RecordKind.BOOK_DELTA, IN_BOOK_BEST_BID, (ScalarKernel,)),
+    "book.best_ask": (RecordKind.BOOK_DELTA, IN_BOOK_BEST_ASK, (ScalarKernel,)),
+    "book": (RecordKind.BOOK_DELTA, None, (Microprice, BookImbalance)),
+    "quote.mid": (RecordKind.QUOTE, IN_QUOTE_MID, (ScalarKernel,)),
+    "quote.bid": (RecordKind.QUOTE, IN_QUOTE_BID, (ScalarKernel,)),
+    "quote.ask": (RecordKind.QUOTE, IN_QUOTE_ASK, (ScalarKernel,)),
+    "quote": (RecordKind.QUOTE, IN_QUOTE_MICROPRICE, (Microprice,)),
+}
 
 # The hook each routable record kind calls.
 ROUTED_KINDS = {RecordKind.TRADE: "on_trade", RecordKind.QUOTE: "on_quote",
@@ -71,11 +116,18 @@ cdef class Dispatcher:
     cdef readonly int64_t hook_errors
     cdef dict _book_options
     cdef dict _instruments            # id -> Instrument
+    cdef list _feature_refs           # [(instrument id, kind, input, kernel)] in attach order
+    cdef FeatureBinding *_features    # the same, grouped by (instrument, kind)
+    cdef int32_t *_feature_start      # [instrument id * N_KINDS + kind] -> first binding, or -1
+    cdef int32_t *_feature_count
 
     def __cinit__(self):
         self._routes = NULL
         self._scales = NULL
         self._books = NULL
+        self._features = NULL
+        self._feature_start = NULL
+        self._feature_count = NULL
 
     def __init__(self, registry=None, *, error_handler=None, book_options=None):
         self._strategies = []
@@ -86,6 +138,7 @@ cdef class Dispatcher:
         self._error_handler = error_handler
         self._book_options = dict(book_options or {})
         self._instruments = {}
+        self._feature_refs = []
         self._trade = TradeView.__new__(TradeView)
         self._quote = QuoteView.__new__(QuoteView)
         self._bookv = BookView.__new__(BookView)
@@ -100,6 +153,9 @@ cdef class Dispatcher:
         free(self._routes)
         free(self._scales)
         free(self._books)
+        free(self._features)
+        free(self._feature_start)
+        free(self._feature_count)
 
     cdef _grow(self, Py_ssize_t n):
         """Make room for instrument ids < n."""
@@ -127,6 +183,7 @@ cdef class Dispatcher:
         self._book_list.extend([None] * (n - old))
         self._names.extend([None] * (n - len(self._names)))
         self._n_instruments = n
+        self._rebuild_features()
         for view in (self._trade, self._quote, self._bookv, self._reset, self._timer):
             (<RecordView>view)._scales = self._scales
             (<RecordView>view)._names = self._names
@@ -168,6 +225,127 @@ cdef class Dispatcher:
     def strategies(self):
         return list(self._strategies)
 
+    def attach_feature(self, uint32_t instrument_id, Kernel kernel, str source):
+        """Feed `kernel` from the instrument's events, before any strategy hook sees them.
+
+        source: "trade.price" | "trade.size" | "trade.notional" | "trade" (Vwap, TradeFlowImbalance) |
+        "book.mid" | "book.microprice" | "book.spread" | "book.best_bid" | "book.best_ask" |
+        "book" (Microprice, BookImbalance) | "quote.mid" | "quote.bid" | "quote.ask" | "quote" (Microprice).
+        Book sources update once per venue message, when the book is consistent; an empty side skips
+        the update rather than feeding NaN.
+        """
+        if source not in FEATURE_SOURCES:
+            raise ValueError(f"unknown feature source {source!r}; sources: {', '.join(FEATURE_SOURCES)}")
+        kind, inp, accepts = FEATURE_SOURCES[source]
+        if not isinstance(kernel, accepts):
+            raise TypeError(f"{type(kernel).__name__} cannot be fed from {source!r} "
+                            f"(it takes {', '.join(c.__name__ for c in accepts)})")
+        if inp is None and kind == RecordKind.TRADE:
+            inp = IN_TRADE_VWAP if isinstance(kernel, Vwap) else IN_TRADE_FLOW
+        elif inp is None:
+            inp = IN_BOOK_MICROPRICE_KERNEL if isinstance(kernel, Microprice) else IN_BOOK_IMBALANCE_KERNEL
+        if instrument_id == 0 or instrument_id >= self._n_instruments or self._names[instrument_id] is None:
+            raise KeyError(f"unknown instrument id {instrument_id}: add it to the engine's registry first")
+        if kind == RecordKind.BOOK_DELTA:
+            self._ensure_book(instrument_id)
+        self._feature_refs.append((instrument_id, int(kind), int(inp), kernel))
+        self._rebuild_features()
+        return kernel
+
+    cdef _rebuild_features(self):
+        """Lay the bindings out grouped by (instrument, kind), in attach order within a group."""
+        cdef Py_ssize_t cells = self._n_instruments * N_KINDS, i, pos = 0
+        cdef FeatureBinding *table
+        groups = {}
+        for iid, kind, inp, kernel in self._feature_refs:
+            groups.setdefault(iid * N_KINDS + kind, []).append((inp, kernel))
+        table = <FeatureBinding *>realloc(self._features, max(len(self._feature_refs), 1) * sizeof(FeatureBinding))
+        if table == NULL:
+            raise MemoryError()
+        self._features = table
+        start = <int32_t *>realloc(self._feature_start, max(cells, 1) * sizeof(int32_t))
+        if start == NULL:
+            raise MemoryError()
+        self._feature_start = start
+        count = <int32_t *>realloc(self._feature_count, max(cells, 1) * sizeof(int32_t))
+        if count == NULL:
+            raise MemoryError()
+        self._feature_count = count
+        for i in range(cells):
+            self._feature_start[i] = -1
+            self._feature_count[i] = 0
+        for cell, bindings in groups.items():
+            self._feature_start[cell] = pos
+            self._feature_count[cell] = len(bindings)
+            for inp, kernel in bindings:
+                self._features[pos].kernel = <PyObject *>kernel
+                self._features[pos].input = inp
+                pos += 1
+
+    def features(self, uint32_t instrument_id):
+        """The kernels attached to an instrument, with their sources' record kinds, in attach order."""
+        return [(RecordKind(kind), kernel) for iid, kind, inp, kernel in self._feature_refs if iid == instrument_id]
+
+    cdef void _update_features(self, Py_ssize_t cell, const Record *r, OrderBook book) noexcept nogil:
+        """Feed every kernel bound to (instrument, kind) from this record (or the book it just updated)."""
+        cdef int32_t i, end = self._feature_start[cell] + self._feature_count[cell]
+        cdef FeatureBinding *b
+        cdef InstrumentScale sc = self._scales[r.instrument_id]
+        cdef double price, size, bid, ask, bq, aq
+        cdef bint both
+        for i in range(self._feature_start[cell], end):
+            b = &self._features[i]
+            if b.input <= IN_TRADE_FLOW:
+                price = ex_raw_to_f64(r.price, sc.price_precision)
+                size = ex_raw_to_f64(r.quantity, sc.size_precision)
+                if b.input == IN_TRADE_PRICE:
+                    (<ScalarKernel>b.kernel).update_c(price)
+                elif b.input == IN_TRADE_SIZE:
+                    (<ScalarKernel>b.kernel).update_c(size)
+                elif b.input == IN_TRADE_NOTIONAL:
+                    (<ScalarKernel>b.kernel).update_c(price * size)
+                elif b.input == IN_TRADE_VWAP:
+                    (<Vwap>b.kernel).update_c(price, size)
+                else:
+                    (<TradeFlowImbalance>b.kernel).update_c(size, not (r.flags & FLAG_ASK))
+            elif b.input <= IN_BOOK_MICROPRICE_KERNEL:
+                if b.input == IN_BOOK_MICROPRICE_KERNEL:
+                    (<Microprice>b.kernel).update_book_c(book)
+                    continue
+                if b.input == IN_BOOK_IMBALANCE_KERNEL:
+                    (<BookImbalance>b.kernel).update_book_c(book)
+                    continue
+                both = book.has_best(0) and book.has_best(1)
+                if b.input == IN_BOOK_BEST_BID:
+                    if book.has_best(0):
+                        (<ScalarKernel>b.kernel).update_c(book._px(book.best_price_raw(0)))
+                elif b.input == IN_BOOK_BEST_ASK:
+                    if book.has_best(1):
+                        (<ScalarKernel>b.kernel).update_c(book._px(book.best_price_raw(1)))
+                elif both:
+                    bid = book._px(book.best_price_raw(0))
+                    ask = book._px(book.best_price_raw(1))
+                    if b.input == IN_BOOK_MID:
+                        (<ScalarKernel>b.kernel).update_c((bid + ask) * 0.5)
+                    elif b.input == IN_BOOK_SPREAD:
+                        (<ScalarKernel>b.kernel).update_c(ask - bid)
+                    else:
+                        bq = <double>book.best_qty_raw(0)
+                        aq = <double>book.best_qty_raw(1)
+                        (<ScalarKernel>b.kernel).update_c((bid * aq + ask * bq) / (bq + aq))
+            else:
+                bid = ex_raw_to_f64(r.price, sc.price_precision)
+                ask = ex_raw_to_f64(r.aux0, sc.price_precision)
+                if b.input == IN_QUOTE_MID:
+                    (<ScalarKernel>b.kernel).update_c((bid + ask) * 0.5)
+                elif b.input == IN_QUOTE_BID:
+                    (<ScalarKernel>b.kernel).update_c(bid)
+                elif b.input == IN_QUOTE_ASK:
+                    (<ScalarKernel>b.kernel).update_c(ask)
+                else:
+                    (<Microprice>b.kernel).update_c(bid, ex_raw_to_f64(r.quantity, sc.size_precision),
+                                                    ask, ex_raw_to_f64(r.aux1, sc.size_precision))
+
     def subscribe(self, int index, uint32_t instrument_id, kind):
         """Route records of `kind` (RecordKind) for an instrument to strategy `index`."""
         cdef int k = RecordKind(kind)
@@ -207,7 +385,7 @@ cdef class Dispatcher:
                 if kind == RecordKind.BOOK_RESET:
                     continue
                 subs = self.subscribers(iid, kind)
-                if subs:
+                if subs or self._feature_count[iid * N_KINDS + <int>kind]:
                     out[(iid, kind)] = subs
         return out
 
@@ -297,6 +475,7 @@ cdef class Dispatcher:
         cdef uint32_t iid
         cdef int kind
         cdef uint64_t mask
+        cdef Py_ssize_t cell
         cdef BookStatus st
         cdef OrderBook book
         for i in range(n):
@@ -312,7 +491,8 @@ cdef class Dispatcher:
             if iid >= self._n_instruments or kind > KIND_MAX:
                 self.unknown_instrument += 1
                 continue
-            mask = self._routes[iid * N_KINDS + kind]
+            cell = iid * N_KINDS + kind
+            mask = self._routes[cell]
             if kind == KIND_BOOK_DELTA or kind == KIND_BOOK_RESET:
                 if self._books[iid] == NULL:
                     continue
@@ -324,12 +504,19 @@ cdef class Dispatcher:
                     if mask and self._fan_out(mask, HOOK_BOOK_RESET, self._reset, r):
                         return i + 1
                     continue
-                if not (r.flags & FLAG_LAST) or mask == 0:
+                if not (r.flags & FLAG_LAST):
+                    continue
+                if self._feature_count[cell]:
+                    self._update_features(cell, r, book)
+                if mask == 0:
                     continue
                 self._bookv._book = book
                 if self._fan_out(mask, HOOK_BOOK, self._bookv, r):
                     return i + 1
-            elif mask == 0:
+                continue
+            if self._feature_count[cell]:
+                self._update_features(cell, r, None)
+            if mask == 0:
                 continue
             elif kind == KIND_TRADE:
                 if self._fan_out(mask, HOOK_TRADE, self._trade, r):

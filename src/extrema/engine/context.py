@@ -51,6 +51,15 @@ class Context:
             self._engine.dispatcher.unsubscribe(self.index, inst.id, _kind(k))
         self._engine.subscriptions_changed()
 
+    def attach(self, instrument, kernel, source="trade.price"):
+        """Feed a feature kernel from an instrument's events; the engine updates it before any hook
+        sees the event, so hooks read fresh values (kernel.value). Sources: see Dispatcher.attach_feature.
+        Returns the kernel."""
+        inst = self._engine.find_instrument(instrument)
+        self._engine.dispatcher.attach_feature(inst.id, kernel, source)
+        self._engine.subscriptions_changed()
+        return kernel
+
     def book(self, instrument):
         """The engine's live order book of an instrument (someone must have subscribed to 'book')."""
         return self._engine.dispatcher.book(self._engine.find_instrument(instrument).id)
