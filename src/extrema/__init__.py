@@ -14,7 +14,8 @@ from extrema._core.instruments import (
 from extrema._core.book import OrderBook, BookSide, Side, CrossedBookError, BOOK_LEVEL_DTYPE
 from extrema._core.ring import Ring, RingConsumer, RingClosedError, ProducerGoneError, sweep_stale_rings
 from extrema._core.strategy import (
-    Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, ViewExpiredError)
+    Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, CandleView, ViewExpiredError)
+from extrema._core.bars import BarAggregator, Bar, candles_to_bars, BAR_DTYPE, BAR_RAW_DTYPE
 from extrema._core.dispatch import Dispatcher
 from extrema._core.tensor import Tensor, FeatureVector
 from extrema.engine import Engine, EngineBuilder, Context, Task, FunctionTask, CommandResponse, RecordSource
@@ -27,9 +28,9 @@ __version__ = "0.1.0"
 
 def build_info():
     """How the compiled core was built: {'flags': ..., 'modules': {name: path}}."""
-    from extrema._core import (book, clock, dispatch, features as features_core, fixedpoint, instruments,
-                               records, ring, strategy, tensor)
-    mods = (book, clock, dispatch, features_core, fixedpoint, instruments, records, ring, strategy, tensor)
+    from extrema._core import (bars, book, clock, dispatch, features as features_core, fixedpoint,
+                               instruments, records, ring, strategy, tensor)
+    mods = (bars, book, clock, dispatch, features_core, fixedpoint, instruments, records, ring, strategy, tensor)
     return {"flags": records.BUILD_FLAGS, "modules": {m.__name__: m.__file__ for m in mods}}
 
 
@@ -42,7 +43,8 @@ __all__ = [
     "UnknownInstrumentError", "parse_name", "format_name",
     "OrderBook", "BookSide", "Side", "CrossedBookError", "BOOK_LEVEL_DTYPE",
     "Ring", "RingConsumer", "RingClosedError", "ProducerGoneError", "sweep_stale_rings",
-    "Strategy", "RecordView", "TradeView", "QuoteView", "BookView", "ResetView", "TimerView",
+    "Strategy", "RecordView", "TradeView", "QuoteView", "BookView", "ResetView", "TimerView", "CandleView",
+    "BarAggregator", "Bar", "candles_to_bars", "BAR_DTYPE", "BAR_RAW_DTYPE",
     "ViewExpiredError", "Dispatcher", "Tensor", "FeatureVector",
     "Engine", "EngineBuilder", "Context", "Task", "FunctionTask", "CommandResponse", "RecordSource",
     "ExecutionClient", "OrderRequest", "CancelRequest", "ReplaceRequest", "RecordingExecutionClient",

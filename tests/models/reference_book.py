@@ -12,7 +12,8 @@ Conventions
   so the oracle is the correctly rounded true value. Tests compare compiled floats to these with a
   relative tolerance, and raw ints exactly.
 * Book sides are BID=0 / ASK=1 (extrema.BookSide); order sides are BUY=0 / SELL=1 (extrema.Side).
-  A BUY order consumes asks, a SELL order consumes bids.
+  A BUY order consumes asks, a SELL order consumes bids. vwap / slippage of size 0 is nan (nothing
+  to fill, like a book too thin); a negative size is a ValueError.
 
 Message semantics (where the SPEC leaves room, the choice made here is stated)
 ------------------------------------------------------------------------------
@@ -26,12 +27,14 @@ Message semantics (where the SPEC leaves room, the choice made here is stated)
 * Update ids: `update_id < last_update_id` drops a delta as stale (stats["stale"]); equal ids are
   accepted (all deltas of one exchange message share its id). An applied delta sets last_update_id.
   Id 0 means "the venue gave none": never stale, and last_update_id is left as it is.
-* Invalid input (negative size, price not a multiple of `tick`) raises ValueError and changes nothing;
-  a stale delta is dropped before its content is looked at. An invalid snapshot raises ValueError
-  and leaves the book empty (the old book is being replaced, and half a new one is worse than none).
+* Invalid input (negative size, price not a multiple of `tick`, a value that cannot be read exactly)
+  raises ValueError and changes nothing; a stale delta is dropped before its content is looked at.
+  A snapshot is all or nothing: every level is checked before the book changes.
 * Records: a SNAPSHOT-flagged record opens a snapshot message if none is open, which empties the book
-  and takes the record's sequence as last_update_id (snapshot records are never stale); the message
-  ends at the record flagged LAST. A rejected record (strict=False) has no effect at all.
+  and takes the record's sequence as last_update_id (snapshot records are never stale); the snapshot
+  ends at the record flagged LAST, or at the next non-snapshot delta record (a snapshot cut short by
+  an error must not make the next one merge into it). A rejected record (strict=False) or one that
+  raises (strict=True) has no effect at all.
 * `clear()` (and a BOOK_RESET record) empties both sides and returns last_update_id, is_crossed and
   the message state to those of a new book; stats are cumulative and survive it.
 """
@@ -204,16 +207,22 @@ class ReferenceBook:
     def apply_snapshot(self, bids, asks, update_id: int = 0) -> None:
         """Replace the whole book with raw (price, size) int pairs, as one message."""
         bids, asks = list(bids), list(asks)
-        self._reset_state()
         for price, size in bids + asks:
             problem = self._problem(price, size)
             if problem:
                 raise ValueError(problem)
+        self._reset_state()
         for side, pairs in ((BID, bids), (ASK, asks)):
             for price, size in pairs:
                 self._set_level(side, price, size)
         self.last_update_id = update_id
         self._end_message()
+
+    def apply_snapshot_values(self, bids, asks, update_id: int = 0) -> None:
+        """apply_snapshot from user values (see to_raw)."""
+        bids = [(to_raw(p, self.price_precision), to_raw(q, self.size_precision)) for p, q in bids]
+        asks = [(to_raw(p, self.price_precision), to_raw(q, self.size_precision)) for p, q in asks]
+        self.apply_snapshot(bids, asks, update_id)
 
     def clear(self) -> None:
         self._reset_state()
@@ -235,10 +244,14 @@ class ReferenceBook:
             flags = int(rec["flags"])
             price, size, update_id = int(rec["price"]), int(rec["quantity"]), int(rec["sequence"])
             snapshot = bool(flags & FLAG_SNAPSHOT)
-            if not snapshot and self._is_stale(update_id):
-                continue
+            if not snapshot:
+                self._snapshot_open = False  # a delta record after snapshot records: the snapshot is over
+                if self._is_stale(update_id):
+                    continue
             problem = self._problem(price, size)
             if problem:
+                if flags & FLAG_LAST:
+                    self._snapshot_open = False  # a rejected LAST still ends its message's snapshot
                 if strict:
                     raise ValueError(f"record {index}: {problem}")
                 self.stats["rejected"] += 1
@@ -292,11 +305,12 @@ class ReferenceBook:
     def best_ask_size_raw(self) -> int:
         return self._sides[ASK].peekitem(0)[1] if self._sides[ASK] else 0
 
+    # int / int true division in Python is correctly rounded: the same float as via Fraction, faster.
     def price_float(self, price_raw: int | None) -> float:
-        return NAN if price_raw is None else _as_float(Fraction(price_raw, 10**self.price_precision))
+        return NAN if price_raw is None else price_raw / 10**self.price_precision
 
     def size_float(self, size_raw: int) -> float:
-        return _as_float(Fraction(size_raw, 10**self.size_precision))
+        return size_raw / 10**self.size_precision
 
     @property
     def best_bid(self) -> float:

@@ -119,14 +119,19 @@ def test_delta_semantics():
         book.update(ASK, "100.051", "1")
 
 
-def test_snapshot_replaces_and_an_invalid_one_leaves_the_book_empty():
+def test_snapshot_replaces_all_or_nothing():
     book = make_book()
     book.apply_snapshot([(5000, 1)], [], update_id=7)                   # an older id is accepted: it replaces
     assert book.levels(BID) == [(5000, 1)] and book.levels(ASK) == [] and book.last_update_id == 7
+    for bids, asks in [([(10000, 1)], [(10011, 1)]), ([(10000, 1), (9995, -1)], [])]:
+        book = make_book()
+        with pytest.raises(ValueError):
+            book.apply_snapshot(bids, asks, update_id=200)              # off the 0.05 tick / negative size
+        assert book == make_book() and book.last_update_id == 100
     book = make_book()
     with pytest.raises(ValueError):
-        book.apply_snapshot([(10000, 1)], [(10011, 1)], update_id=200)  # 100.11 is off the 0.05 tick
-    assert book.bid_count == book.ask_count == 0 and book.last_update_id == 0
+        book.apply_snapshot_values([("100.00", "1"), ("99.951", "1")], [], update_id=200)  # too precise
+    assert book == make_book() and book.last_update_id == 100
 
 
 def test_update_id_zero_means_none():
@@ -246,3 +251,26 @@ def test_copy_and_equality():
     assert twin == book
     twin.apply_delta(BID, 10000, 0, update_id=101)
     assert twin != book and book.best_bid_raw == 10000
+
+
+def test_an_invalid_record_has_no_effect():
+    book = ReferenceBook(0, 0)
+    book.apply_delta(BID, 100, 1, update_id=5)
+    batch = records((KIND_BOOK_DELTA, FLAG_SNAPSHOT, 0, 9, 101, -1),                 # would open a snapshot
+                    (KIND_BOOK_DELTA, FLAG_LAST, 0, 12, 102, -1))
+    assert book.apply_records(batch, strict=False) == 0
+    assert book.levels(BID) == [(100, 1)] and book.last_update_id == 5 and book.stats["rejected"] == 2
+    with pytest.raises(ValueError, match="record 0"):
+        book.apply_records(batch)
+    assert book.levels(BID) == [(100, 1)] and book.last_update_id == 5
+
+
+def test_a_delta_record_ends_a_snapshot_cut_short():
+    book = ReferenceBook(0, 0)
+    first = records((KIND_BOOK_DELTA, FLAG_SNAPSHOT, 0, 9, 100, 1),
+                    (KIND_BOOK_DELTA, FLAG_SNAPSHOT, 0, 9, 101, -1))                # strict error: no LAST
+    with pytest.raises(ValueError):
+        book.apply_records(first)
+    book.apply_records(records((KIND_BOOK_DELTA, 0, 0, 10, 90, 1),                # no LAST either
+                               (KIND_BOOK_DELTA, FLAG_SNAPSHOT | FLAG_LAST, 0, 11, 80, 1)))
+    assert book.levels(BID) == [(80, 1)]                                            # the new snapshot cleared

@@ -484,10 +484,11 @@ cdef class OrderBook:
             if rec.flags & FLAG_SNAPSHOT:
                 st = self.check_level(side, rec.price, rec.quantity)
                 if st != BOOK_OK:
+                    if rec.flags & FLAG_LAST:
+                        self._in_snapshot = False    # its message is over: the next snapshot starts afresh
                     return st
                 if not self._in_snapshot:
-                    side_clear(&self._sides[BID])
-                    side_clear(&self._sides[ASK])
+                    self.clear_levels()
                     self._in_snapshot = True
                     self.last_update_id = rec.sequence
             else:
@@ -497,6 +498,8 @@ cdef class OrderBook:
                     return BOOK_STALE
             st = self.set_level(side, rec.price, rec.quantity)
             if st != BOOK_OK:
+                if rec.flags & FLAG_LAST:
+                    self._in_snapshot = False
                 return st
             if rec.sequence != 0 and not (rec.flags & FLAG_SNAPSHOT):
                 self.last_update_id = rec.sequence

@@ -25,11 +25,12 @@ from extrema._core.types cimport (
     FLAG_ASK)
 from extrema._core.book cimport OrderBook, BookStatus, BOOK_OK, BOOK_STALE
 from extrema._core.strategy cimport (
-    Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, InstrumentScale,
-    HookId, HOOK_BOOK, HOOK_TRADE, HOOK_QUOTE, HOOK_BOOK_RESET, HOOK_SCHEDULE, N_HOOKS)
+    Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, CandleView, InstrumentScale,
+    HookId, HOOK_BOOK, HOOK_TRADE, HOOK_QUOTE, HOOK_BOOK_RESET, HOOK_SCHEDULE, HOOK_CANDLE, N_HOOKS)
 from extrema._core.ring cimport RingConsumer
 from extrema._core.features cimport (
-    Kernel, ScalarKernel, Vwap, TradeFlowImbalance, Microprice, BookImbalance)
+    Kernel, ScalarKernel, Vwap, TradeFlowImbalance, Microprice, BookImbalance, Atr, TrueRange)
+from extrema._core.bars cimport BarAggregator, BARS_PENDING, CANDLE_SLOTS
 from extrema._core.ex_fixed cimport ex_raw_to_f64
 from extrema._core.records cimport as_record_array, record_data
 from extrema._core.records import RecordKind
@@ -57,6 +58,8 @@ cdef enum FeatureInput:
     IN_QUOTE_BID
     IN_QUOTE_ASK
     IN_QUOTE_MICROPRICE     # Microprice.update_c(bid, bid size, ask, ask size)
+    IN_CANDLE_CLOSE         # a bar series' closes
+    IN_CANDLE_HLC           # Atr / TrueRange.update_c(high, low, close)
 
 cdef struct FeatureBinding:
     PyObject *kernel        # borrowed: Dispatcher._feature_refs owns it
@@ -78,7 +81,11 @@ FEATURE_SOURCES = {
     "quote.bid": (RecordKind.QUOTE, IN_QUOTE_BID, (ScalarKernel,)),
     "quote.ask": (RecordKind.QUOTE, IN_QUOTE_ASK, (ScalarKernel,)),
     "quote": (RecordKind.QUOTE, IN_QUOTE_MICROPRICE, (Microprice,)),
+    "candle.close": (RecordKind.CANDLE, IN_CANDLE_CLOSE, (ScalarKernel,)),
+    "candle": (RecordKind.CANDLE, IN_CANDLE_HLC, (Atr, TrueRange)),
 }
+cdef enum:
+    CANDLE_BUFFER = 64      # record slots: 32 candles per aggregator call
 
 # The hook each routable record kind calls.
 ROUTED_KINDS = {RecordKind.TRADE: "on_trade", RecordKind.QUOTE: "on_quote",
@@ -114,12 +121,27 @@ cdef class Dispatcher:
     cdef readonly int64_t unknown_instrument
     cdef readonly int64_t book_errors
     cdef readonly int64_t hook_errors
+    cdef readonly int64_t candles
+    cdef Py_ssize_t _n_masks
     cdef dict _book_options
     cdef dict _instruments            # id -> Instrument
     cdef list _feature_refs           # [(instrument id, kind, input, kernel)] in attach order
     cdef FeatureBinding *_features    # the same, grouped by (instrument, kind)
     cdef int32_t *_feature_start      # [instrument id * N_KINDS + kind] -> first binding, or -1
     cdef int32_t *_feature_count
+    # Bar series: id -> aggregator (slot 0 unused), the strategies subscribed to each, the kernels fed
+    # by each, and per instrument the aggregators its trades go to.
+    cdef list _series
+    cdef uint64_t *_series_mask
+    cdef list _series_feature_refs    # [(series id, input, kernel)]
+    cdef FeatureBinding *_series_features
+    cdef int32_t *_series_feature_start
+    cdef int32_t *_series_feature_count
+    cdef PyObject **_aggs             # grouped by instrument
+    cdef int32_t *_aggs_start
+    cdef int32_t *_aggs_count
+    cdef Record _candles[CANDLE_BUFFER]
+    cdef CandleView _candle
 
     def __cinit__(self):
         self._routes = NULL
@@ -128,6 +150,13 @@ cdef class Dispatcher:
         self._features = NULL
         self._feature_start = NULL
         self._feature_count = NULL
+        self._series_mask = NULL
+        self._series_features = NULL
+        self._series_feature_start = NULL
+        self._series_feature_count = NULL
+        self._aggs = NULL
+        self._aggs_start = NULL
+        self._aggs_count = NULL
 
     def __init__(self, registry=None, *, error_handler=None, book_options=None):
         self._strategies = []
@@ -139,6 +168,10 @@ cdef class Dispatcher:
         self._book_options = dict(book_options or {})
         self._instruments = {}
         self._feature_refs = []
+        self._series = [None]
+        self._series_feature_refs = []
+        self._candle = CandleView.__new__(CandleView)
+        self._candle._series = self._series
         self._trade = TradeView.__new__(TradeView)
         self._quote = QuoteView.__new__(QuoteView)
         self._bookv = BookView.__new__(BookView)
@@ -156,6 +189,13 @@ cdef class Dispatcher:
         free(self._features)
         free(self._feature_start)
         free(self._feature_count)
+        free(self._series_mask)
+        free(self._series_features)
+        free(self._series_feature_start)
+        free(self._series_feature_count)
+        free(self._aggs)
+        free(self._aggs_start)
+        free(self._aggs_count)
 
     cdef _grow(self, Py_ssize_t n):
         """Make room for instrument ids < n."""
@@ -184,7 +224,8 @@ cdef class Dispatcher:
         self._names.extend([None] * (n - len(self._names)))
         self._n_instruments = n
         self._rebuild_features()
-        for view in (self._trade, self._quote, self._bookv, self._reset, self._timer):
+        self._rebuild_bars()
+        for view in (self._trade, self._quote, self._bookv, self._reset, self._timer, self._candle):
             (<RecordView>view)._scales = self._scales
             (<RecordView>view)._names = self._names
 
@@ -225,12 +266,14 @@ cdef class Dispatcher:
     def strategies(self):
         return list(self._strategies)
 
-    def attach_feature(self, uint32_t instrument_id, Kernel kernel, str source):
+    def attach_feature(self, uint32_t instrument_id, Kernel kernel, str source, int series=0):
         """Feed `kernel` from the instrument's events, before any strategy hook sees them.
 
         source: "trade.price" | "trade.size" | "trade.notional" | "trade" (Vwap, TradeFlowImbalance) |
         "book.mid" | "book.microprice" | "book.spread" | "book.best_bid" | "book.best_ask" |
-        "book" (Microprice, BookImbalance) | "quote.mid" | "quote.bid" | "quote.ask" | "quote" (Microprice).
+        "book" (Microprice, BookImbalance) | "quote.mid" | "quote.bid" | "quote.ask" | "quote" (Microprice) |
+        "candle.close" | "candle" (Atr, TrueRange: high, low, close) — candle sources need `series`, the
+        bar series (add_bars) whose bars feed the kernel.
         Book sources update once per venue message, when the book is consistent; an empty side skips
         the update rather than feeding NaN.
         """
@@ -246,11 +289,159 @@ cdef class Dispatcher:
             inp = IN_BOOK_MICROPRICE_KERNEL if isinstance(kernel, Microprice) else IN_BOOK_IMBALANCE_KERNEL
         if instrument_id == 0 or instrument_id >= self._n_instruments or self._names[instrument_id] is None:
             raise KeyError(f"unknown instrument id {instrument_id}: add it to the engine's registry first")
+        if kind == RecordKind.CANDLE:
+            if not 0 < series < len(self._series) or (<BarAggregator>self._series[series]).instrument_id != instrument_id:
+                raise ValueError(f"{source!r} needs series=, the id of a bar series of instrument {instrument_id} "
+                                 f"(from add_bars)")
+            self._series_feature_refs.append((series, int(inp), kernel))
+            self._rebuild_bars()
+            return kernel
         if kind == RecordKind.BOOK_DELTA:
             self._ensure_book(instrument_id)
         self._feature_refs.append((instrument_id, int(kind), int(inp), kernel))
         self._rebuild_features()
         return kernel
+
+    # ---- bars ---------------------------------------------------------------------------------------
+
+    def add_bars(self, BarAggregator aggregator):
+        """Feed an aggregator with its instrument's trades; its bars go to the series' subscribers
+        (on_candle) and kernels. Returns the series id (written into every candle it makes)."""
+        cdef uint32_t iid = aggregator.instrument_id
+        if iid == 0 or iid >= self._n_instruments or self._names[iid] is None:
+            raise KeyError(f"unknown instrument id {iid}: add it to the engine's registry first")
+        if any(a is aggregator for a in self._series):
+            raise ValueError("this aggregator is already part of the engine")
+        aggregator.series_id = len(self._series)
+        self._series.append(aggregator)
+        self._rebuild_bars()
+        return aggregator.series_id
+
+    def subscribe_bars(self, int index, int series):
+        """Deliver the bars of a series to strategy `index` (on_candle)."""
+        self._check_strategy(index)
+        if not 0 < series < len(self._series):
+            raise KeyError(f"no bar series {series}")
+        self._series_mask[series] |= (<uint64_t>1) << index
+
+    def series(self, int series):
+        return self._series[series] if 0 < series < len(self._series) else None
+
+    cdef _rebuild_bars(self):
+        """Lay out the aggregators by instrument and the candle-fed kernels by series."""
+        cdef Py_ssize_t n_series = len(self._series), i, pos = 0
+        cdef Py_ssize_t n = max(self._n_instruments, 1)
+        cdef uint64_t *masks = <uint64_t *>realloc(self._series_mask, n_series * sizeof(uint64_t))
+        if masks == NULL:
+            raise MemoryError()
+        for i in range(self._n_masks, n_series):
+            masks[i] = 0
+        self._series_mask = masks
+        self._n_masks = n_series
+        aggs = <PyObject **>realloc(self._aggs, max(n_series, 1) * sizeof(PyObject *))
+        start = <int32_t *>realloc(self._aggs_start, n * sizeof(int32_t))
+        count = <int32_t *>realloc(self._aggs_count, n * sizeof(int32_t))
+        if aggs == NULL or start == NULL or count == NULL:
+            raise MemoryError()
+        self._aggs, self._aggs_start, self._aggs_count = aggs, start, count
+        for i in range(n):
+            self._aggs_start[i] = 0
+            self._aggs_count[i] = 0
+        by_instrument = {}
+        for agg in self._series[1:]:
+            by_instrument.setdefault((<BarAggregator>agg).instrument_id, []).append(agg)
+        for iid, group in by_instrument.items():
+            if iid >= n:
+                continue
+            self._aggs_start[iid] = pos
+            self._aggs_count[iid] = len(group)
+            for agg in group:
+                self._aggs[pos] = <PyObject *>agg
+                pos += 1
+        feats = <FeatureBinding *>realloc(self._series_features,
+                                          max(len(self._series_feature_refs), 1) * sizeof(FeatureBinding))
+        fstart = <int32_t *>realloc(self._series_feature_start, n_series * sizeof(int32_t))
+        fcount = <int32_t *>realloc(self._series_feature_count, n_series * sizeof(int32_t))
+        if feats == NULL or fstart == NULL or fcount == NULL:
+            raise MemoryError()
+        self._series_features, self._series_feature_start, self._series_feature_count = feats, fstart, fcount
+        for i in range(n_series):
+            self._series_feature_start[i] = 0
+            self._series_feature_count[i] = 0
+        pos = 0
+        for sid in range(1, n_series):
+            bindings = [(inp, k) for s_, inp, k in self._series_feature_refs if s_ == sid]
+            self._series_feature_start[sid] = pos
+            self._series_feature_count[sid] = len(bindings)
+            for inp, kernel in bindings:
+                self._series_features[pos].kernel = <PyObject *>kernel
+                self._series_features[pos].input = inp
+                pos += 1
+
+    cdef int _route_candles(self, Py_ssize_t k) except -1:
+        """Deliver the k record slots of candles in _candles: kernels of their series first, then
+        on_candle. Returns 1 if a hook asked to stop."""
+        cdef Py_ssize_t j
+        cdef int32_t f, end
+        cdef int64_t sid
+        cdef const Record *head
+        cdef FeatureBinding *b
+        cdef InstrumentScale sc
+        cdef double high, low, close
+        for j in range(0, k, CANDLE_SLOTS):
+            head = &self._candles[j]
+            sid = self._candles[j + 1].aux1
+            if sid <= 0 or sid >= self._n_masks:
+                continue
+            self.candles += 1
+            sc = self._scales[head.instrument_id]
+            end = self._series_feature_start[sid] + self._series_feature_count[sid]
+            for f in range(self._series_feature_start[sid], end):
+                b = &self._series_features[f]
+                close = ex_raw_to_f64(self._candles[j + 1].ts_exchange, sc.price_precision)
+                if b.input == IN_CANDLE_CLOSE:
+                    (<ScalarKernel>b.kernel).update_c(close)
+                else:
+                    high = ex_raw_to_f64(head.aux0, sc.price_precision)
+                    low = ex_raw_to_f64(head.aux1, sc.price_precision)
+                    if isinstance(<object>b.kernel, Atr):
+                        (<Atr>b.kernel).update_c(high, low, close)
+                    else:
+                        (<TrueRange>b.kernel).update_c(high, low, close)
+            if self._series_mask[sid] and self._fan_out(self._series_mask[sid], HOOK_CANDLE, self._candle, head):
+                return 1
+        return 0
+
+    cdef int _update_bars(self, uint32_t iid, const Record *r) except -1:
+        """Feed a trade to the instrument's aggregators and deliver every bar it closes."""
+        cdef int32_t a
+        cdef Py_ssize_t k
+        cdef BarAggregator agg
+        for a in range(self._aggs_start[iid], self._aggs_start[iid] + self._aggs_count[iid]):
+            agg = <BarAggregator>self._aggs[a]
+            k = agg.update_c(r, self._candles, CANDLE_BUFFER)
+            while k > 0:
+                if self._route_candles(k):
+                    return 1
+                k = agg.drain_c(self._candles, CANDLE_BUFFER)
+        return 0
+
+    def bars_on_time(self, int64_t now_us, bint flush=False):
+        """Close the time bars whose interval ended by now_us (flush=True: every partial bar of every
+        series) and deliver them. The engine calls this from its bar clock."""
+        cdef BarAggregator agg
+        cdef Py_ssize_t k
+        for agg in self._series[1:]:
+            k = agg.flush_c(now_us, self._candles, CANDLE_BUFFER) if flush else \
+                agg.on_time_c(now_us, self._candles, CANDLE_BUFFER)
+            while k > 0:
+                if self._route_candles(k):
+                    return
+                k = agg.drain_c(self._candles, CANDLE_BUFFER)
+
+    def time_bar_intervals(self):
+        """The interval (µs) of every time-bar series, for the engine's bar clock."""
+        return sorted({agg.interval_us for agg in self._series[1:] if agg.interval_us})
 
     cdef _rebuild_features(self):
         """Lay the bindings out grouped by (instrument, kind), in attach order within a group."""
@@ -385,7 +576,8 @@ cdef class Dispatcher:
                 if kind == RecordKind.BOOK_RESET:
                     continue
                 subs = self.subscribers(iid, kind)
-                if subs or self._feature_count[iid * N_KINDS + <int>kind]:
+                if (subs or self._feature_count[iid * N_KINDS + <int>kind]
+                        or (kind == RecordKind.TRADE and self._aggs_count[iid])):
                     out[(iid, kind)] = subs
         return out
 
@@ -436,6 +628,8 @@ cdef class Dispatcher:
                 (<Strategy>self._strats[j]).on_book_reset(<ResetView>view)
             elif hook == HOOK_SCHEDULE:
                 (<Strategy>self._strats[j]).on_schedule(<TimerView>view)
+            elif hook == HOOK_CANDLE:
+                (<Strategy>self._strats[j]).on_candle(<CandleView>view)
             self.delivered += 1
         except Exception as exc:
             self._hook_failed(j, HOOK_NAMES[hook], exc, repr(view))
@@ -516,6 +710,8 @@ cdef class Dispatcher:
                 continue
             if self._feature_count[cell]:
                 self._update_features(cell, r, None)
+            if kind == KIND_TRADE and self._aggs_count[iid] and self._update_bars(iid, r):
+                return i + 1
             if mask == 0:
                 continue
             elif kind == KIND_TRADE:
@@ -558,7 +754,7 @@ cdef class Dispatcher:
         return True
 
     def stats(self):
-        return {"delivered": self.delivered, "unknown_instrument": self.unknown_instrument,
+        return {"delivered": self.delivered, "candles": self.candles, "unknown_instrument": self.unknown_instrument,
                 "book_errors": self.book_errors, "hook_errors": self.hook_errors,
                 "disabled": [s.name for i, s in enumerate(self._strategies) if self._disabled & ((<uint64_t>1) << i)]}
 

@@ -30,7 +30,7 @@ CANDLE (1 continuation)
           quantity = volume, aux0 = high, aux1 = low
     cont: p0 = close, p1 = VWAP (raw price), p2 = buy volume, p3 = sell volume,
           p4 = bar close time (µs, exclusive), p5 = quote volume (raw at price+size precision,
-          saturated at int64), p6 = 0
+          saturated at int64), p6 = series id (which bar aggregator of the engine made it; 0 outside)
 ORDER_UPDATE (1 continuation)
     head: sequence = client order id, price = limit price, quantity = original size,
           aux0 = cumulative filled size, aux1 = venue order id; flags ASK for a sell

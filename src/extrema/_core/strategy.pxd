@@ -56,6 +56,9 @@ cdef class ResetView(RecordView):
 cdef class TimerView(RecordView):
     pass
 
+cdef class CandleView(RecordView):
+    cdef object _series                    # list: series id -> BarAggregator (the engine's)
+
 
 cdef class Strategy:
     cdef readonly str name
@@ -72,7 +75,7 @@ cdef class Strategy:
     cpdef on_quote(self, QuoteView quote)
     cpdef on_book_reset(self, ResetView reset)
     cpdef on_schedule(self, TimerView timer)
-    cpdef on_candle(self, object candle)
+    cpdef on_candle(self, CandleView candle)
     cpdef on_prediction(self, object prediction)
     cpdef on_order(self, object order)
     cpdef on_fill(self, object fill)

@@ -16,7 +16,8 @@ import types
 from libc.stdint cimport int64_t, uint32_t
 from libc.math cimport NAN
 
-from extrema._core.types cimport (Record, FLAG_ASK, FLAG_SNAPSHOT, FLAG_AGGRESSOR_UNKNOWN)
+from extrema._core.types cimport (Record, FLAG_ASK, FLAG_SNAPSHOT, FLAG_AGGRESSOR_UNKNOWN, CONT_MASK, CONT_SHIFT)
+from libc.string cimport memcpy
 from extrema._core.ex_fixed cimport ex_raw_to_f64
 
 HOOK_NAMES = ("on_start", "on_stop", "on_book", "on_trade", "on_quote", "on_book_reset", "on_schedule",
@@ -30,8 +31,8 @@ class ViewExpiredError(RuntimeError):
 
 @cython.final
 cdef class OwnedRecord:
-    """Storage for a copied view's record."""
-    cdef Record rec
+    """Storage for a copied view's record (a head and up to 15 continuation slots)."""
+    cdef Record rec[16]
 
 
 cdef class RecordView:
@@ -86,9 +87,10 @@ cdef class RecordView:
         self._check()
         cdef RecordView other = type(self).__new__(type(self))
         cdef OwnedRecord owned = OwnedRecord()
-        owned.rec = self._rec[0]
+        cdef int slots = 1 + ((self._rec.flags & CONT_MASK) >> CONT_SHIFT)
+        memcpy(owned.rec, self._rec, slots * sizeof(Record))
         other._keep = owned
-        other._rec = &owned.rec
+        other._rec = &owned.rec[0]
         other._scales = self._scales
         other._names = self._names
         other._copy_extra(self)
@@ -260,6 +262,89 @@ cdef class TimerView(RecordView):
         return f"timer {self._rec.sequence} due {self._rec.aux0}"
 
 
+@cython.final
+cdef class CandleView(RecordView):
+    """A closed bar (OHLCV, VWAP, trade count, aggressor volumes) from one of the engine's aggregators."""
+
+    @property
+    def open(self):
+        self._check()
+        return self._price(self._rec.price)
+
+    @property
+    def high(self):
+        self._check()
+        return self._price(self._rec.aux0)
+
+    @property
+    def low(self):
+        self._check()
+        return self._price(self._rec.aux1)
+
+    @property
+    def close(self):
+        self._check()
+        return self._price(self._rec[1].ts_exchange)
+
+    @property
+    def vwap(self):
+        self._check()
+        return self._price(self._rec[1].ts_local)
+
+    @property
+    def volume(self):
+        self._check()
+        return self._size(self._rec.quantity)
+
+    @property
+    def buy_volume(self):
+        """Volume of trades whose buyer was the aggressor."""
+        self._check()
+        return self._size(self._rec[1].sequence)
+
+    @property
+    def sell_volume(self):
+        self._check()
+        return self._size(self._rec[1].price)
+
+    @property
+    def trade_count(self):
+        self._check()
+        return self._rec.sequence
+
+    @property
+    def open_time(self):
+        """Start of the bar, µs since the epoch."""
+        self._check()
+        return self._rec.ts_exchange
+
+    @property
+    def close_time(self):
+        """End of the bar (exclusive), µs since the epoch."""
+        self._check()
+        return self._rec[1].quantity
+
+    @property
+    def series_id(self):
+        """Which aggregator made it (see `series`)."""
+        self._check()
+        return self._rec[1].aux1
+
+    @property
+    def series(self):
+        """The engine's BarAggregator that made this bar (what context.bars returned)."""
+        self._check()
+        sid = self._rec[1].aux1
+        return self._series[sid] if self._series is not None and 0 < sid < len(self._series) else None
+
+    cdef _copy_extra(self, RecordView source):
+        self._series = (<CandleView>source)._series
+
+    cdef str _describe(self):
+        return (f"{self.instrument} O {self.open} H {self.high} L {self.low} C {self.close} "
+                f"V {self.volume} from {self._rec.ts_exchange} series {self._rec[1].aux1}")
+
+
 cdef class Strategy:
     """Base class of every strategy. Override the hooks you need; the rest cost nothing.
 
@@ -325,7 +410,7 @@ cdef class Strategy:
     cpdef on_schedule(self, TimerView timer):
         pass
 
-    cpdef on_candle(self, object candle):
+    cpdef on_candle(self, CandleView candle):
         pass
 
     cpdef on_prediction(self, object prediction):

@@ -60,6 +60,26 @@ class Context:
         self._engine.subscriptions_changed()
         return kernel
 
+    def bars(self, instrument, kind="time", size="1m", *, empty="skip", subscribe=True):
+        """Aggregate an instrument's trades into bars (kind "time" | "tick" | "volume" | "notional"; size
+        "1s".."1d" for time bars, a trade count, or a decimal volume / notional). Closed bars arrive in
+        on_candle (time bars also close on the clock, without waiting for the next trade). Returns the
+        aggregator; its `series_id` is each candle's `series_id`."""
+        from extrema._core.bars import BarAggregator
+        inst = self._engine.find_instrument(instrument)
+        aggregator = BarAggregator.for_instrument(inst, kind, size, empty=empty)
+        series = self._engine.dispatcher.add_bars(aggregator)
+        if subscribe:
+            self._engine.dispatcher.subscribe_bars(self.index, series)
+        self._engine.bars_changed()
+        self._engine.subscriptions_changed()
+        return aggregator
+
+    def attach_to_bars(self, aggregator, kernel, source="candle.close"):
+        """Feed a kernel from a bar series' closed bars ("candle.close", or "candle" for Atr / TrueRange)."""
+        self._engine.dispatcher.attach_feature(aggregator.instrument_id, kernel, source, series=aggregator.series_id)
+        return kernel
+
     def book(self, instrument):
         """The engine's live order book of an instrument (someone must have subscribed to 'book')."""
         return self._engine.dispatcher.book(self._engine.find_instrument(instrument).id)

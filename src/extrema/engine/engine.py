@@ -58,7 +58,7 @@ class Engine:
 
     def __init__(self, registry, *, sources=(), strategies=(), tasks=None, ring_capacity=1 << 16,
                  ring_name=None, cpu=None, execution=None, on_error="continue", use_uvloop=True,
-                 busy_poll=False, stop_when_sources_done=True, book_options=None):
+                 busy_poll=False, stop_when_sources_done=True, book_options=None, bar_close_grace=0.25):
         if on_error not in ERROR_POLICIES:
             raise ValueError(f"on_error must be one of {ERROR_POLICIES}, got {on_error!r}")
         if cpu is not None and cpu not in os.sched_getaffinity(0):
@@ -70,6 +70,10 @@ class Engine:
         self.use_uvloop = use_uvloop
         self.busy_poll = busy_poll
         self.stop_when_sources_done = stop_when_sources_done
+        # Time bars close by the clock this long after their end, so trades stamped just before the
+        # boundary that arrive a little late still count.
+        self.bar_close_grace_us = int(bar_close_grace * 1e6)
+        self._bar_clock = None
         self.sources = list(sources)
         self.ring = Ring(ring_capacity, name=ring_name)
         self._consumer = self.ring.consumer("block")
@@ -133,6 +137,24 @@ class Engine:
             update = getattr(source, "subscriptions_changed", None)
             if update is not None:
                 update(subs)
+
+    def bars_changed(self):
+        """A bar series was added: make sure the bar clock runs when the engine does."""
+        if self._loop is not None and self._bar_clock is None and self.dispatcher.time_bar_intervals():
+            self._bar_clock = self._loop.create_task(self._run_bar_clock())
+
+    async def _run_bar_clock(self):
+        """Close time bars at their interval ends (plus a grace for late trades) when no trade does."""
+        while True:
+            intervals = self.dispatcher.time_bar_intervals()
+            if not intervals:
+                return
+            now = time_us()
+            boundary = min(now - now % iv + iv for iv in intervals)
+            await asyncio.sleep(max(boundary + self.bar_close_grace_us - now, 0) / 1e6)
+            self.dispatcher.bars_on_time(boundary)
+            if self.dispatcher.stop_requested:
+                self._request_stop("a strategy's error policy is 'stop'")
 
     def execution_client(self):
         if self._execution is None:
@@ -218,6 +240,7 @@ class Engine:
             self._lifecycle(index, strategy, "on_start")
         self._started.set()
         spinner = loop.create_task(self._spin()) if self.busy_poll else None
+        self.bars_changed()
         subs = self.dispatcher.subscriptions()
         source_tasks = [loop.create_task(src.run(self._emit, subs), name=f"source-{i}")
                         for i, src in enumerate(self.sources)]
@@ -247,6 +270,8 @@ class Engine:
             await asyncio.sleep(0.001)
         if spinner is not None:
             spinner.cancel()
+        if self._bar_clock is not None:
+            self._bar_clock.cancel()
         for index, strategy in enumerate(self.dispatcher.strategies):
             self._lifecycle(index, strategy, "on_stop")
         self.ring.close()
