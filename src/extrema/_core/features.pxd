@@ -231,11 +231,14 @@ cdef class ZScore(ScalarKernel):
 cdef class RealizedVolatility(ScalarKernel):
     cdef RealizedVolState st
 
-cdef class Returns(ScalarKernel):
+cdef class _ReturnsKernel(ScalarKernel):    # Returns and LogReturns: one state, one step
     cdef ReturnsState st
 
-cdef class LogReturns(ScalarKernel):
-    cdef ReturnsState st
+cdef class Returns(_ReturnsKernel):
+    pass
+
+cdef class LogReturns(_ReturnsKernel):
+    pass
 
 cdef class LinearRegression(ScalarKernel):
     cdef LinRegState st

@@ -1623,76 +1623,50 @@ cdef class RealizedVolatility(ScalarKernel):
         return {"period": self.st.w.cap}
 
 
+cdef class _ReturnsKernel(ScalarKernel):
+    """Shared body of Returns and LogReturns (one state struct; `log` is fixed by the class)."""
+
+    def __cinit__(self, period=1, *args, **kwargs):
+        if returns_init(&self.st, _period(period, "period", 1), type(self) is LogReturns) != 0:
+            raise MemoryError()
+        self._head = &self.st.h
+
+    def __init__(self, period=1):
+        pass
+
+    def __dealloc__(self):
+        win_free(&self.st.w)
+
+    cdef double update_c(self, double x) noexcept nogil:
+        return returns_step(&self.st, x)
+
+    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
+    def update(self, double x):
+        """Add one price; returns the current (log) return."""
+        return returns_step(&self.st, x)
+
+    def reset(self):
+        head_init(&self.st.h)
+        win_clear(&self.st.w)
+
+    @property
+    def period(self):
+        return self.st.period
+
+    def _params(self):
+        return {"period": self.st.period}
+
+
 @cython.final
-cdef class Returns(ScalarKernel):
+cdef class Returns(_ReturnsKernel):
     """Simple return over `period` values, (x - x[-period]) / x[-period] (TA_ROCP; 0 when the old
     price is 0). Warm after period + 1 values."""
 
-    def __cinit__(self, period=1, *args, **kwargs):
-        if returns_init(&self.st, _period(period, "period", 1), False) != 0:
-            raise MemoryError()
-        self._head = &self.st.h
-
-    def __init__(self, period=1):
-        pass
-
-    def __dealloc__(self):
-        win_free(&self.st.w)
-
-    cdef double update_c(self, double x) noexcept nogil:
-        return returns_step(&self.st, x)
-
-    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
-    def update(self, double x):
-        """Add one price; returns the current return."""
-        return returns_step(&self.st, x)
-
-    def reset(self):
-        head_init(&self.st.h)
-        win_clear(&self.st.w)
-
-    @property
-    def period(self):
-        return self.st.period
-
-    def _params(self):
-        return {"period": self.st.period}
-
 
 @cython.final
-cdef class LogReturns(ScalarKernel):
+cdef class LogReturns(_ReturnsKernel):
     """Log return over `period` values, log(x / x[-period]). Only positive prices are accepted (others
     are skipped). Warm after period + 1 values."""
-
-    def __cinit__(self, period=1, *args, **kwargs):
-        if returns_init(&self.st, _period(period, "period", 1), True) != 0:
-            raise MemoryError()
-        self._head = &self.st.h
-
-    def __init__(self, period=1):
-        pass
-
-    def __dealloc__(self):
-        win_free(&self.st.w)
-
-    cdef double update_c(self, double x) noexcept nogil:
-        return returns_step(&self.st, x)
-
-    @cython.always_allow_keywords(False)    # METH_O: the cheapest call from Python
-    def update(self, double x):
-        """Add one price; returns the current log return."""
-        return returns_step(&self.st, x)
-
-    def reset(self):
-        head_init(&self.st.h)
-        win_clear(&self.st.w)
-
-    @property
-    def period(self):
-        return self.st.period
-
-    def _params(self):
-        return {"period": self.st.period}
 
 
 @cython.final
