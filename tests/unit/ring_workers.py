@@ -1,5 +1,4 @@
 """Functions run in child processes by test_ring.py (importable by multiprocessing's spawn)."""
-import os
 import time
 
 import numpy as np

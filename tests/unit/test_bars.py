@@ -3,7 +3,6 @@ the candle record layout, and the compiled aggregator against tests/models/bars_
 hypothesis-generated trade streams (gaps, bursts, equal timestamps, threshold crossings, timers)."""
 import datetime
 import sysconfig
-from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import extrema
-from extrema import RECORD_DTYPE, RecordFlag, RecordKind, with_continuations
+from extrema import RecordFlag, RecordKind, with_continuations
 from extrema._core import bars as core_bars
 from extrema._core.bars import (BAR_DTYPE, BAR_RAW_DTYPE, Bar, BarAggregator, candles_to_bars)
 
-from models.bars_reference import INT64_MAX, STAT_KEYS, ReferenceBars, candles_as_dicts
+from models.bars_reference import INT64_MAX, ReferenceBars, candles_as_dicts
 
 S = 1_000_000          # µs per second
 ASK = int(RecordFlag.ASK)

@@ -21,7 +21,6 @@ def test_readme_examples_run():
     assert (book.best_bid, book.best_ask) == (60000.0, 60000.4)
     assert abs(book.spread - 0.4) < 1e-9 and book.last_update_id == 101
 
-    import numpy as np
     import extrema
     records = extrema.empty_records(3)
     records["kind"] = extrema.RecordKind.TRADE

@@ -1,5 +1,4 @@
 """The record layout: the numpy dtype and the compiled C struct are the same bytes."""
-import numpy as np
 import pytest
 
 import extrema

@@ -206,7 +206,7 @@ def test_bad_use_gives_clear_errors():
         ring.consumer("fast")
     with pytest.raises(ValueError, match="back-pressure consumer starts at 'latest'"):
         ring.consumer("block", start="oldest")
-    a, b = ring.consumer(), ring.consumer()
+    a, _ = ring.consumer(), ring.consumer()
     with pytest.raises(RuntimeError, match="all 2 consumer slots"):
         ring.consumer()
     a.close()
@@ -235,7 +235,7 @@ def test_attaching_to_an_incompatible_segment_is_refused():
             Ring.attach(name, timeout=0.05)
     finally:
         os.unlink(path)
-    with Ring(64, name=name) as ring:
+    with Ring(64, name=name):
         with pytest.raises(ValueError, match="capacity 64, the caller expected 128"):
             Ring.attach(name, capacity=128)
         attached = Ring.attach(name)

@@ -25,13 +25,12 @@ import itertools
 import logging
 import os
 import threading
-import time
 
 import numpy as np
 
 from extrema._core.clock import time_us
 from extrema._core.dispatch import Dispatcher
-from extrema._core.instruments import InstrumentRegistry, Market, UnknownInstrumentError
+from extrema._core.instruments import InstrumentRegistry, UnknownInstrumentError
 from extrema._core.records import RECORD_DTYPE, RecordKind
 from extrema._core.ring import Ring
 from extrema.engine.context import Context
