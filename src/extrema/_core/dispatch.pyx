@@ -59,7 +59,8 @@ cdef enum FeatureInput:
     IN_QUOTE_ASK
     IN_QUOTE_MICROPRICE     # Microprice.update_c(bid, bid size, ask, ask size)
     IN_CANDLE_CLOSE         # a bar series' closes
-    IN_CANDLE_HLC           # Atr / TrueRange.update_c(high, low, close)
+    IN_CANDLE_ATR           # Atr.update_c(high, low, close)
+    IN_CANDLE_TRUE_RANGE    # TrueRange.update_c(high, low, close)
 
 cdef struct FeatureBinding:
     PyObject *kernel        # borrowed: Dispatcher._feature_refs owns it
@@ -82,7 +83,7 @@ FEATURE_SOURCES = {
     "quote.ask": (RecordKind.QUOTE, IN_QUOTE_ASK, (ScalarKernel,)),
     "quote": (RecordKind.QUOTE, IN_QUOTE_MICROPRICE, (Microprice,)),
     "candle.close": (RecordKind.CANDLE, IN_CANDLE_CLOSE, (ScalarKernel,)),
-    "candle": (RecordKind.CANDLE, IN_CANDLE_HLC, (Atr, TrueRange)),
+    "candle": (RecordKind.CANDLE, None, (Atr, TrueRange)),
 }
 cdef enum:
     CANDLE_BUFFER = 64      # record slots: 32 candles per aggregator call
@@ -283,10 +284,15 @@ cdef class Dispatcher:
         if not isinstance(kernel, accepts):
             raise TypeError(f"{type(kernel).__name__} cannot be fed from {source!r} "
                             f"(it takes {', '.join(c.__name__ for c in accepts)})")
-        if inp is None and kind == RecordKind.TRADE:
-            inp = IN_TRADE_VWAP if isinstance(kernel, Vwap) else IN_TRADE_FLOW
-        elif inp is None:
-            inp = IN_BOOK_MICROPRICE_KERNEL if isinstance(kernel, Microprice) else IN_BOOK_IMBALANCE_KERNEL
+        if inp is None:
+            # Sources that take several kernel types: the input says which update_c to call, so the
+            # hot path never asks a kernel its type.
+            if kind == RecordKind.TRADE:
+                inp = IN_TRADE_VWAP if isinstance(kernel, Vwap) else IN_TRADE_FLOW
+            elif kind == RecordKind.CANDLE:
+                inp = IN_CANDLE_ATR if isinstance(kernel, Atr) else IN_CANDLE_TRUE_RANGE
+            else:
+                inp = IN_BOOK_MICROPRICE_KERNEL if isinstance(kernel, Microprice) else IN_BOOK_IMBALANCE_KERNEL
         if instrument_id == 0 or instrument_id >= self._n_instruments or self._names[instrument_id] is None:
             raise KeyError(f"unknown instrument id {instrument_id}: add it to the engine's registry first")
         if kind == RecordKind.CANDLE:
@@ -388,7 +394,9 @@ cdef class Dispatcher:
         cdef FeatureBinding *b
         cdef InstrumentScale sc
         cdef double high, low, close
-        for j in range(0, k, CANDLE_SLOTS):
+        j = -CANDLE_SLOTS
+        while j + CANDLE_SLOTS < k:
+            j += CANDLE_SLOTS
             head = &self._candles[j]
             sid = self._candles[j + 1].aux1
             if sid <= 0 or sid >= self._n_masks:
@@ -404,7 +412,7 @@ cdef class Dispatcher:
                 else:
                     high = ex_raw_to_f64(head.aux0, sc.price_precision)
                     low = ex_raw_to_f64(head.aux1, sc.price_precision)
-                    if isinstance(<object>b.kernel, Atr):
+                    if b.input == IN_CANDLE_ATR:
                         (<Atr>b.kernel).update_c(high, low, close)
                     else:
                         (<TrueRange>b.kernel).update_c(high, low, close)
@@ -742,7 +750,8 @@ cdef class Dispatcher:
 
     def deliver(self, int index, str hook, obj):
         """Call an object-taking hook (on_response, on_order, ...) of one strategy, under the error policy."""
-        cdef int h = HOOK_NAMES.index(hook)
+        if hook not in HOOK_NAMES:
+            raise ValueError(f"unknown hook {hook!r}")
         self._check_strategy(index)
         if self._disabled & ((<uint64_t>1) << index):
             return False
