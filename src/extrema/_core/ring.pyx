@@ -265,7 +265,7 @@ cdef class Ring:
         self._producer_wait = _policy(1000, 100, 50)
         deadline = _deadline(timeout)
         while ex_load_acquire_u64(&self._h.meta.magic) != EX_RING_MAGIC:
-            if monotonic_ns() >= deadline:
+            if deadline >= 0 and monotonic_ns() >= deadline:      # timeout=None: wait for the owner
                 raise ValueError(f"ring {name!r} is not an extrema ring (bad magic number)")
             _sleep_briefly()
         m = &self._h.meta
