@@ -14,7 +14,8 @@ from extrema._core.instruments import (
 from extrema._core.book import OrderBook, BookSide, Side, CrossedBookError, BOOK_LEVEL_DTYPE
 from extrema._core.ring import Ring, RingConsumer, RingClosedError, ProducerGoneError, sweep_stale_rings
 from extrema._core.strategy import (
-    Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, CandleView, ViewExpiredError)
+    Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, CandleView, OrderView, FillView,
+    ViewExpiredError)
 from extrema._core.bars import BarAggregator, Bar, candles_to_bars, BAR_DTYPE, BAR_RAW_DTYPE
 from extrema._core.dispatch import Dispatcher
 from extrema._core.tensor import Tensor, FeatureVector
@@ -22,6 +23,7 @@ from extrema.engine import Engine, EngineBuilder, Context, Task, FunctionTask, C
 from extrema import features
 from extrema.execution import (
     ExecutionClient, OrderRequest, CancelRequest, ReplaceRequest, RecordingExecutionClient)
+from extrema.execution.orders import OrderStatus, OrderType, TimeInForce, ClientOrderIds
 
 __version__ = "0.1.0"
 
@@ -44,6 +46,7 @@ __all__ = [
     "OrderBook", "BookSide", "Side", "CrossedBookError", "BOOK_LEVEL_DTYPE",
     "Ring", "RingConsumer", "RingClosedError", "ProducerGoneError", "sweep_stale_rings",
     "Strategy", "RecordView", "TradeView", "QuoteView", "BookView", "ResetView", "TimerView", "CandleView",
+    "OrderView", "FillView", "OrderStatus", "OrderType", "TimeInForce", "ClientOrderIds",
     "BarAggregator", "Bar", "candles_to_bars", "BAR_DTYPE", "BAR_RAW_DTYPE",
     "ViewExpiredError", "Dispatcher", "Tensor", "FeatureVector",
     "Engine", "EngineBuilder", "Context", "Task", "FunctionTask", "CommandResponse", "RecordSource",

@@ -322,8 +322,8 @@ def test_no_execution_client_is_a_clear_error(registry):
 
 
 def test_bad_subscriptions_and_set_up(registry):
-    with pytest.raises(ValueError, match="unknown event kind 'candles'"):
-        EngineBuilder(registry).strategy(Recorder(), subscribe={"BTC_USDT": "candles"}).build()
+    with pytest.raises(ValueError, match="unknown event kind 'bars'"):
+        EngineBuilder(registry).strategy(Recorder(), subscribe={"BTC_USDT": "bars"}).build()
     with pytest.raises(extrema.UnknownInstrumentError, match="SOL_USDT"):
         EngineBuilder(registry).strategy(Recorder(), subscribe={"SOL_USDT": "trades"}).build()
     with pytest.raises(ValueError, match="on_error must be one of"):

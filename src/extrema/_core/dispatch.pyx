@@ -21,12 +21,13 @@ import numpy as np
 cimport numpy as cnp
 
 from extrema._core.types cimport (
-    Record, KIND_BOOK_DELTA, KIND_BOOK_RESET, KIND_TRADE, KIND_QUOTE, KIND_TIMER, KIND_MAX, FLAG_LAST,
-    FLAG_ASK)
+    Record, KIND_BOOK_DELTA, KIND_BOOK_RESET, KIND_TRADE, KIND_QUOTE, KIND_TIMER, KIND_CANDLE,
+    KIND_ORDER_UPDATE, KIND_FILL, KIND_MAX, FLAG_LAST, FLAG_ASK)
 from extrema._core.book cimport OrderBook, BookStatus, BOOK_OK, BOOK_STALE
 from extrema._core.strategy cimport (
-    Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, CandleView, InstrumentScale,
-    HookId, HOOK_BOOK, HOOK_TRADE, HOOK_QUOTE, HOOK_BOOK_RESET, HOOK_SCHEDULE, HOOK_CANDLE, N_HOOKS)
+    Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, CandleView, OrderView,
+    FillView, InstrumentScale, HookId, HOOK_BOOK, HOOK_TRADE, HOOK_QUOTE, HOOK_BOOK_RESET, HOOK_SCHEDULE,
+    HOOK_CANDLE, HOOK_ORDER, HOOK_FILL, N_HOOKS)
 from extrema._core.ring cimport RingConsumer
 from extrema._core.features cimport (
     Kernel, ScalarKernel, Vwap, TradeFlowImbalance, Microprice, BookImbalance, Atr, TrueRange)
@@ -37,8 +38,11 @@ from extrema._core.records import RecordKind
 from extrema._core.strategy import HOOK_NAMES
 
 cdef enum:
-    MAX_STRATEGIES = 64        # one bit each in a routing mask
+    MAX_STRATEGIES = 64        # one bit each in a routing mask; also the owner field of client order ids
 cdef int N_KINDS = KIND_MAX + 1
+# Client order ids below this are the engine's own (extrema.execution.orders): low 6 bits = strategy.
+cdef int64_t FOREIGN_ORDER_ID_BASE = (<int64_t>1) << 62
+ORDER_OWNER_BITS = 6
 
 # What a feature kernel attached to an instrument is fed, and when (see attach_feature).
 cdef enum FeatureInput:
@@ -90,7 +94,10 @@ cdef enum:
 
 # The hook each routable record kind calls.
 ROUTED_KINDS = {RecordKind.TRADE: "on_trade", RecordKind.QUOTE: "on_quote",
-                RecordKind.BOOK_DELTA: "on_book", RecordKind.BOOK_RESET: "on_book_reset"}
+                RecordKind.BOOK_DELTA: "on_book", RecordKind.BOOK_RESET: "on_book_reset",
+                RecordKind.CANDLE: "on_candle",
+                # by subscription only for orders placed outside the engine (foreign client ids)
+                RecordKind.ORDER_UPDATE: "on_order", RecordKind.FILL: "on_fill"}
 
 
 @cython.final
@@ -143,6 +150,9 @@ cdef class Dispatcher:
     cdef int32_t *_aggs_count
     cdef Record _candles[CANDLE_BUFFER]
     cdef CandleView _candle
+    cdef OrderView _order
+    cdef FillView _fill
+    cdef readonly int64_t unowned_orders   # updates / fills with one of our ids but no such strategy
 
     def __cinit__(self):
         self._routes = NULL
@@ -178,6 +188,8 @@ cdef class Dispatcher:
         self._bookv = BookView.__new__(BookView)
         self._reset = ResetView.__new__(ResetView)
         self._timer = TimerView.__new__(TimerView)
+        self._order = OrderView.__new__(OrderView)
+        self._fill = FillView.__new__(FillView)
         self._grow(1)
         if registry is not None:
             for instrument in registry:
@@ -226,7 +238,8 @@ cdef class Dispatcher:
         self._n_instruments = n
         self._rebuild_features()
         self._rebuild_bars()
-        for view in (self._trade, self._quote, self._bookv, self._reset, self._timer, self._candle):
+        for view in (self._trade, self._quote, self._bookv, self._reset, self._timer, self._candle,
+                     self._order, self._fill):
             (<RecordView>view)._scales = self._scales
             (<RecordView>view)._names = self._names
 
@@ -638,6 +651,10 @@ cdef class Dispatcher:
                 (<Strategy>self._strats[j]).on_schedule(<TimerView>view)
             elif hook == HOOK_CANDLE:
                 (<Strategy>self._strats[j]).on_candle(<CandleView>view)
+            elif hook == HOOK_ORDER:
+                (<Strategy>self._strats[j]).on_order(<OrderView>view)
+            elif hook == HOOK_FILL:
+                (<Strategy>self._strats[j]).on_fill(<FillView>view)
             self.delivered += 1
         except Exception as exc:
             self._hook_failed(j, HOOK_NAMES[hook], exc, repr(view))
@@ -716,6 +733,10 @@ cdef class Dispatcher:
                 if self._fan_out(mask, HOOK_BOOK, self._bookv, r):
                     return i + 1
                 continue
+            if kind == KIND_ORDER_UPDATE or kind == KIND_FILL:
+                if self._route_order(kind, r, mask):
+                    return i + 1
+                continue
             if self._feature_count[cell]:
                 self._update_features(cell, r, None)
             if kind == KIND_TRADE and self._aggs_count[iid] and self._update_bars(iid, r):
@@ -728,7 +749,27 @@ cdef class Dispatcher:
             elif kind == KIND_QUOTE:
                 if self._fan_out(mask, HOOK_QUOTE, self._quote, r):
                     return i + 1
+            elif kind == KIND_CANDLE:
+                # A venue's own bar (e.g. a Binance kline), for the strategies subscribed to "candles".
+                if self._fan_out(mask, HOOK_CANDLE, self._candle, r):
+                    return i + 1
         return n
+
+    cdef inline int _route_order(self, int kind, const Record *r, uint64_t foreign_mask) except -1:
+        """An order update / fill goes to the strategy whose index its client order id carries
+        (execution.orders); one with a foreign id to the strategies subscribed to "orders" / "fills"."""
+        cdef int64_t coid = r.sequence if kind == KIND_ORDER_UPDATE else r.aux0
+        cdef uint64_t mask = foreign_mask
+        cdef int owner
+        if 0 < coid < FOREIGN_ORDER_ID_BASE:
+            owner = <int>(coid & (MAX_STRATEGIES - 1))
+            if owner >= self._n_strategies:
+                self.unowned_orders += 1
+                return 0
+            mask = (<uint64_t>1) << owner
+        if kind == KIND_ORDER_UPDATE:
+            return self._fan_out(mask, HOOK_ORDER, self._order, r)
+        return self._fan_out(mask, HOOK_FILL, self._fill, r)
 
     def dispatch(self, records):
         """Route a RECORD_DTYPE array (on the calling thread). Returns how many records were processed."""
@@ -764,6 +805,7 @@ cdef class Dispatcher:
 
     def stats(self):
         return {"delivered": self.delivered, "candles": self.candles, "unknown_instrument": self.unknown_instrument,
+                "unowned_orders": self.unowned_orders,
                 "book_errors": self.book_errors, "hook_errors": self.hook_errors,
                 "disabled": [s.name for i, s in enumerate(self._strategies) if self._disabled & ((<uint64_t>1) << i)]}
 

@@ -59,6 +59,12 @@ cdef class TimerView(RecordView):
 cdef class CandleView(RecordView):
     cdef object _series                    # list: series id -> BarAggregator (the engine's)
 
+cdef class OrderView(RecordView):
+    pass
+
+cdef class FillView(RecordView):
+    pass
+
 
 cdef class Strategy:
     cdef readonly str name
@@ -77,7 +83,7 @@ cdef class Strategy:
     cpdef on_schedule(self, TimerView timer)
     cpdef on_candle(self, CandleView candle)
     cpdef on_prediction(self, object prediction)
-    cpdef on_order(self, object order)
-    cpdef on_fill(self, object fill)
+    cpdef on_order(self, OrderView order)
+    cpdef on_fill(self, FillView fill)
     cpdef on_position(self, object position)
     cpdef on_response(self, object response)

@@ -16,7 +16,8 @@ import types
 from libc.stdint cimport int64_t, uint32_t
 from libc.math cimport NAN
 
-from extrema._core.types cimport (Record, FLAG_ASK, FLAG_SNAPSHOT, FLAG_AGGRESSOR_UNKNOWN, CONT_MASK, CONT_SHIFT)
+from extrema._core.types cimport (Record, FLAG_ASK, FLAG_SNAPSHOT, FLAG_AGGRESSOR_UNKNOWN, FLAG_MAKER, CONT_MASK,
+                                  CONT_SHIFT)
 from libc.string cimport memcpy
 from extrema._core.ex_fixed cimport ex_raw_to_f64
 
@@ -345,6 +346,163 @@ cdef class CandleView(RecordView):
                 f"V {self.volume} from {self._rec.ts_exchange} series {self._rec[1].aux1}")
 
 
+
+# Order statuses, types and times in force as carried in ORDER_UPDATE continuation words p0..p2
+# (records.pyx); the names are extrema.execution's enums of the same numbers.
+@cython.final
+cdef class OrderView(RecordView):
+    """An update of one of this strategy's orders (accepted, partly filled, cancelled, rejected...)."""
+
+    @property
+    def client_order_id(self):
+        """The id `context.submit` returned for this order."""
+        self._check()
+        return self._rec.sequence
+
+    @property
+    def venue_order_id(self):
+        self._check()
+        return self._rec.aux1
+
+    @property
+    def side(self):
+        self._check()
+        return "sell" if self._rec.flags & FLAG_ASK else "buy"
+
+    @property
+    def price(self):
+        """Limit price (0.0 for a market order)."""
+        self._check()
+        return self._price(self._rec.price)
+
+    @property
+    def quantity(self):
+        """Original size."""
+        self._check()
+        return self._size(self._rec.quantity)
+
+    @property
+    def filled(self):
+        """Cumulative filled size."""
+        self._check()
+        return self._size(self._rec.aux0)
+
+    @property
+    def remaining(self):
+        self._check()
+        return self._size(self._rec[1].aux0)
+
+    @property
+    def average_price(self):
+        """Average fill price (0.0 before the first fill)."""
+        self._check()
+        return self._price(self._rec[1].price)
+
+    @property
+    def stop_price(self):
+        self._check()
+        return self._price(self._rec[1].quantity)
+
+    @property
+    def status(self):
+        """extrema.OrderStatus."""
+        self._check()
+        return _order_enum("OrderStatus", self._rec[1].ts_exchange)
+
+    @property
+    def order_type(self):
+        """extrema.OrderType."""
+        self._check()
+        return _order_enum("OrderType", self._rec[1].ts_local)
+
+    @property
+    def time_in_force(self):
+        """extrema.TimeInForce."""
+        self._check()
+        return _order_enum("TimeInForce", self._rec[1].sequence)
+
+    @property
+    def reason(self):
+        """Venue reject / cancel reason code (0 when none)."""
+        self._check()
+        return self._rec[1].aux1
+
+    cdef str _describe(self):
+        return (f"{self.instrument} order {self._rec.sequence} {self.side} {self.quantity} @ {self.price} "
+                f"{self.status.name} filled {self.filled}")
+
+
+@cython.final
+cdef class FillView(RecordView):
+    """A fill (execution) of one of this strategy's orders."""
+
+    @property
+    def client_order_id(self):
+        self._check()
+        return self._rec.aux0
+
+    @property
+    def trade_id(self):
+        """The venue's trade id."""
+        self._check()
+        return self._rec.sequence
+
+    @property
+    def venue_order_id(self):
+        self._check()
+        return self._rec[1].ts_exchange
+
+    @property
+    def side(self):
+        self._check()
+        return "sell" if self._rec.flags & FLAG_ASK else "buy"
+
+    @property
+    def maker(self):
+        """True when the order provided liquidity."""
+        self._check()
+        return bool(self._rec.flags & FLAG_MAKER)
+
+    @property
+    def price(self):
+        self._check()
+        return self._price(self._rec.price)
+
+    @property
+    def quantity(self):
+        self._check()
+        return self._size(self._rec.quantity)
+
+    @property
+    def fee_raw(self):
+        """The fee in raw units of its asset (see records.pyx, FILL)."""
+        self._check()
+        return self._rec.aux1
+
+    @property
+    def fee_asset_id(self):
+        self._check()
+        return self._rec[1].ts_local
+
+    cdef str _describe(self):
+        return (f"{self.instrument} fill {self._rec.sequence} of order {self._rec.aux0} {self.side} "
+                f"{self.quantity} @ {self.price}{' maker' if self.maker else ''}")
+
+
+cdef object _orders_module = None
+
+
+cdef object _order_enum(str name, int64_t value):
+    """The enum member for a raw code (the plain int when a venue sent a code extrema does not know)."""
+    global _orders_module
+    if _orders_module is None:
+        import extrema.execution.orders
+        _orders_module = extrema.execution.orders
+    try:
+        return getattr(_orders_module, name)(value)
+    except ValueError:
+        return value
+
 cdef class Strategy:
     """Base class of every strategy. Override the hooks you need; the rest cost nothing.
 
@@ -416,10 +574,10 @@ cdef class Strategy:
     cpdef on_prediction(self, object prediction):
         pass
 
-    cpdef on_order(self, object order):
+    cpdef on_order(self, OrderView order):
         pass
 
-    cpdef on_fill(self, object fill):
+    cpdef on_fill(self, FillView fill):
         pass
 
     cpdef on_position(self, object position):

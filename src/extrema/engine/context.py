@@ -11,7 +11,11 @@ from extrema._core.clock import time_us
 from extrema._core.records import RecordKind
 from extrema.execution.client import CancelRequest, OrderRequest, ReplaceRequest
 
-_KINDS = {"trades": RecordKind.TRADE, "quotes": RecordKind.QUOTE, "book": RecordKind.BOOK_DELTA}
+_KINDS = {"trades": RecordKind.TRADE, "quotes": RecordKind.QUOTE, "book": RecordKind.BOOK_DELTA,
+          "candles": RecordKind.CANDLE,
+          # Updates and fills of orders extrema did not place (foreign client ids) on this instrument;
+          # a strategy's own orders reach it without subscribing.
+          "orders": RecordKind.ORDER_UPDATE, "fills": RecordKind.FILL}
 
 
 def _kind(k):
@@ -37,9 +41,11 @@ class Context:
         return self._engine.find_instrument(name, market)
 
     def subscribe(self, instrument, *kinds):
-        """Receive events of `kinds` ("trades", "quotes", "book") for an instrument (name or Instrument)."""
+        """Receive events of `kinds` for an instrument (name or Instrument): "trades", "quotes", "book",
+        "candles" (the venue's own bars, e.g. Binance klines), "orders" / "fills" (of orders placed
+        outside this engine; a strategy's own orders and fills reach it without subscribing)."""
         if not kinds:
-            raise ValueError("subscribe needs at least one kind: 'trades', 'quotes' or 'book'")
+            raise ValueError(f"subscribe needs at least one kind: {', '.join(map(repr, _KINDS))}")
         inst = self._engine.find_instrument(instrument)
         for k in kinds:
             self._engine.dispatcher.subscribe(self.index, inst.id, _kind(k))
@@ -107,10 +113,11 @@ class Context:
 
     def submit(self, instrument, side, quantity, price=None, *, order_type=None, time_in_force="GTC",
                reduce_only=False, post_only=False):
-        """Send a new order through the engine's execution client; returns its client order id."""
+        """Send a new order through the engine's execution client; returns its client order id (an int:
+        order updates and fills of this order carry it, see extrema.execution.orders)."""
         inst = self._engine.find_instrument(instrument)
         order = OrderRequest(
-            client_order_id=self._engine.next_client_order_id(), strategy=self._strategy.name,
+            client_order_id=self._engine.next_client_order_id(self.index), strategy=self._strategy.name,
             instrument=inst.name, side=side, quantity=Decimal(str(quantity)),
             price=None if price is None else Decimal(str(price)),
             order_type=order_type or ("market" if price is None else "limit"),

@@ -35,7 +35,7 @@ from extrema._core.records import RECORD_DTYPE, RecordKind
 from extrema._core.ring import Ring
 from extrema.engine.context import Context
 from extrema.engine.tasks import FunctionTask, Task, TaskRunner
-from extrema.execution.client import client_order_ids
+from extrema.execution.orders import ClientOrderIds
 
 log = logging.getLogger("extrema.engine")
 
@@ -57,7 +57,8 @@ class Engine:
 
     def __init__(self, registry, *, sources=(), strategies=(), tasks=None, ring_capacity=1 << 16,
                  ring_name=None, cpu=None, execution=None, on_error="continue", use_uvloop=True,
-                 busy_poll=False, stop_when_sources_done=True, book_options=None, bar_close_grace=0.25):
+                 busy_poll=False, stop_when_sources_done=True, book_options=None, bar_close_grace=0.25,
+                 engine_tag=None):
         if on_error not in ERROR_POLICIES:
             raise ValueError(f"on_error must be one of {ERROR_POLICIES}, got {on_error!r}")
         if cpu is not None and cpu not in os.sched_getaffinity(0):
@@ -78,7 +79,8 @@ class Engine:
         self._consumer = self.ring.consumer("block")
         self.dispatcher = Dispatcher(self.registry, error_handler=self._hook_error, book_options=book_options)
         self._execution = execution
-        self._order_ids = client_order_ids("ex")
+        # Client order ids carry their strategy (routing) and this engine's tag (see execution.orders).
+        self.order_ids = ClientOrderIds(engine_tag)
         self._runners = {}
         for name, task in (tasks or {}).items():
             if callable(task) and not isinstance(task, Task):
@@ -160,8 +162,8 @@ class Engine:
             raise RuntimeError("no execution client configured: EngineBuilder(...).execution(client)")
         return self._execution
 
-    def next_client_order_id(self):
-        return next(self._order_ids)
+    def next_client_order_id(self, strategy_index):
+        return self.order_ids.next(strategy_index)
 
     # ---- running ------------------------------------------------------------------------------------
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import itertools
 import threading
 from decimal import Decimal
 from typing import Optional
@@ -15,7 +14,7 @@ _TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX")
 @dataclasses.dataclass(frozen=True)
 class OrderRequest:
     """A new order as a strategy asks for it. Prices and sizes are exact decimals (str / Decimal)."""
-    client_order_id: str
+    client_order_id: int            # issued by the engine (execution.orders.ClientOrderIds)
     strategy: str
     instrument: str
     side: str                       # "buy" | "sell"
@@ -43,13 +42,13 @@ class OrderRequest:
 
 @dataclasses.dataclass(frozen=True)
 class CancelRequest:
-    client_order_id: str
+    client_order_id: int
     strategy: str
 
 
 @dataclasses.dataclass(frozen=True)
 class ReplaceRequest:
-    client_order_id: str
+    client_order_id: int
     strategy: str
     price: Optional[Decimal] = None
     quantity: Optional[Decimal] = None
@@ -90,11 +89,3 @@ class RecordingExecutionClient(ExecutionClient):
 
     def of_type(self, cls):
         return [r for r in self.requests if isinstance(r, cls)]
-
-
-def client_order_ids(prefix: str):
-    """Unique client order ids: prefix, process start time and a counter (unique across restarts)."""
-    import os
-    import time
-    start = f"{int(time.time() * 1000):x}{os.getpid() % 4096:03x}"
-    return (f"{prefix}-{start}-{n}" for n in itertools.count(1))
