@@ -310,6 +310,45 @@ def test_orders_go_through_the_execution_client(registry):
     assert engine.stop_reason == "done"
 
 
+def test_orders_go_to_the_client_of_their_market_and_adapters_bind_to_the_engine(registry):
+    registry.register("BTC_USDT", Market.BINANCE_SPOT, "0.01", "0.00001", venue_symbol="BTCUSDT")
+
+    class Trader(Strategy):
+        def on_trade(self, trade):
+            if trade.sequence == 0:
+                self.sim = self.context.submit(self.context.instrument("BTC_USDT", Market.SIM), "buy", 1, 100)
+                self.binance = self.context.submit(self.context.instrument("BTC_USDT", Market.BINANCE_SPOT),
+                                                   "sell", 1, 101)
+                self.context.cancel(self.binance)
+                self.context.stop_engine("done")
+
+    class Adapter:
+        """The shape EngineBuilder.venue expects from a venue adapter."""
+        def __init__(self):
+            self.client = RecordingExecutionClient()
+            self.client.bind_engine = lambda engine: setattr(self, "engine", engine)
+
+        def sources(self):
+            return [RecordSource(make(RecordKind.TRADE, 1, 3))]
+
+        def execution_client(self):
+            return self.client
+
+        def markets(self):
+            return [Market.BINANCE_SPOT]
+
+    default, adapter, t = RecordingExecutionClient(), Adapter(), Trader()
+    sim_btc = registry.get(Market.SIM, "BTC_USDT")
+    engine = (EngineBuilder(registry).venue(adapter).execution(default)
+              .strategy(t, subscribe={sim_btc: "trades"}).build())
+    assert adapter.engine is engine
+    engine.run(timeout=30)
+    assert [r.client_order_id for r in default.requests] == [t.sim]
+    assert [(type(r).__name__, r.client_order_id) for r in adapter.client.requests] == \
+        [("OrderRequest", t.binance), ("CancelRequest", t.binance)]
+    assert extrema.execution.orders.owner_of(t.binance) == 0
+
+
 def test_no_execution_client_is_a_clear_error(registry):
     class Trader(Strategy):
         def on_trade(self, trade):

@@ -32,6 +32,7 @@ class Context:
         self._engine = engine
         self._strategy = strategy
         self.index = index
+        self._order_markets = {}          # client order id -> the market it was sent to
         self.log = logging.getLogger(f"extrema.strategy.{strategy.name}")
 
     # ---- market data ----------------------------------------------------------------------------
@@ -122,14 +123,19 @@ class Context:
             price=None if price is None else Decimal(str(price)),
             order_type=order_type or ("market" if price is None else "limit"),
             time_in_force=time_in_force, reduce_only=reduce_only, post_only=post_only)
-        self._engine.execution_client().submit(order)
+        self._engine.execution_client(inst.market).submit(order)
+        self._order_markets[order.client_order_id] = inst.market
         return order.client_order_id
 
+    def _client_for(self, client_order_id):
+        # Orders of an earlier run (reconciled after a restart) go to the default client.
+        return self._engine.execution_client(self._order_markets.get(client_order_id))
+
     def cancel(self, client_order_id):
-        self._engine.execution_client().cancel(CancelRequest(client_order_id, self._strategy.name))
+        self._client_for(client_order_id).cancel(CancelRequest(client_order_id, self._strategy.name))
 
     def replace(self, client_order_id, *, price=None, quantity=None):
-        self._engine.execution_client().replace(ReplaceRequest(
+        self._client_for(client_order_id).replace(ReplaceRequest(
             client_order_id, self._strategy.name,
             None if price is None else Decimal(str(price)),
             None if quantity is None else Decimal(str(quantity))))

@@ -78,7 +78,13 @@ class Engine:
         self.ring = Ring(ring_capacity, name=ring_name)
         self._consumer = self.ring.consumer("block")
         self.dispatcher = Dispatcher(self.registry, error_handler=self._hook_error, book_options=book_options)
-        self._execution = execution
+        # Where orders go: one client per market (None = the client for every market without its own).
+        if execution is None:
+            self._execution = {}
+        elif isinstance(execution, dict):
+            self._execution = dict(execution)
+        else:
+            self._execution = {None: execution}
         # Client order ids carry their strategy (routing) and this engine's tag (see execution.orders).
         self.order_ids = ClientOrderIds(engine_tag)
         self._runners = {}
@@ -104,6 +110,11 @@ class Engine:
         self.published = 0
         for strategy, subscriptions in strategies:
             self.add_strategy(strategy, subscriptions)
+        # Venue adapters learn the engine they serve (its registry, its client order ids, its loop).
+        for part in {id(p): p for p in [*self.sources, *self._execution.values()]}.values():
+            bind = getattr(part, "bind_engine", None)
+            if bind is not None:
+                bind(self)
 
     # ---- set-up -------------------------------------------------------------------------------------
 
@@ -157,10 +168,14 @@ class Engine:
             if self.dispatcher.stop_requested:
                 self._request_stop("a strategy's error policy is 'stop'")
 
-    def execution_client(self):
-        if self._execution is None:
-            raise RuntimeError("no execution client configured: EngineBuilder(...).execution(client)")
-        return self._execution
+    def execution_client(self, market=None):
+        """The execution client orders for `market` go to."""
+        client = self._execution.get(market) or self._execution.get(None)
+        if client is None:
+            where = f" for {market.name}" if market is not None else ""
+            raise RuntimeError(f"no execution client configured{where}: EngineBuilder(...).execution(client) "
+                               f"or .venue(adapter)")
+        return client
 
     def next_client_order_id(self, strategy_index):
         return self.order_ids.next(strategy_index)
@@ -442,8 +457,20 @@ class EngineBuilder:
         self._options["cpu"] = cpu
         return self
 
-    def execution(self, client):
-        self._options["execution"] = client
+    def execution(self, client, market=None):
+        """Where orders go: one client for every market, or (market=...) the client of one market."""
+        clients = self._options.setdefault("execution", {})
+        clients[None if market is None else market] = client
+        return self
+
+    def venue(self, adapter):
+        """A venue adapter: its sources (market data, user data) and, for its markets, its execution."""
+        for source in adapter.sources():
+            self.channel(source)
+        client = adapter.execution_client()
+        if client is not None:
+            for market in adapter.markets():
+                self.execution(client, market)
         return self
 
     def on_error(self, policy):
