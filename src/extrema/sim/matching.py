@@ -204,6 +204,13 @@ class Order:
         self.last_trade_id = -1
         self.leverage = 0
 
+    def snapshot(self) -> "Order":
+        """A copy of the order as it is now (events carry these: the order keeps changing)."""
+        twin = Order.__new__(Order)
+        for name in Order.__slots__:
+            setattr(twin, name, getattr(self, name))
+        return twin
+
     @property
     def remaining(self) -> int:
         return self.qty - self.filled
@@ -567,10 +574,10 @@ class MatchingEngine:
         if tif == "FOK":
             available = self._walk(book, side, order.qty, price)[0]
             if available < order.qty:
-                self.events.append(("order", order, "NEW", None))
+                self.events.append(("order", order.snapshot(), "NEW", None))
                 self._finish(order, EXPIRED)
                 return order, fills
-        self.events.append(("order", order, "NEW", None))
+        self.events.append(("order", order.snapshot(), "NEW", None))
         fills = self._take(book, spec, order, None if is_market else price)
         if order.is_open():
             if is_market or tif in ("IOC", "FOK"):
@@ -717,7 +724,7 @@ class MatchingEngine:
             if o.owner != USER:
                 continue
             fill = self._settle(spec, o, price, qty, is_maker, trade_id)
-            self.events.append(("order", o, "TRADE", fill))
+            self.events.append(("order", o.snapshot(), "TRADE", fill))
             if o.status == FILLED:
                 self._closed(o)
             if not is_maker:
@@ -808,7 +815,7 @@ class MatchingEngine:
         if self.market == SPOT:
             self._release(self.specs[order.symbol], order)
         self._closed(order)
-        self.events.append(("order", order, exec_type or status, None))
+        self.events.append(("order", order.snapshot(), exec_type or status, None))
 
     def _expire_reduce_only(self, symbol: str):
         """Resting reduce-only orders that can no longer reduce the position expire (Binance does the same)."""
@@ -903,7 +910,7 @@ class MatchingEngine:
             order.qty, order.price = qty, price
         order.margin = need
         order.update_time = self._now()
-        self.events.append(("order", order, "AMENDMENT", None))
+        self.events.append(("order", order.snapshot(), "AMENDMENT", None))
         if not keep_place:
             self._take(book, spec, order, price)
             if order.is_open():

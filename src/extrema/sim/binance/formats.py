@@ -123,12 +123,16 @@ class Formatter:
         spec = self.engine.specs[order.symbol]
         last_qty = fill.qty if fill else 0
         last_px = fill.price if fill else 0
+        # A cancel reports the cancel request's id in "c" and the order's own id in "C".
+        if exec_type == "CANCELED":
+            c, orig = order.orig_client_id or order.client_id, order.client_id
+        else:
+            c, orig = order.client_id, ""
         msg = {
-            "e": "executionReport", "E": event_ms, "s": order.symbol,
-            "c": order.client_id if exec_type != "CANCELED" else (order.orig_client_id or order.client_id),
+            "e": "executionReport", "E": event_ms, "s": order.symbol, "c": c,
             "S": SIDE_NAMES[order.side], "o": order.type, "f": order.tif, "q": self.qty(spec, order.qty),
             "p": self.px(spec, order.price), "P": self.px(spec, 0), "F": self.qty(spec, 0), "g": -1,
-            "C": order.client_id if exec_type == "CANCELED" and order.orig_client_id else "",
+            "C": orig,
             "x": exec_type, "X": order.status, "r": reject_reason, "i": order.order_id,
             "l": self.qty(spec, last_qty), "z": self.qty(spec, order.filled), "L": self.px(spec, last_px),
             "n": self.amount(fill.commission) if fill else "0", "N": fill.commission_asset if fill else None,
