@@ -227,6 +227,8 @@ class BinanceSimulator:
         self._loop = asyncio.get_running_loop()
         self.replay_done = asyncio.Event()
         self._feed_go = asyncio.Event()
+        self._feed_running = asyncio.Event()
+        self._feed_running.set()
         rest = web.Application(client_max_size=1 << 20)
         rest.router.add_route("*", "/{tail:.*}", self._rest)
         ws = web.Application()
@@ -326,6 +328,13 @@ class BinanceSimulator:
         """Start a replay now instead of at the first market-data subscription."""
         self._feed_go.set()
 
+    def pause_feed(self):
+        """Stop generating market events (timers still push what already changed)."""
+        self._feed_running.clear()
+
+    def resume_feed(self):
+        self._feed_running.set()
+
     def disconnect_all(self, code: int = 1001):
         """Forced disconnect of every websocket connection (counted as faults['disconnect'])."""
         for conn in list(self.conns):
@@ -380,6 +389,9 @@ class BinanceSimulator:
         sim0 = gen.sim_time
         n = 0
         while True:
+            if not self._feed_running.is_set():
+                await self._feed_running.wait()
+                t0, sim0 = time.monotonic(), gen.sim_time
             gen.step(self.engine)
             self._pump()
             n += 1
