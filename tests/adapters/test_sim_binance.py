@@ -459,9 +459,9 @@ def test_each_fault_does_what_it_says():
             url = sim.ws_url + "/ws/btcusdt@depth@100ms"
             res = {}
             async with s.ws_connect(url) as ws:
-                await collect(ws, n=2)
+                before_gap = await collect(ws, n=2)
                 faults.inject("gap")
-                frames = await collect(ws, n=3)
+                frames = before_gap[-1:] + await collect(ws, n=2)
                 chain = [json.loads(t) for t in frames]
                 res["gap"] = chain
                 faults.inject("malformed")
@@ -519,7 +519,7 @@ def test_each_fault_does_what_it_says():
 
 @pytest.mark.parametrize("market", ["spot", "usdm"])
 def test_capture_replay_resends_original_text(market, fixtures_dir):
-    replay = CaptureReplay.bundled(market, fixtures_dir / "binance" / "captures", speed=None)
+    replay = CaptureReplay.bundled(market, fixtures_dir / "binance" / "captures", speed=None, autostart=False)
     first = replay.frames[0]
     symbol = first.data["s"] if "s" in first.data else first.stream.split("@")[0].upper()
     stream_all = sorted({f.stream for f in replay.frames})
@@ -531,6 +531,8 @@ def test_capture_replay_resends_original_text(market, fixtures_dir):
             depth_text = await r.text()
             async with s.ws_connect(f"{sim.ws_url}/stream?streams={'/'.join(stream_all)}") as ws, \
                     s.ws_connect(f"{sim.ws_url}/ws/{first.stream}") as raw_ws:
+                await asyncio.sleep(0.05)  # both subscriptions registered
+                sim.start_feed()
                 got = await collect(ws, n=len(replay.frames), timeout=10)
                 raw = await collect(raw_ws, timeout=1.0, until=lambda t: False)
             return depth_text, got, raw

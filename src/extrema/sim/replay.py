@@ -68,17 +68,20 @@ class CaptureReplay:
 
     `speed`: recorded time / `speed` is wall time (1.0 = as recorded); None replays as fast as possible.
     `loop`: start over when the capture ends (the book is reset from the snapshot again).
+    `autostart`: start at the first market-data subscription; False waits for `sim.start_feed()`.
     """
 
     kind = "replay"
 
-    def __init__(self, ws_path, http_path=None, *, speed: float | None = 1.0, loop: bool = False):
+    def __init__(self, ws_path, http_path=None, *, speed: float | None = 1.0, loop: bool = False,
+                 autostart: bool = True):
         if speed is not None and speed <= 0:
             raise ValueError(f"speed must be > 0 or None, got {speed}")
         self.ws_path = Path(ws_path)
         self.http_path = Path(http_path) if http_path is not None else None
         self.speed = speed
         self.loop = loop
+        self.autostart = autostart
         self.frames: list[ReplayFrame] = []
         self.snapshots: dict[str, ReplaySnapshot] = {}
         self.market: str | None = None

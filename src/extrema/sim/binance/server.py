@@ -674,7 +674,7 @@ class BinanceSimulator:
         sym, _, kind = name.partition("@")
         if kind.startswith("kline_"):
             self._kline_series(sym.upper(), kind[6:])
-        if name not in self.listen_keys and isinstance(self.source, CaptureReplay):
+        if name not in self.listen_keys and isinstance(self.source, CaptureReplay) and self.source.autostart:
             self._feed_go.set()
 
     def _unsubscribe(self, conn: _Conn, name: str):
