@@ -36,7 +36,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from .matching import BUY, SELL, SPOT, USDM, MatchingEngine, SymbolSpec, parse_raw
+from .matching import BUY, SELL, SPOT, MatchingEngine, SymbolSpec, parse_raw
 
 
 @dataclass

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ..matching import (ASSET_DP, BUY, SELL, SIDE_NAMES, SPOT, USDM, Order, Reject, SymbolSpec, decimals_of, fmt_raw,
+from ..matching import (ASSET_DP, SIDE_NAMES, SPOT, USDM, Order, Reject, SymbolSpec, decimals_of, fmt_raw,
                         parse_raw)
 from ..replay import CaptureReplay
 from .formats import INTERVALS_MS

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
-import secrets
 import threading
 import time
 from collections import Counter
@@ -23,18 +21,15 @@ from aiohttp import WSMsgType, web
 
 from ..faults import Faults
 from ..generator import GeneratedMarket
-from ..matching import (BUY, SELL, SIDE_NAMES, SPOT, USDM, MatchingEngine, Order, Reject, SymbolSpec,
-                        decimals_of, fmt_raw, parse_raw)
+from ..matching import (BUY, SELL, SPOT, USDM, MatchingEngine, Reject, SymbolSpec,
+                        parse_raw)
 from ..replay import CaptureReplay
 from .auth import DEFAULT_API_KEY, DEFAULT_API_SECRET, KeyVerifier, Limited, RateLimiter, RateLimits, check_signed
 from .formats import INTERVALS_MS, Formatter, KlineSeries, dumps
-from .rest import ROUTES, RawBody
+from .rest import NONE, ROUTES, SIGNED, RawBody
 
 log = logging.getLogger("extrema.sim.binance")
 
-NONE, USER_STREAM, SIGNED = 0, 1, 2
-_DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
-_CLIENT_ID_RE = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 
 # Stream update speeds (ms) per market: "<sym>@depth" alone is the slow default
 # (spot 1000 ms, USD-M 250 ms); 0 means every change, as it happens.
@@ -428,7 +423,7 @@ class BinanceSimulator:
             if sync is None:
                 return
             lu, prev = sync
-            U, u = int(d["U"]), int(d["u"])
+            _U, u = int(d["U"]), int(d["u"])
             if prev is None:  # Binance's rule for the first event after the snapshot
                 if (u <= lu) if self.market == SPOT else (u < lu):
                     return
