@@ -780,9 +780,7 @@ class BinanceSimulator:
         body = (await request.read()).decode("utf-8", "replace") if request.can_read_body else ""
         query = request.query_string
         params = dict(parse_qsl(query, keep_blank_values=True))
-        if body and request.content_type in ("application/x-www-form-urlencoded", "", "text/plain"):
-            params.update(parse_qsl(body, keep_blank_values=True))
-        elif body and request.content_type != "application/x-www-form-urlencoded":
+        if body:  # Binance reads a form-encoded body whatever the declared content type
             params.update(parse_qsl(body, keep_blank_values=True))
         ip = request.remote or "127.0.0.1"
         delay = self.faults.delay_s()
