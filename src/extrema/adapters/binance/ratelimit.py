@@ -15,8 +15,8 @@ The budget before a request is `confirmed + pending + cost <= limit`, where `con
 count the server reported for this window (or what we counted when it reported nothing) and `pending` the
 cost of requests sent and not yet answered. Near a window boundary a request is counted in both windows
 it may land in (our server-clock estimate has an error margin). A request that would exceed a budget
-waits for the next window instead of being sent; if that wait (or a 429 / 418 block) is longer than the caller's deadline the caller
-gets RateLimitError / IPBannedError at once, without a request being sent.
+waits for the next window instead of being sent; if that wait (or a 429 / 418 block) is longer than the
+caller's deadline, the caller gets RateLimitError / IPBannedError at once, without a request being sent.
 """
 from __future__ import annotations
 
@@ -154,6 +154,7 @@ class RateLimiter:
         self.window_margin_ms = int(window_margin_ms)
         self._budgets: List[_Budget] = []
         self.used: Dict[str, int] = {}          # last header values: {'USED-WEIGHT-1M': 12, 'ORDER-COUNT-10S': 1}
+        self._reported: Dict[Tuple[str, str], Tuple[int, int]] = {}   # (what, key) -> (count, server ms)
         self._blocked_until = 0.0               # loop time; all requests wait (429)
         self._banned_until = 0.0                # loop time; all requests wait or fail (418)
         self._order_blocked_until = 0.0         # loop time; order requests wait (order-count 429)
@@ -172,6 +173,14 @@ class RateLimiter:
             prev = old.get((lim.kind, lim.key))
             if prev is not None and prev.limit.interval_ms == lim.interval_ms:
                 b.confirmed, b.pending = prev.confirmed, prev.pending
+            else:
+                # A new limiter (e.g. from exchangeInfo, whose own answer reported this interval): start
+                # from what the server last said for it, so the requests already made still count.
+                seen = self._reported.get((_HEADER_KIND.get(lim.kind), lim.key))
+                if seen is not None:
+                    count, at_ms = seen
+                    for w in b.windows(at_ms, self.window_margin_ms):
+                        b.confirmed[w] = count
             budgets.append(b)
         self._budgets = budgets
         self._wake()
@@ -300,6 +309,8 @@ class RateLimiter:
             self.used[f"{what}-{key}"] = count
         if reported:
             now, margin = self._now_ms(), self.window_margin_ms
+            for k, count in reported.items():
+                self._reported[k] = (count, now)
             for b in self._budgets:
                 count = reported.get((_HEADER_KIND.get(b.limit.kind), b.limit.key))
                 if count is None:
