@@ -25,7 +25,7 @@ from extrema.adapters.binance import (
     SPOT_ENDPOINTS, USDM_ENDPOINTS, ApiKeyRejectedError, BinanceConnectionError, BinanceCredentials, BinanceRest,
     CancelRejectedError, CancelReplaceError, ExecutionStatusUnknown, FilterError, InsufficientBalanceError,
     InvalidClientOrderId, InvalidRequestError, InvalidResponseError, InvalidSignatureError, IPBannedError,
-    OrderNotFoundError, RateLimit,
+    OrderNotFoundError, RateLimit, RateLimiter, SPOT_DEFAULT_LIMITS,
     OrderStatusUnknown, PostOnlyRejectedError, RateLimitError, ReduceOnlyRejectedError, ServerBusyError,
     TimestampError, UnknownOrderError, ws_api_payload)
 
@@ -356,7 +356,7 @@ def test_used_weight_follows_the_headers(fixtures_dir):
 
 
 def test_weight_budget_delays_requests_instead_of_breaking_the_limit(fixtures_dir):
-    """exchangeInfo says 60 weight per second. Concurrent depth(500) calls (25 each) go out as the
+    """exchangeInfo says 60 weight per second. Three concurrent depth(500) calls (25 each) go out as the
     budget allows - some wait for the next second - and the server never sees the limit broken."""
     async def main():
         fake = FakeBinance(fixtures_dir, weight_limits=(("1S", 60),))
@@ -367,11 +367,11 @@ def test_weight_budget_delays_requests_instead_of_breaking_the_limit(fixtures_di
             await rest.exchange_info()
             limits = [(lim.kind, lim.key, lim.limit) for lim in rest.rate_limiter.limits]
             assert limits == [("REQUEST_WEIGHT", "1S", 60)]
-            bodies = await asyncio.gather(*(rest.depth("BTCUSDT", 500) for _ in range(4)))
+            bodies = await asyncio.gather(*(rest.depth("BTCUSDT", 500) for _ in range(3)))
             assert all(b.startswith(b"{") for b in bodies)
         assert fake.violations == 0
         assert fake.max_seen[("w", "1S")] <= 60
-        assert len(fake.requests("GET", "/api/v3/depth")) == 4
+        assert len(fake.requests("GET", "/api/v3/depth")) == 3
     run(main())
 
 
@@ -403,9 +403,8 @@ def test_429_blocks_every_request_for_retry_after(fixtures_dir):
         fake.script[("GET", "/api/v3/depth")].append(_too_many)
         async with Served(fake) as srv, BinanceRest(SPOT, srv.url) as rest:
             depth = asyncio.create_task(rest.depth("BTCUSDT"))
-            while not fake.requests("GET", "/api/v3/depth"):
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.05)              # the 429 is in; the client is backing off
+            while rest.rate_limiter.blocked_for == 0:      # until the 429 is in and the client backs off
+                await asyncio.sleep(0.005)
             assert rest.rate_limiter.blocked_for > 0.5
             ping = asyncio.create_task(rest.ping())
             await depth
@@ -460,9 +459,11 @@ def test_order_count_429_without_retry_after_holds_orders_until_the_window_ends(
         marks = {}
 
         async def too_many_orders(request, params):
+            # Answer early in a server second, so the hold (to the next second) is long enough to watch.
+            phase = fake.server_ms() % 1000
+            if not 100 <= phase < 300:
+                await asyncio.sleep(((1100 - phase) % 1000) / 1000)
             marks["429"] = fake.server_ms()
-            asyncio.get_running_loop().call_later(0.05, lambda: marks.setdefault("ping_task", asyncio.ensure_future(
-                rest.ping())))
             return _error(-1015, "Too many new orders; current limit is 2 orders per SECOND.", 429)
 
         async def retried(request, params):
@@ -473,13 +474,18 @@ def test_order_count_429_without_retry_after_holds_orders_until_the_window_ends(
         async with Served(fake) as srv, BinanceRest(USDM, srv.url, creds(), rate_limits=limits,
                                                     rate_limit_margin_ms=20) as rest:
             await rest.sync_clock(2)
-            order = await rest.new_order("BTCUSDT", "BUY", "LIMIT", client_order_id="oc1", quantity="1", price="1")
-            assert order["clientOrderId"] == "oc1"
-            await marks["ping_task"]
+            order = asyncio.create_task(rest.new_order("BTCUSDT", "BUY", "LIMIT", client_order_id="oc1",
+                                                       quantity="1", price="1"))
+            while rest.rate_limiter.orders_blocked_for == 0:
+                await asyncio.sleep(0.005)
+            assert rest.rate_limiter.blocked_for == 0      # only orders are held
+            await rest.ping()
+            assert not order.done()
+            assert (await order)["clientOrderId"] == "oc1"
         assert marks["retry"] // 1000 > marks["429"] // 1000       # the retry went out in a later window
         (_, _, _, t_ping), = fake.requests("GET", "/fapi/v1/ping")
         (_, _, _, t_429), (_, _, _, t_retry) = fake.requests("POST", "/fapi/v1/order")
-        assert t_429 < t_ping < t_retry                             # the ping was not held back
+        assert t_429 < t_ping < t_retry
     run(main())
 
 
@@ -766,6 +772,32 @@ def test_reads_and_unexecuted_requests_are_retried(fixtures_dir):
     run(main())
 
 
+def test_a_cancelled_call_releases_its_budget(fixtures_dir):
+    async def main():
+        fake = FakeBinance(fixtures_dir)
+
+        async def stall(request, params):
+            await fake.stall.wait()
+            return None
+        fake.script[("GET", "/api/v3/depth")].append(stall)
+        async with Served(fake) as srv, BinanceRest(SPOT, srv.url) as rest:
+            task = asyncio.create_task(rest.depth("BTCUSDT", 5000))
+            while not fake.requests("GET", "/api/v3/depth"):
+                await asyncio.sleep(0.01)
+            assert rest.rate_limiter.in_flight == 1
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert rest.rate_limiter.in_flight == 0
+            # It reached the server, so its weight stays counted (conservative), once.
+            assert rest.rate_limiter.usage()["REQUEST_WEIGHT 1M"][0] == 250
+            with pytest.raises(TypeError, match="float"):
+                await rest.new_order("BTCUSDT", "BUY", "LIMIT", client_order_id="x", quantity="1", price="1",
+                                     extra={"icebergQty": 0.5})
+            assert rest.rate_limiter.in_flight == 0 and rest.requests_sent == 1
+    run(main())
+
+
 def test_refused_connection_is_a_connection_error_not_an_unknown_status():
     async def main():
         sock = socket.socket()
@@ -876,3 +908,53 @@ def test_repr_hides_the_secret(fixtures_dir):
     info = copy.deepcopy({"rateLimits": []})
     rest.rate_limiter.set_limits_from_exchange_info(info)     # empty: keeps the documented defaults
     assert len(rest.rate_limiter.limits) == 4
+
+
+# --- the limiter on its own, with a clock we set -----------------------------------------------------
+
+def test_limiter_counts_a_request_near_a_boundary_in_both_windows():
+    async def main():
+        clock = {"ms": 10_950}
+        limiter = RateLimiter([RateLimit("REQUEST_WEIGHT", "SECOND", 1, 10)], lambda: clock["ms"], window_margin_ms=100)
+        loop = asyncio.get_running_loop()
+
+        async def probe(weight):
+            return await limiter.acquire(weight, 0, deadline=loop.time(), endpoint="GET /x")   # no waiting allowed
+
+        first = await probe(6)                       # 10.950 s: could land in second 10 or 11 at the server
+        assert first.windows[("REQUEST_WEIGHT", "1S")] == (6, (10, 11))
+        limiter.settle(first, {"X-MBX-USED-WEIGHT-1S": "6"}, reached_server=True)
+        assert limiter.used == {"USED-WEIGHT-1S": 6}
+        clock["ms"] = 11_050                         # second 11 by our clock, maybe still 10 at the server
+        second = await probe(4)                      # fits both: 6 + 4 <= 10
+        limiter.settle(second, None, reached_server=True)      # no header: counted by us, in both
+        with pytest.raises(RateLimitError) as e:
+            await probe(1)
+        assert e.value.retry_after == pytest.approx(1.05)      # second 11 is full until 12.000 + margin
+        clock["ms"] = 12_050
+        with pytest.raises(RateLimitError) as e:
+            await probe(1)                           # maybe still second 11 at the server
+        assert e.value.retry_after == pytest.approx(0.05)
+        clock["ms"] = 12_150
+        assert limiter.usage()["REQUEST_WEIGHT 1S"] == (0, 10)
+        limiter.settle(await probe(10), None, reached_server=False)      # never sent: not counted
+        assert limiter.usage()["REQUEST_WEIGHT 1S"] == (0, 10) and limiter.in_flight == 0
+        limiter.settle(await probe(25), None, reached_server=True)       # above the limit: only into an empty window
+        with pytest.raises(RateLimitError):
+            await probe(25)
+    run(main())
+
+
+def test_limiter_headers_only_raise_counts_and_limits_can_change():
+    async def main():
+        clock = {"ms": 60_000 * 5 + 30_000}
+        limiter = RateLimiter(SPOT_DEFAULT_LIMITS, lambda: clock["ms"])
+        limiter.observe_headers({"x-mbx-used-weight-1m": "100", "X-MBX-ORDER-COUNT-10S": "3", "Other": "1"})
+        limiter.observe_headers({"X-MBX-USED-WEIGHT-1M": "40"})             # an older answer arriving late
+        assert limiter.usage()["REQUEST_WEIGHT 1M"] == (100, 6000)
+        assert limiter.usage()["ORDERS 10S"] == (3, 100)
+        limiter.set_limits_from_exchange_info({"rateLimits": [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 50}]})
+        assert limiter.usage() == {"REQUEST_WEIGHT 1M": (100, 1200), "ORDERS 10S": (3, 50)}
+    run(main())

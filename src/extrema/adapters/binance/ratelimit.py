@@ -159,6 +159,7 @@ class RateLimiter:
         self._banned_until = 0.0                # loop time; all requests wait or fail (418)
         self._order_blocked_until = 0.0         # loop time; order requests wait (order-count 429)
         self._changed: Optional[asyncio.Event] = None   # set when a settle may have freed budget
+        self.in_flight = 0                      # reservations not yet settled (requests being sent / awaited)
         self.set_limits(limits)
 
     # --- configuration ---------------------------------------------------------------------------------
@@ -253,6 +254,7 @@ class RateLimiter:
             except asyncio.TimeoutError:
                 pass
         res = Reservation(weight, orders)
+        self.in_flight += 1
         now, margin = self._now_ms(), self.window_margin_ms
         for b in self._budgets:
             cost = self._cost(b, weight, orders)
@@ -271,6 +273,7 @@ class RateLimiter:
         if res.settled:
             return
         res.settled = True
+        self.in_flight -= 1
         reported = self.observe_headers(headers) if headers is not None else {}
         for b in self._budgets:
             entry = res.windows.get((b.limit.kind, b.limit.key))
@@ -371,6 +374,11 @@ class RateLimiter:
     def blocked_for(self) -> float:
         """Seconds left of a 429 back-off (0 when none)."""
         return max(0.0, self._blocked_until - time_monotonic_loop())
+
+    @property
+    def orders_blocked_for(self) -> float:
+        """Seconds left of an order-count 429 hold on order requests (0 when none)."""
+        return max(0.0, self._order_blocked_until - time_monotonic_loop())
 
 
 def time_monotonic_loop() -> float:

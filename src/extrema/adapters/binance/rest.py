@@ -517,6 +517,7 @@ class BinanceRest:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         deadline = loop.time() + budget
         items = [(k, v) for k, v in params.items() if v is not None]
+        encode_params(items)                    # a bad parameter value fails here, before any budget is taken
         weight = ep.weight_for(dict(items))
         headers = {}
         if ep.security != _ep.NONE:
@@ -536,22 +537,9 @@ class BinanceRest:
                 self.rate_limiter.settle(res, None, reached_server=False)
                 raise DeadlineExceeded(f"{ep.name}: deadline passed before sending", endpoint=ep.name) \
                     from last_error
-            if ep.security == _ep.SIGNED:
-                query = sign_query(self.credentials, items, timestamp_ms=self.now_ms(),
-                                   recv_window_ms=self.recv_window_ms)
-            else:
-                query = encode_params(items)
-            url = URL(f"{self.base_url}{ep.path}?{query}" if query else f"{self.base_url}{ep.path}", encoded=True)
-            client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(self.connect_timeout, remaining),
-                                                   sock_read=remaining)
             sent_ns = time.time_ns()
             try:
-                self.requests_sent += 1
-                async with asyncio.timeout(remaining):
-                    async with session.request(ep.method, url, headers=headers, timeout=client_timeout,
-                                               allow_redirects=False) as resp:
-                        body = await _read_body(resp)
-                        status, resp_headers = resp.status, resp.headers
+                status, resp_headers, body = await self._exchange(session, ep, items, headers, remaining)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
                 # The TCP / TLS connection was never made: nothing reached Binance.
                 self.rate_limiter.settle(res, None, reached_server=False)
@@ -569,6 +557,14 @@ class BinanceRest:
                 if ep.idempotent and await self._backoff(attempt, deadline, ep, last_error):
                     continue
                 raise last_error from e
+            except _OversizedBody as e:
+                self.rate_limiter.settle(res, None, reached_server=True)
+                cls = InvalidResponseError if ep.idempotent else ExecutionStatusUnknown
+                raise cls(f"{ep.name}: {e}", endpoint=ep.name) from None
+            except BaseException:
+                # Cancelled by the caller (or a bug): release the budget; the request may have gone out.
+                self.rate_limiter.settle(res, None, reached_server=True)
+                raise
             received_ns = time.time_ns()
             self.rate_limiter.settle(res, resp_headers, reached_server=True)
             if 200 <= status < 300:
@@ -610,6 +606,22 @@ class BinanceRest:
                 raise error
             raise error
 
+    async def _exchange(self, session: aiohttp.ClientSession, ep: Endpoint, items, headers, remaining: float):
+        """One HTTP exchange: sign (fresh timestamp), send, read the whole body within `remaining` s."""
+        if ep.security == _ep.SIGNED:
+            query = sign_query(self.credentials, items, timestamp_ms=self.now_ms(), recv_window_ms=self.recv_window_ms)
+        else:
+            query = encode_params(items)
+        # encoded=True: the URL goes out byte for byte as signed (no re-quoting by yarl).
+        url = URL(f"{self.base_url}{ep.path}?{query}" if query else f"{self.base_url}{ep.path}", encoded=True)
+        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(self.connect_timeout, remaining),
+                                               sock_read=remaining)
+        self.requests_sent += 1
+        async with asyncio.timeout(remaining):
+            async with session.request(ep.method, url, headers=headers, timeout=client_timeout,
+                                       allow_redirects=False) as resp:
+                return resp.status, resp.headers, await _read_body(resp)
+
     async def _backoff(self, attempt: int, deadline: float, ep: Endpoint, error: BaseException) -> bool:
         """Sleep before retry `attempt`+1 (exponential, equal jitter) if retries and the deadline allow."""
         if attempt > self.max_retries:
@@ -639,15 +651,19 @@ class BinanceRest:
                                    retry_after=parse_retry_after(headers.get("Retry-After")), data=data)
 
 
+class _OversizedBody(Exception):
+    pass
+
+
 async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
     length = resp.content_length
     if length is not None and length > _MAX_BODY:
-        raise aiohttp.ClientPayloadError(f"response of {length} bytes is over the {_MAX_BODY} byte limit")
+        raise _OversizedBody(f"response of {length} bytes is over the {_MAX_BODY} byte limit")
     chunks, size = [], 0
     async for chunk in resp.content.iter_chunked(1 << 16):
         size += len(chunk)
         if size > _MAX_BODY:
-            raise aiohttp.ClientPayloadError(f"response over the {_MAX_BODY} byte limit")
+            raise _OversizedBody(f"response over the {_MAX_BODY} byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
 
