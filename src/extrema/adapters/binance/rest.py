@@ -114,8 +114,9 @@ class BinanceRest:
     exchange and retries. Idempotent reads give each attempt at most `attempt_timeout` so a stalled
     attempt leaves time to retry; order requests get the whole budget for their single send.
 
-    Use as `async with BinanceRest(...) as rest:` or call `await rest.close()`. A `session` passed in is
-    used and left open; otherwise the client makes its own on first use (in the running loop)."""
+    Use as `async with BinanceRest(...) as rest:` or call `await rest.close()`, from one event loop (the
+    engine's). A `session` passed in is used and left open; otherwise the client makes its own on first use
+    (in the running loop)."""
 
     def __init__(self, market, base_url: str, credentials: Optional[BinanceCredentials] = None, *,
                  session: Optional[aiohttp.ClientSession] = None, recv_window_ms: int = 5000,
