@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from decimal import Decimal
 from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
@@ -133,11 +134,18 @@ def _items(params: Params) -> Iterable[Tuple[str, ParamValue]]:
     return params.items() if isinstance(params, Mapping) else params
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*\Z")
+
+
+def _pct(text: str) -> str:
+    # Most values (symbols, enums, numbers, ids) need no escaping: skip quote() for them.
+    return text if _UNRESERVED.match(text) else quote(text, safe="")
+
+
 def encode_params(params: Params) -> str:
     """`k=v&k=v` in the given order, keys and values percent-encoded as UTF-8 (RFC 3986 unreserved kept).
     None values are left out (an optional parameter not sent)."""
-    return "&".join(f"{quote(k, safe='')}={quote(format_param(v), safe='')}"
-                    for k, v in _items(params) if v is not None)
+    return "&".join(f"{_pct(k)}={_pct(format_param(v))}" for k, v in _items(params) if v is not None)
 
 
 def sign_query(credentials: BinanceCredentials, params: Params, *, timestamp_ms: int,
