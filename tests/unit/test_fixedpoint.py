@@ -91,6 +91,28 @@ def test_fuzzed_text_matches_the_oracle(text, precision, allow_negative):
             == outcome(reference_parse, text, precision, allow_negative))
 
 
+# The inline fast path of ex_parse_fixed takes plain "digits[.digits]" of up to 20 characters (what
+# venues send); everything else goes to the general path. Aim at its edges: 18..21 digits (the uint64
+# accumulator), trailing zeros past the precision, "5." / ".5", leading zeros, INT64_MAX neighbours.
+plain_decimal = st.builds(
+    lambda int_part, frac_part, point: int_part + ("." if point else "") + frac_part,
+    st.text("0123456789", max_size=21), st.text("0123456789", max_size=21), st.booleans())
+
+
+@settings(max_examples=2000, deadline=None)
+@given(plain_decimal, precisions)
+def test_plain_decimals_fast_path_matches_the_oracle(text, precision):
+    assert outcome(parse_decimal, text, precision) == outcome(reference_parse, text, precision)
+
+
+@pytest.mark.parametrize("text", ["9223372036854775807", "9223372036854775808", "18446744073709551615",
+                                  "18446744073709551616", "99999999999999999999", "1844674407.3709551616",
+                                  "0.0000000000000000001", "1.000000000000000000", "12345678901234567890."])
+@pytest.mark.parametrize("precision", [0, 1, 8, 18])
+def test_fast_path_edges_match_the_oracle(text, precision):
+    assert outcome(parse_decimal, text, precision) == outcome(reference_parse, text, precision)
+
+
 @settings(max_examples=800, deadline=None)
 @given(st.binary(max_size=40), precisions)
 def test_arbitrary_bytes_never_crash(data, precision):

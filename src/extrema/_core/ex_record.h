@@ -16,4 +16,8 @@ typedef struct ex_record {
     int64_t  aux1;
 } ex_record;
 
+#ifdef __cplusplus   /* the simdjson-based decoders are C++ */
+static_assert(sizeof(ex_record) == 64, "ex_record must be exactly one 64-byte slot");
+#else
 _Static_assert(sizeof(ex_record) == 64, "ex_record must be exactly one 64-byte slot");
+#endif

@@ -15,7 +15,7 @@ from libc.math cimport isfinite, llround, fabs
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
-from extrema._core.ex_fixed cimport ex_pow10_u64, ex_pow10_f64, ex_raw_to_f64, EX_MAX_PRECISION
+from extrema._core.ex_fixed cimport ex_pow10_u64, ex_pow10_f64, ex_raw_to_f64, EX_MAX_PRECISION, ex_parse_fixed
 
 import decimal as _pydecimal
 
@@ -32,123 +32,12 @@ _REASONS[6] = b"negative value not allowed here"
 _REASONS[7] = b"precision must be between 0 and 18"
 
 
-cdef inline bint _mul_add_u64(uint64_t *acc, uint64_t mul, uint64_t add) noexcept nogil:
-    """acc = acc * mul + add; returns True on overflow."""
-    cdef uint64_t t
-    if __builtin_mul_overflow(acc[0], mul, &t):
-        return True
-    if __builtin_add_overflow(t, add, &t):
-        return True
-    acc[0] = t
-    return False
-
-
-cdef extern from *:
-    bint __builtin_mul_overflow(uint64_t a, uint64_t b, uint64_t *r) noexcept nogil
-    bint __builtin_add_overflow(uint64_t a, uint64_t b, uint64_t *r) noexcept nogil
-
-
-cdef inline char _lower(char c) noexcept nogil:
-    return c | 0x20 if b'A' <= c <= b'Z' else c
-
-
-cdef bint _is_non_finite(const char *s, Py_ssize_t n) noexcept nogil:
-    # "nan", "inf", "infinity" in any case (after the sign): what float() and JSON encoders produce.
-    cdef Py_ssize_t i
-    cdef const char *word
-    if n == 3:
-        if _lower(s[0]) == b'n' and _lower(s[1]) == b'a' and _lower(s[2]) == b'n':
-            return True
-    if n == 3 or n == 8:
-        word = b"infinity"
-        for i in range(n):
-            if _lower(s[i]) != word[i]:
-                return False
-        return True
-    return False
-
-
 cdef FixedStatus parse_fixed(const char *s, Py_ssize_t n, int precision, bint allow_negative,
                              int64_t *out) noexcept nogil:
-    """Parse decimal text s[0:n] into out = value * 10**precision exactly. Returns FIXED_OK or why not."""
-    cdef Py_ssize_t i = 0
-    cdef bint negative = False
-    cdef uint64_t acc = 0            # significant digits, without trailing zeros
-    cdef int pending_zeros = 0       # zeros seen after the last non-zero digit, not yet multiplied in
-    cdef int frac_digits = 0         # digits after the '.', zeros included
-    cdef int n_digits = 0
-    cdef bint seen_point = False
-    cdef int exponent = 0
-    cdef bint exp_negative = False
-    cdef int exp_digits = 0
-    cdef int shift
-    cdef char c
-    if precision < 0 or precision > EX_MAX_PRECISION:
-        return FIXED_BAD_PRECISION
-    if n <= 0:
-        return FIXED_EMPTY
-    if s[0] == b'-' or s[0] == b'+':
-        negative = s[0] == b'-'
-        i = 1
-    if _is_non_finite(s + i, n - i):
-        return FIXED_NOT_FINITE
-    while i < n:
-        c = s[i]
-        if b'0' <= c <= b'9':
-            n_digits += 1
-            if seen_point:
-                frac_digits += 1
-            if c == b'0':
-                if acc != 0:
-                    pending_zeros += 1
-            else:
-                if acc != 0 and pending_zeros:
-                    if pending_zeros >= 19 or _mul_add_u64(&acc, ex_pow10_u64[pending_zeros], 0):
-                        return FIXED_OVERFLOW
-                pending_zeros = 0
-                if _mul_add_u64(&acc, 10, <uint64_t>(c - 48)):
-                    return FIXED_OVERFLOW
-        elif c == b'.' and not seen_point:
-            seen_point = True
-        elif (c == b'e' or c == b'E') and n_digits > 0:
-            i += 1
-            if i < n and (s[i] == b'-' or s[i] == b'+'):
-                exp_negative = s[i] == b'-'
-                i += 1
-            while i < n and b'0' <= s[i] <= b'9':
-                if exponent < 10000:
-                    exponent = exponent * 10 + (s[i] - 48)
-                exp_digits += 1
-                i += 1
-            if exp_digits == 0 or i != n:
-                return FIXED_MALFORMED
-            break
-        else:
-            return FIXED_MALFORMED
-        i += 1
-    if n_digits == 0:
-        return FIXED_MALFORMED
-    if exp_negative:
-        exponent = -exponent
-    if acc == 0:
-        out[0] = 0
-        return FIXED_OK
-    # value = acc * 10**(pending_zeros - frac_digits + exponent); raw = value * 10**precision
-    shift = pending_zeros - frac_digits + exponent + precision
-    if shift < 0:
-        # acc has no trailing zeros, so any negative shift would drop a non-zero digit.
-        return FIXED_TOO_PRECISE
-    if shift > 19 or (shift > 0 and _mul_add_u64(&acc, ex_pow10_u64[shift], 0)):
-        return FIXED_OVERFLOW
-    if acc > <uint64_t>INT64_MAX:
-        return FIXED_OVERFLOW
-    if negative:
-        if not allow_negative:
-            return FIXED_NEGATIVE
-        out[0] = -<int64_t>acc
-    else:
-        out[0] = <int64_t>acc
-    return FIXED_OK
+    """Parse decimal text s[0:n] into out = value * 10**precision exactly. Returns FIXED_OK or why not.
+    The parser itself is ex_parse_fixed in ex_fixed.h, so hot decoders can inline the very same code;
+    the FixedStatus values are its ex_fixed_status values."""
+    return <FixedStatus>ex_parse_fixed(s, n, precision, allow_negative, out)
 
 
 cdef Py_ssize_t format_fixed(int64_t raw, int precision, char *buf) noexcept nogil:

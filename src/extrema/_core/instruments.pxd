@@ -1,4 +1,4 @@
-from libc.stdint cimport int64_t, uint32_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 cdef class Instrument:
     cdef readonly uint32_t id
@@ -15,6 +15,9 @@ cdef class Instrument:
     cdef dict _spec(self)
 
 cdef class InstrumentRegistry:
+    # Bumped by every register() that adds or replaces an instrument: compiled caches keyed by venue
+    # symbol (the decoders') compare it to know when to forget what they resolved. Read without the GIL.
+    cdef readonly uint64_t version
     cdef list _by_id
     cdef dict _by_name
     cdef dict _by_symbol

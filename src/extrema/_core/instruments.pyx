@@ -298,6 +298,7 @@ cdef class InstrumentRegistry:
 
     Registering the same instrument twice returns the first one; registering a different specification
     under a name already taken is an error (change a specification with replace=True, which keeps the id).
+    `version` counts the registrations that changed the registry (compiled symbol caches watch it).
     """
 
     def __init__(self):
@@ -330,6 +331,7 @@ cdef class InstrumentRegistry:
                 self._by_id.append(inst)
             self._by_name[(market, name)] = inst
             self._by_symbol[(market, inst.venue_symbol)] = inst
+            self.version += 1
             return inst
 
     def __getitem__(self, id):
@@ -367,3 +369,36 @@ cdef class InstrumentRegistry:
 
     def __repr__(self):
         return f"<InstrumentRegistry {len(self)} instruments>"
+
+
+# ------------------------------------------------------------------------------------------- assets
+
+# Assets (currencies, coins) get small int ids, process-wide, so the same code has the same id in every
+# record whatever venue decoder produced it (BALANCE sequence, FILL fee asset). Id 0 means "none".
+_asset_lock = threading.Lock()
+_asset_ids = {}
+_asset_codes = [None]
+
+
+def asset_id(str code):
+    """The id of asset `code` ("USDT"), assigned on first use (from 1)."""
+    try:
+        return _asset_ids[code]
+    except KeyError:
+        pass
+    if not code or len(code) > 32 or not code.isprintable():
+        raise ValueError(f"an asset code is 1..32 printable characters, got {code!r}")
+    with _asset_lock:
+        found = _asset_ids.get(code)
+        if found is None:
+            found = len(_asset_codes)
+            _asset_codes.append(code)
+            _asset_ids[code] = found
+        return found
+
+
+def asset_code(id):
+    """The code of the asset with this id (asset_id's inverse)."""
+    if isinstance(id, bool) or not isinstance(id, int) or not 0 < id < len(_asset_codes):
+        raise KeyError(f"no asset with id {id!r}")
+    return _asset_codes[id]

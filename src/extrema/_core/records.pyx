@@ -14,8 +14,20 @@ BOOK_DELTA   price, quantity (0 deletes the level); flags ASK for the ask side, 
 TRADE        price, quantity, sequence = trade id; flags ASK when the seller was the aggressor,
              AGGRESSOR_UNKNOWN when the venue does not say.
 QUOTE        price / quantity = best bid / size, aux0 / aux1 = best ask / size; sequence = update id.
-BOOK_RESET   the instrument's book is void until the next snapshot; aux0 = reason (ResetReason).
+BOOK_RESET   the instrument's book is void until the next snapshot; aux0 = reason (ResetReason),
+             sequence = the last update id the book had (0 when none).
 TIMER        sequence = timer id, aux0 = scheduled time (µs).
+MARK_PRICE   derivatives mark price: price = mark price, quantity = estimated settle price (both raw at
+             the instrument's price precision, rounded half up when the venue sends more decimals: they
+             are averages, not prices on the tick grid), aux0 = index price (same), aux1 = funding rate
+             raw at RATE_PRECISION (1e-8: "0.00038167" -> 38167; may be negative), sequence = next
+             funding time (µs), ts_exchange = event time.
+BALANCE      one asset's balance (instrument_id 0: balances belong to an account, not an instrument);
+             sequence = asset id (extrema.asset_id / asset_code), price = free (spot) or wallet balance
+             (futures), quantity = locked (spot) or cross-margin wallet balance (futures), aux0 = balance
+             change that caused the update (futures; 0 on spot), aux1 = reason (AccountUpdateReason).
+             Amounts are raw at ASSET_PRECISION (1e-8) and may be negative. FLAG_LAST on the final
+             balance record of one venue message.
 
 Multi-slot kinds
 ----------------
@@ -34,12 +46,24 @@ CANDLE (1 continuation)
 ORDER_UPDATE (1 continuation)
     head: sequence = client order id, price = limit price, quantity = original size,
           aux0 = cumulative filled size, aux1 = venue order id; flags ASK for a sell
-    cont: p0 = status, p1 = order type, p2 = time in force, p3 = average fill price,
-          p4 = stop / trigger price, p5 = remaining size, p6 = reject / cancel reason code
+    cont: p0 = status (OrderStatus), p1 = order type (OrderType), p2 = time in force (TimeInForce),
+          p3 = average fill price (rounded half up to the price precision; 0 before any fill),
+          p4 = stop / trigger price (0 when none), p5 = remaining size (original - cumulative filled),
+          p6 = reason (OrderReason) in bits 0..15 | execution type (ExecType) << 16
 FILL (1 continuation)
-    head: sequence = venue trade id, price, quantity, aux0 = client order id, aux1 = fee (raw, fee
-          asset precision); flags ASK for a sell, MAKER when we provided liquidity
-    cont: p0 = venue order id, p1 = fee asset id, p2 = position after the fill (raw), p3..p6 = 0
+    head: sequence = venue trade id, price, quantity, aux0 = client order id, aux1 = fee (raw at
+          ASSET_PRECISION, in the fee asset); flags ASK for a sell, MAKER when we provided liquidity
+    cont: p0 = venue order id, p1 = fee asset id (0 when the venue names none), p2 = position after
+          the fill (raw; 0 when the venue does not report it - Binance does not), p3 = realized PnL of
+          this fill (raw at ASSET_PRECISION; futures, 0 on spot), p4..p6 = 0
+POSITION (1 continuation), one per instrument and position side
+    head: price = entry price, quantity = position size (signed: negative = short, raw at the size
+          precision), aux0 = unrealized PnL, aux1 = accumulated realized PnL (both raw at ASSET_PRECISION),
+          sequence = 0; FLAG_LAST on the final position record of one venue message
+    cont: p0 = break-even price (entry and break-even are averages: rounded half up to the price
+          precision), p1 = position side (PositionSide), p2 = margin type (MarginType),
+          p3 = isolated margin (raw at ASSET_PRECISION; 0 for cross), p4 = reason (AccountUpdateReason),
+          p5, p6 = 0
 PREDICTION (ceil(k / 7) continuations, k <= 105)
     head: sequence = request id, aux0 = model id, quantity = k (number of float64 outputs)
     conts: the k float64 outputs, bit-cast into p0..p6 in order
@@ -103,6 +127,9 @@ class RecordKind(enum.IntEnum):
     FILL = t.KIND_FILL
     TIMER = t.KIND_TIMER
     PREDICTION = t.KIND_PREDICTION
+    MARK_PRICE = t.KIND_MARK_PRICE
+    BALANCE = t.KIND_BALANCE
+    POSITION = t.KIND_POSITION
     CONTINUATION = t.KIND_CONTINUATION
 
 
@@ -127,6 +154,111 @@ class ResetReason(enum.IntEnum):
 
 
 CONTINUATION_SHIFT = t.CONT_SHIFT
+ASSET_PRECISION = t.ASSET_PRECISION
+RATE_PRECISION = t.RATE_PRECISION
+
+
+# The order vocabulary of ORDER_UPDATE / FILL / POSITION payloads, shared by the venue decoders and the
+# execution layer (C names in types.pxd). Values are part of the journal format: never renumbered.
+
+class OrderStatus(enum.IntEnum):
+    UNKNOWN = t.ORDER_STATUS_UNKNOWN
+    PENDING_NEW = t.ORDER_STATUS_PENDING_NEW
+    NEW = t.ORDER_STATUS_NEW
+    PARTIALLY_FILLED = t.ORDER_STATUS_PARTIALLY_FILLED
+    FILLED = t.ORDER_STATUS_FILLED
+    PENDING_CANCEL = t.ORDER_STATUS_PENDING_CANCEL
+    CANCELED = t.ORDER_STATUS_CANCELED
+    REJECTED = t.ORDER_STATUS_REJECTED
+    EXPIRED = t.ORDER_STATUS_EXPIRED
+    EXPIRED_IN_MATCH = t.ORDER_STATUS_EXPIRED_IN_MATCH
+    NEW_INSURANCE = t.ORDER_STATUS_NEW_INSURANCE
+    NEW_ADL = t.ORDER_STATUS_NEW_ADL
+
+
+class OrderType(enum.IntEnum):
+    UNKNOWN = t.ORDER_TYPE_UNKNOWN
+    LIMIT = t.ORDER_TYPE_LIMIT
+    MARKET = t.ORDER_TYPE_MARKET
+    STOP_MARKET = t.ORDER_TYPE_STOP_MARKET
+    STOP_LIMIT = t.ORDER_TYPE_STOP_LIMIT
+    TAKE_PROFIT_MARKET = t.ORDER_TYPE_TAKE_PROFIT_MARKET
+    TAKE_PROFIT_LIMIT = t.ORDER_TYPE_TAKE_PROFIT_LIMIT
+    LIMIT_MAKER = t.ORDER_TYPE_LIMIT_MAKER
+    TRAILING_STOP_MARKET = t.ORDER_TYPE_TRAILING_STOP_MARKET
+    LIQUIDATION = t.ORDER_TYPE_LIQUIDATION
+
+
+class TimeInForce(enum.IntEnum):
+    UNKNOWN = t.TIF_UNKNOWN
+    GTC = t.TIF_GTC
+    IOC = t.TIF_IOC
+    FOK = t.TIF_FOK
+    GTX = t.TIF_GTX
+    GTD = t.TIF_GTD
+    RPI = t.TIF_RPI
+
+
+class ExecType(enum.IntEnum):
+    """What happened to the order in this update (ORDER_UPDATE p6 >> 16)."""
+    UNKNOWN = t.EXEC_UNKNOWN
+    NEW = t.EXEC_NEW
+    CANCELED = t.EXEC_CANCELED
+    REPLACED = t.EXEC_REPLACED
+    REJECTED = t.EXEC_REJECTED
+    TRADE = t.EXEC_TRADE
+    EXPIRED = t.EXEC_EXPIRED
+    TRADE_PREVENTION = t.EXEC_TRADE_PREVENTION
+    CALCULATED = t.EXEC_CALCULATED
+    AMENDMENT = t.EXEC_AMENDMENT
+
+
+class OrderReason(enum.IntEnum):
+    """Why an order was rejected / expired (ORDER_UPDATE p6 & 0xFFFF)."""
+    NONE = t.ORDER_REASON_NONE
+    OTHER = t.ORDER_REASON_OTHER
+    INSUFFICIENT_BALANCE = t.ORDER_REASON_INSUFFICIENT_BALANCE
+    SELF_TRADE_PREVENTION = t.ORDER_REASON_SELF_TRADE_PREVENTION
+    POST_ONLY_WOULD_TAKE = t.ORDER_REASON_POST_ONLY_WOULD_TAKE
+    PRICE_QTY_LIMITS = t.ORDER_REASON_PRICE_QTY_LIMITS
+    UNKNOWN_ORDER = t.ORDER_REASON_UNKNOWN_ORDER
+    DUPLICATE_ORDER = t.ORDER_REASON_DUPLICATE_ORDER
+    MARKET_CLOSED = t.ORDER_REASON_MARKET_CLOSED
+    INSUFFICIENT_LIQUIDITY = t.ORDER_REASON_INSUFFICIENT_LIQUIDITY
+
+
+class PositionSide(enum.IntEnum):
+    BOTH = t.POSITION_SIDE_BOTH
+    LONG = t.POSITION_SIDE_LONG
+    SHORT = t.POSITION_SIDE_SHORT
+
+
+class MarginType(enum.IntEnum):
+    CROSS = t.MARGIN_CROSS
+    ISOLATED = t.MARGIN_ISOLATED
+
+
+class AccountUpdateReason(enum.IntEnum):
+    """Why a BALANCE / POSITION update was sent (Binance futures ACCOUNT_UPDATE `m`)."""
+    NONE = t.ACCOUNT_REASON_NONE
+    OTHER = t.ACCOUNT_REASON_OTHER
+    DEPOSIT = t.ACCOUNT_REASON_DEPOSIT
+    WITHDRAW = t.ACCOUNT_REASON_WITHDRAW
+    ORDER = t.ACCOUNT_REASON_ORDER
+    FUNDING_FEE = t.ACCOUNT_REASON_FUNDING_FEE
+    WITHDRAW_REJECT = t.ACCOUNT_REASON_WITHDRAW_REJECT
+    ADJUSTMENT = t.ACCOUNT_REASON_ADJUSTMENT
+    INSURANCE_CLEAR = t.ACCOUNT_REASON_INSURANCE_CLEAR
+    ADMIN_DEPOSIT = t.ACCOUNT_REASON_ADMIN_DEPOSIT
+    ADMIN_WITHDRAW = t.ACCOUNT_REASON_ADMIN_WITHDRAW
+    MARGIN_TRANSFER = t.ACCOUNT_REASON_MARGIN_TRANSFER
+    MARGIN_TYPE_CHANGE = t.ACCOUNT_REASON_MARGIN_TYPE_CHANGE
+    ASSET_TRANSFER = t.ACCOUNT_REASON_ASSET_TRANSFER
+    OPTIONS_PREMIUM_FEE = t.ACCOUNT_REASON_OPTIONS_PREMIUM_FEE
+    OPTIONS_SETTLE_PROFIT = t.ACCOUNT_REASON_OPTIONS_SETTLE_PROFIT
+    AUTO_EXCHANGE = t.ACCOUNT_REASON_AUTO_EXCHANGE
+    COIN_SWAP_DEPOSIT = t.ACCOUNT_REASON_COIN_SWAP_DEPOSIT
+    COIN_SWAP_WITHDRAW = t.ACCOUNT_REASON_COIN_SWAP_WITHDRAW
 
 
 def continuation_count(int flags):
