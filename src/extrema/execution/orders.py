@@ -1,7 +1,7 @@
 """Order vocabulary shared by every venue: statuses, types, times in force, and client order ids.
 
-The enum values are the numbers carried in ORDER_UPDATE records (records.pyx): part of the journal
-format, never renumbered.
+The enums are those of records.pyx (the numbers carried in ORDER_UPDATE records: part of the journal
+format, never renumbered).
 
 Client order ids
 ----------------
@@ -22,7 +22,6 @@ venue rejects a duplicate client id instead of placing a second order.
 """
 from __future__ import annotations
 
-import enum
 import random
 import re
 import string
@@ -36,38 +35,9 @@ FOREIGN_ID_BASE = 1 << 62
 _EPOCH_S = 1_704_067_200          # 2024-01-01T00:00:00Z
 
 
-class OrderStatus(enum.IntEnum):
-    INITIALIZED = 0
-    SUBMITTED = 1
-    ACCEPTED = 2
-    PARTIALLY_FILLED = 3
-    FILLED = 4
-    CANCELLED = 5
-    REJECTED = 6
-    EXPIRED = 7
-    PENDING_CANCEL = 8
-    PENDING_REPLACE = 9
-
-
-class OrderType(enum.IntEnum):
-    UNKNOWN = 0
-    MARKET = 1
-    LIMIT = 2
-    STOP_MARKET = 3
-    STOP_LIMIT = 4
-    TAKE_PROFIT_MARKET = 5
-    TAKE_PROFIT_LIMIT = 6
-    LIMIT_MAKER = 7
-    TRAILING_STOP_MARKET = 8
-
-
-class TimeInForce(enum.IntEnum):
-    UNKNOWN = 0
-    GTC = 1
-    IOC = 2
-    FOK = 3
-    GTX = 4          # post-only: rejected (or cancelled) instead of taking liquidity
-    GTD = 5
+# The order vocabulary carried in ORDER_UPDATE records is defined once, with the C enums the decoders
+# write (types.pxd); re-exported here because this is where execution code looks for it.
+from extrema._core.records import ExecType, OrderReason, OrderStatus, OrderType, TimeInForce  # noqa: E402
 
 
 _TAG = re.compile(r"[a-z0-9]{4}\Z")
