@@ -253,6 +253,23 @@ class RateLimiter:
                 await asyncio.wait_for(self._changed.wait(), timeout=wait)
             except asyncio.TimeoutError:
                 pass
+        return self._reserve(weight, orders)
+
+    def try_acquire(self, weight: int, orders: int, *, endpoint: str) -> Reservation:
+        """Reserve the costs now, without waiting: for callers that must send at once or not at all (the
+        WebSocket API order path). Raises RateLimitError (IPBannedError during a ban) with `retry_after`
+        when the request does not fit a budget now or a 429 / 418 block is active."""
+        wait, blocked_by = self._wait_s(weight, orders, time_monotonic_loop())
+        if wait > 0:
+            cls = blocked_by or RateLimitError
+            why = ("the IP is banned (HTTP 418)" if cls is IPBannedError else
+                   "backing off after HTTP 429" if blocked_by else
+                   "the request would exceed the rate-limit budget")
+            raise cls(f"{endpoint}: {why}; free again in {wait:.3f} s; not sent", retry_after=wait,
+                      endpoint=endpoint, status=418 if cls is IPBannedError else None)
+        return self._reserve(weight, orders)
+
+    def _reserve(self, weight: int, orders: int) -> Reservation:
         res = Reservation(weight, orders)
         self.in_flight += 1
         now, margin = self._now_ms(), self.window_margin_ms
@@ -323,6 +340,33 @@ class RateLimiter:
                 for w in b.windows(now, margin):
                     b.confirmed[w] = max(b.confirmed.get(w, 0), count)
         return reported
+
+    def observe_rate_limits(self, entries) -> Dict[str, str]:
+        """Take a WebSocket API `rateLimits` array ({rateLimitType, interval, intervalNum, limit, count})
+        into the limiter: a limit that differs from (or is missing in) the configured ones replaces it,
+        and the counts come back as the equivalent X-MBX-USED-WEIGHT-* / X-MBX-ORDER-COUNT-* headers for
+        `settle` (https://developers.binance.com/docs/binance-spot-api-docs/websocket-api/rate-limits).
+        Malformed entries are skipped."""
+        headers: Dict[str, str] = {}
+        seen: List[RateLimit] = []
+        for e in entries or ():
+            if not isinstance(e, Mapping):
+                continue
+            kind, interval, num, count, limit = (e.get("rateLimitType"), e.get("interval"), e.get("intervalNum"),
+                                                 e.get("count"), e.get("limit"))
+            what = _HEADER_KIND.get(kind)
+            if what is None or interval not in _LETTER or not isinstance(num, int) or not isinstance(count, int):
+                continue
+            headers[f"X-MBX-{what}-{num}{_LETTER[interval]}"] = str(count)
+            if isinstance(limit, int) and limit > 0:
+                seen.append(RateLimit(kind, interval, num, limit))
+        if seen:
+            current = {(b.limit.kind, b.limit.key): b.limit for b in self._budgets}
+            if any(current.get((lim.kind, lim.key)) != lim for lim in seen):
+                for lim in seen:
+                    current[(lim.kind, lim.key)] = lim
+                self.set_limits(current.values())
+        return headers
 
     def on_429(self, retry_after: Optional[float], *, order_request: bool) -> float:
         """Block after a 429. With Retry-After everything waits that long; without it (an order-count
