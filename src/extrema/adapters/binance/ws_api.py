@@ -60,6 +60,7 @@ import json
 import logging
 import re
 import time
+from collections import OrderedDict
 from decimal import Decimal
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -93,6 +94,7 @@ _FIXED_WEIGHT = {"session.logon": 2, "session.status": 2, "session.logout": 2,
 # The WebSocket API reports REQUEST_WEIGHT and ORDERS only (web-socket-api.md "Rate limits"); RAW_REQUESTS is
 # a REST limiter.
 SPOT_WS_API_LIMITS = tuple(lim for lim in SPOT_DEFAULT_LIMITS if lim.kind != RAW_REQUESTS)
+RECENT_ANSWERS = 1024
 _SPOT_ONLY = ("order.cancelReplace", "openOrders.status", "userDataStream.subscribe.signature",
               "userDataStream.unsubscribe", "time")
 _USDM_ONLY = ("order.modify",)
@@ -207,6 +209,7 @@ class BinanceWsApi:
         self._recv_window_text = str(self.recv_window_ms)
         self._ids = itertools.count(1)
         self._pending: Dict[int, _Pending] = {}
+        self._recent: "OrderedDict[int, WsApiResponse]" = OrderedDict()   # for response() after the fact
         self._ready = False
         self._authenticated = False        # session.logon accepted on the current connection
         self._draining = False             # serverShutdown announced: no new requests, reconnect soon
@@ -585,11 +588,14 @@ class BinanceWsApi:
     # --- waiting for answers (off the hot path) --------------------------------------------------------
 
     async def response(self, request_id: int, *, timeout: Optional[float] = None) -> WsApiResponse:
-        """The answer to a request sent on this loop iteration (call it before yielding to the loop: an
-        answer that has already been delivered is not kept). On timeout the request stays pending."""
+        """The answer to a request: awaited while pending, or taken from the last `RECENT_ANSWERS` answers
+        when it already came. On timeout the request stays pending."""
         pend = self._pending.get(request_id)
         if pend is None:
-            raise KeyError(f"request {request_id} is not pending (already answered, or never sent)")
+            done = self._recent.get(request_id)
+            if done is not None:
+                return done
+            raise KeyError(f"request {request_id} is not pending and not among the last {RECENT_ANSWERS} answers")
         if pend.future is None:
             pend.future = asyncio.get_running_loop().create_future()
         return await asyncio.wait_for(asyncio.shield(pend.future), timeout)
@@ -648,6 +654,10 @@ class BinanceWsApi:
                                           pend.client_order_id, pend.sent_ns, ts_us))
 
     def _deliver(self, pend: _Pending, resp: WsApiResponse) -> None:
+        recent = self._recent
+        recent[resp.request_id] = resp
+        if len(recent) > RECENT_ANSWERS:
+            recent.popitem(last=False)
         fut = pend.future
         if fut is not None and not fut.done():
             fut.set_result(resp)
