@@ -205,6 +205,7 @@ class BinanceWsApi:
             (SPOT_WS_API_LIMITS if self._api == SPOT else USDM_DEFAULT_LIMITS), self._now_ms)
         self._endpoints = _ep.endpoint_table(self._api)
         self._sign = credentials.signer()
+        self._api_key = credentials.api_key
         self._api_key_json = json.dumps(credentials.api_key)
         self._recv_window_text = str(self.recv_window_ms)
         self._ids = itertools.count(1)
@@ -302,33 +303,62 @@ class BinanceWsApi:
     def _send(self, method: str, items: List[Tuple[str, str, str]], *, signed: bool, weight: int, orders: int,
               client_order_id: Optional[str] = None, operation: Optional[str] = None,
               symbol: Optional[str] = None, require_ready: bool = True) -> int:
-        """Reserve, format, sign and write one request; returns its id. `items` are (name, signed text,
-        JSON text) of the caller's params; this adds timestamp / recvWindow / apiKey / signature."""
+        """Send a request given as sorted (name, signed text, JSON text) items - the general path (any
+        parameter names); the hot methods build their text directly and call _send_parts."""
+        if not signed:
+            self._check_sendable(method, require_ready)
+            res = self.rate_limiter.try_acquire(weight, orders, endpoint=method)
+            rid = next(self._ids)
+            params = ",".join([f'"{k}":{j}' for k, _, j in items])
+            return self._write(method, f'{{"id":{rid},"method":"{method}","params":{{{params}}}}}', res, rid,
+                               client_order_id, operation, symbol)
+        items.sort()
+        if items and items[0][0] < "apiKey":
+            raise ValueError(f"WS-API {method}: parameter {items[0][0]!r} sorts before apiKey; not supported")
+        # Split around the names the client adds (apiKey < [a] < recvWindow < [b] < timestamp < [c]).
+        parts = [["", ""], ["", ""], ["", ""]]
+        for k, v, j in items:
+            part = parts[0] if k < "recvWindow" else parts[1] if k < "timestamp" else parts[2]
+            part[0] += f"&{k}={v}"
+            part[1] += f',"{k}":{j}'
+        (pa, ja), (pb, jb), (pc, jc) = parts
+        return self._send_parts(method, pa, ja, pb, jb, pc, jc, weight, orders, client_order_id, operation,
+                                symbol, require_ready)
+
+    def _check_sendable(self, method: str, require_ready: bool) -> None:
         if require_ready and not self._ready:
             raise BinanceConnectionError(
                 f"WS-API {method}: not sent - the connection is "
                 f"{'down' if not self.session.connected else 'being set up' if not self._draining else 'closing (server shutdown)'}",
                 endpoint=f"WS-API {method}")
-        if not self.session.connected:
-            raise BinanceConnectionError(f"WS-API {method}: not sent - not connected", endpoint=f"WS-API {method}")
+
+    def _send_parts(self, method: str, pay_a: str, js_a: str, pay_b: str, js_b: str, pay_c: str, js_c: str,
+                    weight: int, orders: int, client_order_id: Optional[str], operation: Optional[str],
+                    symbol: Optional[str], require_ready: bool = True) -> int:
+        """The signed-request hot path. The caller's params come as three runs of `&k=v` (signed text)
+        and `,"k":json` (JSON text), each run in name order: [a] names between apiKey and recvWindow,
+        [b] between recvWindow and timestamp, [c] after timestamp - so the signature payload (all params
+        but signature, sorted by name) is assembled by concatenation, without sorting or joining lists.
+        Logged on (session.logon): no apiKey, no signature, and the JSON order does not matter."""
+        if not self._ready and require_ready:
+            self._check_sendable(method, require_ready)
         res = self.rate_limiter.try_acquire(weight, orders, endpoint=method)
         rid = next(self._ids)
-        signature = None
-        if signed:
-            ts = str(self._now_ms())
-            items.append(("timestamp", ts, ts))
-            items.append(("recvWindow", self._recv_window_text, self._recv_window_text))
-            if not self._authenticated:
-                items.append(("apiKey", self.credentials.api_key, self._api_key_json))
-                items.sort()
-                signature = self._sign("&".join([k + "=" + v for k, v, _ in items]).encode())
-        params = ",".join(['"' + k + '":' + j for k, _, j in items])
-        if signature is not None:
-            params += ',"signature":"' + signature + '"'
-        frame = ('{"id":' + str(rid) + ',"method":"' + method + '","params":{' + params + '}}').encode()
+        ts = self._now_ms()
+        rw = self._recv_window_text
+        if self._authenticated:
+            params = f'"recvWindow":{rw}{js_a}{js_b},"timestamp":{ts}{js_c}'
+        else:
+            sig = self._sign(f"apiKey={self._api_key}{pay_a}&recvWindow={rw}{pay_b}&timestamp={ts}{pay_c}".encode())
+            params = (f'"apiKey":{self._api_key_json}{js_a},"recvWindow":{rw}{js_b},"timestamp":{ts}{js_c},'
+                      f'"signature":"{sig}"')
+        return self._write(method, f'{{"id":{rid},"method":"{method}","params":{{{params}}}}}', res, rid,
+                           client_order_id, operation, symbol)
+
+    def _write(self, method: str, frame: str, res, rid: int, client_order_id, operation, symbol) -> int:
         sent_ns = time.perf_counter_ns()
         try:
-            self.session.send_now(frame)
+            self.session.send_now(frame.encode())
         except ConnectionError as e:
             self.rate_limiter.settle(res, None, reached_server=False)
             raise BinanceConnectionError(f"WS-API {method}: not sent - {e}", endpoint=f"WS-API {method}") from None
@@ -414,39 +444,67 @@ class BinanceWsApi:
         if client_order_id.__class__ is not str or not _CLIENT_ID.match(client_order_id):
             validate_client_order_id(client_order_id)
         _symbol_ok(symbol)
-        # Params in name order (the signature payload is sorted by name; JSON order does not matter).
-        items = [("newClientOrderId", client_order_id, '"' + client_order_id + '"')]
+        ep = self._endpoints["new_order"]
+        if extra:
+            items = [("newClientOrderId", client_order_id, '"' + client_order_id + '"')]
+            for name, value in (("newOrderRespType", response_type), ("positionSide", position_side),
+                                ("price", price), ("quantity", quantity), ("quoteOrderQty", quote_quantity),
+                                ("reduceOnly", reduce_only), ("side", side), ("stopPrice", stop_price),
+                                ("symbol", symbol), ("timeInForce", time_in_force), ("type", order_type)):
+                if value is None:
+                    continue
+                if name in ("price", "quantity", "quoteOrderQty", "stopPrice"):
+                    value = _dec(value, name)
+                elif name == "reduceOnly":
+                    value = "true" if value else "false"
+                else:
+                    value = _text(value, name)
+                items.append((name, value, json.dumps(value)))
+            _merge_extra(items, extra)
+            return self._send("order.place", items, signed=True, weight=ep.weight, orders=ep.orders,
+                              client_order_id=client_order_id, operation="new", symbol=symbol)
+        # The hot path: the params as text in name order, split around recvWindow / timestamp (_send_parts).
+        pa = f"&newClientOrderId={client_order_id}"
+        ja = f',"newClientOrderId":"{client_order_id}"'
         if response_type is not None:
-            items.append(("newOrderRespType", response_type, '"' + response_type + '"'))
+            pa += f"&newOrderRespType={response_type}"
+            ja += f',"newOrderRespType":"{response_type}"'
         if position_side is not None:
             ps = _text(position_side, "position_side")
-            items.append(("positionSide", ps, json.dumps(ps)))
+            pa += f"&positionSide={ps}"
+            ja += f',"positionSide":"{ps}"'
         if price is not None:
             p = _dec(price, "price")
-            items.append(("price", p, '"' + p + '"'))
+            pa += f"&price={p}"
+            ja += f',"price":"{p}"'
         if quantity is not None:
             q = _dec(quantity, "quantity")
-            items.append(("quantity", q, '"' + q + '"'))
+            pa += f"&quantity={q}"
+            ja += f',"quantity":"{q}"'
         if quote_quantity is not None:
-            q = _dec(quote_quantity, "quote_quantity")
-            items.append(("quoteOrderQty", q, '"' + q + '"'))
+            qq = _dec(quote_quantity, "quote_quantity")
+            pa += f"&quoteOrderQty={qq}"
+            ja += f',"quoteOrderQty":"{qq}"'
+        pb = ""
+        jb = ""
         if reduce_only is not None:
-            r = "true" if reduce_only else "false"
-            items.append(("reduceOnly", r, '"' + r + '"'))
-        items.append(("side", side, '"' + side + '"'))
+            pb = "&reduceOnly=true" if reduce_only else "&reduceOnly=false"
+            jb = ',"reduceOnly":"true"' if reduce_only else ',"reduceOnly":"false"'
+        pb += f"&side={side}"
+        jb += f',"side":"{side}"'
         if stop_price is not None:
-            s = _dec(stop_price, "stop_price")
-            items.append(("stopPrice", s, '"' + s + '"'))
-        items.append(("symbol", symbol, '"' + symbol + '"'))
+            sp = _dec(stop_price, "stop_price")
+            pb += f"&stopPrice={sp}"
+            jb += f',"stopPrice":"{sp}"'
+        pb += f"&symbol={symbol}"
+        jb += f',"symbol":"{symbol}"'
         if time_in_force is not None:
-            items.append(("timeInForce", time_in_force, '"' + time_in_force + '"'))
-        items.append(("type", order_type, json.dumps(order_type) if not order_type.isalpha() else
-                      '"' + order_type + '"'))
-        if extra:
-            _merge_extra(items, extra)
-        ep = self._endpoints["new_order"]
-        return self._send("order.place", items, signed=True, weight=ep.weight, orders=ep.orders,
-                          client_order_id=client_order_id, operation="new", symbol=symbol)
+            pb += f"&timeInForce={time_in_force}"
+            jb += f',"timeInForce":"{time_in_force}"'
+        if not _TYPE_TEXT.match(order_type):
+            raise ValueError(f"order_type must be a Binance order type like LIMIT or LIMIT_MAKER, got {order_type!r}")
+        return self._send_parts("order.place", pa, ja, pb, jb, f"&type={order_type}", f',"type":"{order_type}"',
+                                ep.weight, ep.orders, client_order_id, "new", symbol)
 
     def cancel_order(self, symbol: str, *, client_order_id: Optional[str] = None,
                      order_id: Optional[int] = None, new_client_order_id: Optional[str] = None) -> int:
@@ -750,6 +808,7 @@ _TIFS = ("GTC", "IOC", "FOK", "GTX", "GTD")
 _SPOT_RESP = ("ACK", "RESULT", "FULL")
 _USDM_RESP = ("ACK", "RESULT")
 _CLIENT_ID = re.compile(r"[.A-Z:/a-z0-9_-]{1,36}\Z")
+_TYPE_TEXT = re.compile(r"[A-Z_]{1,40}\Z")
 
 
 def _bad_side(side):
