@@ -366,3 +366,59 @@ def test_bad_arguments_are_refused_before_anything_is_sent():
                         api.place_order(kw.pop("symbol"), kw.pop("side"), kw.pop("order_type"), **kw)
                 assert api.counters["sent"] == sent and api.pending == 0 and api.rate_limiter.in_flight == 0
     run(main())
+
+
+def test_server_shutdown_event_drains_then_reconnects():
+    # "A serverShutdown event will be sent when the server is about to shutdown ... establish a new
+    # connection as soon as possible" (spot WebSocket API general information).
+    async def main():
+        async with sim_of(SPOT) as sim:
+            client = Client(sim, SPOT)
+            refused = []
+
+            def on_event(event, ts):
+                client.events.append(event)
+                try:        # right after the announcement: no new request goes out on this connection
+                    client.api.place_order("BTCUSDT", "BUY", "LIMIT", client_order_id="s1", **SPOT_ORDER)
+                except BinanceConnectionError as e:
+                    refused.append(str(e))
+            client.api.on_event = on_event
+            async with client as api:
+                for conn in list(sim.conns):
+                    conn.push('{"event":{"e":"serverShutdown","E":1}}', market=False)
+                await wait_for(lambda: client.events)
+                assert client.events[0]["e"] == "serverShutdown"
+                assert len(refused) == 1 and "server shutdown" in refused[0]
+                await wait_for(lambda: api.session.stats.connects == 2 and api.ready)
+                assert (await api.response(api.place_order("BTCUSDT", "BUY", "LIMIT", client_order_id="s2",
+                                                           **SPOT_ORDER), timeout=5)).ok
+    run(main())
+
+
+def test_rate_limiter_try_acquire_and_ws_rate_limits_with_a_set_clock():
+    from extrema.adapters.binance import RateLimiter
+    now = [60_000 * 100 + 35_000]            # mid-minute and mid 10 s window: far from any edge
+    lim = RateLimiter([RateLimit("REQUEST_WEIGHT", "MINUTE", 1, 10), RateLimit("ORDERS", "SECOND", 10, 2)],
+                      lambda: now[0], window_margin_ms=100)
+    a = lim.try_acquire(1, 1, endpoint="order.place")
+    b = lim.try_acquire(1, 1, endpoint="order.place")
+    with pytest.raises(RateLimitError) as full:
+        lim.try_acquire(1, 1, endpoint="order.place")        # the 10 s order window is full
+    assert 0 < full.value.retry_after <= 10.1
+    lim.try_acquire(1, 0, endpoint="order.status")           # weight left, no order needed
+    # The server's answer: counts replace our estimate, a different limit replaces ours.
+    headers = lim.observe_rate_limits([
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 5, "count": 2},
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 10, "count": 3},
+        {"rateLimitType": "BOGUS"}, "not a dict"])
+    assert headers == {"X-MBX-ORDER-COUNT-10S": "2", "X-MBX-USED-WEIGHT-1M": "3"}
+    assert RateLimit("ORDERS", "SECOND", 10, 5) in lim.limits
+    lim.settle(a, headers, reached_server=True)
+    lim.settle(b, None, reached_server=True)
+    assert lim.in_flight == 1
+    assert lim.try_acquire(1, 1, endpoint="order.place").orders == 1   # 5 allowed now
+    now[0] += 10_000                                                  # next 10 s window
+    for _ in range(5):
+        lim.try_acquire(0, 1, endpoint="order.place")
+    with pytest.raises(RateLimitError):
+        lim.try_acquire(0, 1, endpoint="order.place")
