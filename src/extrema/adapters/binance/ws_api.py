@@ -108,7 +108,9 @@ _SAFE_TEXT = re.compile(r"[^\"\\\x00-\x1f]*\Z")
 class WsApiResponse:
     """One answer (or the loss of one). `status` is Binance's (HTTP-like) status, 0 when the connection
     went down before the answer; `result` the decoded result on success; `error` the adapter exception
-    otherwise; `rate_limits` the answer's rateLimits array (None when absent)."""
+    otherwise; `rate_limits` the answer's rateLimits array (None when absent); `sent_ns` the
+    time.perf_counter_ns() just before the frame was written; `received_us` the local receive time of the
+    answer frame (extrema's wall clock, µs, as WsSession stamps it)."""
 
     __slots__ = ("request_id", "method", "status", "result", "error", "rate_limits", "client_order_id",
                  "sent_ns", "received_us")

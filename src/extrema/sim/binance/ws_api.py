@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from ..matching import SPOT, USDM, Reject
 from .auth import Limited, check_ws_api
 from .formats import dumps
-from .rest import NONE, ROUTES, SIGNED, USER_STREAM, RawBody
+from .rest import NONE, ROUTES, SIGNED, RawBody
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import BinanceSimulator, _Conn
