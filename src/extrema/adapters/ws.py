@@ -204,6 +204,17 @@ class WsSession:
         listener.transport.send(picows.WSMsgType.TEXT, data)
         self.stats.sent += 1
 
+    def send_now(self, data: bytes) -> None:
+        """Write one text message now, in the caller, without the send budget: for request/response APIs
+        whose limits are counted per request by the venue (Binance WebSocket API), where a message that
+        cannot go out at once must fail rather than wait. When this returns the frame is in the transport
+        (handed to the kernel unless the socket's buffer was full). Raises ConnectionError when not connected."""
+        listener = self._listener
+        if listener is None or listener.transport is None:
+            raise ConnectionError(f"{self.name}: not connected")
+        listener.transport.send(picows.WSMsgType.TEXT, data)
+        self.stats.sent += 1
+
     # ---- control --------------------------------------------------------------------------------------
 
     def reconnect(self, reason: str) -> None:

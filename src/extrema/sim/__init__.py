@@ -54,6 +54,13 @@ Websocket (on `ws_url`): `/ws/<stream>` (raw), `/stream?streams=a/b/c` (combined
 `outboundAccountPosition`, USD-M `ORDER_TRADE_UPDATE` + `ACCOUNT_UPDATE`, `listenKeyExpired`). The server
 pings (spot every 20 s, USD-M every 3 min), drops connections that stop answering, and closes them at 24 h.
 
+WebSocket API (on `ws_url`, see `extrema.sim.binance.ws_api`): spot `/ws-api/v3`, USD-M `/ws-fapi/v1`;
+`{"id", "method", "params"}` requests routed into the same REST handlers and matching engine (`order.place`,
+`order.cancel`, `order.status`, spot `order.cancelReplace` / `openOrders.status` / `openOrders.cancelAll`,
+USD-M `order.modify`, `ping`, `time`, `depth`, account queries), signatures over the sorted params,
+`session.logon` (Ed25519 keys) / `session.status` / `session.logout`, `rateLimits` in every answer, and
+spot user data on the connection (`userDataStream.subscribe.signature`, `{"subscriptionId", "event"}`).
+
 The matching engine (`extrema.sim.matching`) documents how user orders meet the simulated flow.
 """
 

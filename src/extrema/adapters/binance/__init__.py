@@ -1,4 +1,4 @@
-"""Binance adapter: REST client, request signing, rate limits, errors and symbol mapping.
+"""Binance adapter: REST client, WebSocket API order entry (ws_api.py), request signing, rate limits, errors and symbol mapping.
 
     from extrema.adapters.binance import BinanceRest, BinanceCredentials, register_exchange_info
 
@@ -24,6 +24,7 @@ from .endpoints import Endpoint, SPOT_ENDPOINTS, USDM_ENDPOINTS
 from .rest import (
     BinanceRest, Balance, ReplaceResult, ClockSample, validate_client_order_id, SPOT_BASE_URL, USDM_BASE_URL,
     SPOT_WS_API_URL)
+from .ws_api import BinanceWsApi, WsApiResponse, USDM_WS_API_URL
 
 __all__ = [
     "BinanceError", "BinanceConnectionError", "DeadlineExceeded", "InvalidResponseError", "InvalidClientOrderId",
@@ -40,4 +41,5 @@ __all__ = [
     "Endpoint", "SPOT_ENDPOINTS", "USDM_ENDPOINTS",
     "BinanceRest", "Balance", "ReplaceResult", "ClockSample", "validate_client_order_id",
     "SPOT_BASE_URL", "USDM_BASE_URL", "SPOT_WS_API_URL",
+    "BinanceWsApi", "WsApiResponse", "USDM_WS_API_URL",
 ]

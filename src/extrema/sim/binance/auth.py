@@ -100,6 +100,18 @@ def check_signed(keys: dict[str, KeyVerifier], api_key: str | None, query: str, 
         raise Reject(-2015, "Invalid API-key, IP, or permissions for action.", 401)
     if not signed:
         return
+    ts, window = _timing_params(params)
+    q_payload, q_sig = split_signature(query)
+    b_payload, b_sig = split_signature(body)
+    sig = q_sig if q_sig is not None else b_sig
+    if not sig:
+        raise Reject(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+    if not verifier.verify(q_payload + b_payload, sig):
+        raise Reject(-1022, "Signature for this request is not valid.")
+    _check_timing(ts, window, now_ms)
+
+
+def _timing_params(params: dict) -> tuple[int, int]:
     ts_text = params.get("timestamp")
     if ts_text is None or not ts_text.isdigit():
         raise Reject(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
@@ -110,18 +122,49 @@ def check_signed(keys: dict[str, KeyVerifier], api_key: str | None, query: str, 
         raise Reject(-1100, "Illegal characters found in parameter 'recvWindow'; legal range is '^[0-9]{1,20}$'.")
     if window > 60000 or window < 0:
         raise Reject(-1131, "recvWindow must be less than 60000")
-    q_payload, q_sig = split_signature(query)
-    b_payload, b_sig = split_signature(body)
-    sig = q_sig if q_sig is not None else b_sig
-    if not sig:
-        raise Reject(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
-    if not verifier.verify(q_payload + b_payload, sig):
-        raise Reject(-1022, "Signature for this request is not valid.")
-    ts = int(ts_text)
+    return int(ts_text), window
+
+
+def _check_timing(ts: int, window: int, now_ms: int) -> None:
     if ts >= now_ms + 1000:
         raise Reject(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
     if now_ms - ts > window:
         raise Reject(-1021, "Timestamp for this request is outside of the recvWindow.")
+
+
+def ws_api_payload(params: dict) -> str:
+    """The WebSocket API signature payload: every parameter but `signature`, sorted by name, `k=v` joined
+    with `&`, values as sent (not percent-encoded)
+    (https://developers.binance.com/docs/binance-spot-api-docs/websocket-api/request-security)."""
+    return "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")
+
+
+def check_ws_api(keys: dict[str, KeyVerifier], params: dict, now_ms: int, session_key: str | None,
+                 signed: bool = True) -> str:
+    """Authenticate one WebSocket API request; returns the API key it acts for. `params` are the request's
+    parameters as text (numbers as their JSON text, booleans 'true' / 'false'). A connection logged on with
+    session.logon (`session_key`) may leave out apiKey and signature; SIGNED requests still need
+    `timestamp`. Raises Reject with Binance's code."""
+    api_key = params.get("apiKey")
+    if api_key is None and session_key is not None and "signature" not in params:
+        if signed:
+            _check_timing(*_timing_params(params), now_ms)
+        return session_key
+    if not api_key:
+        raise Reject(-1102, "Mandatory parameter 'apiKey' was not sent, was empty/null, or malformed.")
+    verifier = keys.get(api_key)
+    if verifier is None:
+        raise Reject(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+    if not signed:
+        return api_key
+    ts, window = _timing_params(params)
+    sig = params.get("signature")
+    if not sig:
+        raise Reject(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+    if not verifier.verify(ws_api_payload(params), sig):
+        raise Reject(-1022, "Signature for this request is not valid.")
+    _check_timing(ts, window, now_ms)
+    return api_key
 
 
 @dataclass

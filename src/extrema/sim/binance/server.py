@@ -26,6 +26,7 @@ from ..matching import (BUY, SELL, SPOT, USDM, MatchingEngine, Reject, SymbolSpe
 from ..replay import CaptureReplay
 from .auth import DEFAULT_API_KEY, DEFAULT_API_SECRET, KeyVerifier, Limited, RateLimiter, RateLimits, check_signed
 from .formats import INTERVALS_MS, Formatter, KlineSeries, dumps
+from . import ws_api
 from .rest import NONE, ROUTES, SIGNED, RawBody
 
 log = logging.getLogger("extrema.sim.binance")
@@ -81,6 +82,7 @@ class _Conn:
         self.msg_window = (0, 0)
         self.closing = False
         self.sent = 0
+        self.ws_api: ws_api.WsApiState | None = None  # set on WebSocket API connections
 
     def push(self, text: str, market: bool = True, is_depth: bool = False):
         if self.closing:
@@ -202,6 +204,7 @@ class BinanceSimulator:
         self.conns: set[_Conn] = set()
         self.subs: dict[str, set[_Conn]] = {}
         self.listen_keys: dict[str, float] = {}  # listenKey -> expiry (time.time())
+        self.ws_api_subscribers: set[_Conn] = set()  # WebSocket API connections with user data subscriptions
         self.rest_url = self.ws_url = None
         self.rest_port = self.ws_port = None
         self._runners: list[web.AppRunner] = []
@@ -630,6 +633,8 @@ class BinanceSimulator:
         if self.market == USDM and positions:
             texts.append(dumps(self.fmt.account_update(list(positions), now, self.engine.account_update_time)))
         self.counters["user_events"] += len(texts)
+        if self.ws_api_subscribers and texts:
+            ws_api.publish_user(self, texts)
         for key in list(self.listen_keys):
             for conn in list(self.subs.get(key, ())):
                 for text in texts:
@@ -680,6 +685,8 @@ class BinanceSimulator:
 
     async def _ws(self, request: web.Request):
         path = request.path
+        if path == ws_api.PATHS[self.market]:
+            return await self._ws_api(request)
         if path == "/stream":
             combined = True
             names = [s for s in request.query.get("streams", "").split("/") if s]
@@ -715,6 +722,41 @@ class BinanceSimulator:
             self.conns.discard(conn)
             for n in list(conn.streams):
                 self._unsubscribe(conn, n)
+            writer.cancel()
+            pinger.cancel()
+        return ws
+
+    async def _ws_api(self, request: web.Request):
+        """The WebSocket API connection (spot /ws-api/v3, USD-M /ws-fapi/v1); see ws_api.py."""
+        ip = request.remote or "127.0.0.1"
+        if self.market == SPOT:
+            try:
+                self.limiter.charge(ip, ws_api.CONNECT_WEIGHT, 0)
+            except Limited as lim:
+                return web.json_response({"code": lim.code, "msg": lim.msg}, status=lim.status,
+                                         headers={"Retry-After": str(lim.retry_after)})
+        ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        conn = _Conn(self, ws, False, ip)
+        conn.ws_api = ws_api.WsApiState(request.query.get("returnRateLimits", "true") != "false")
+        self.conns.add(conn)
+        self.counters["ws_api_connections"] += 1
+        writer = self._spawn(conn.writer())
+        pinger = self._spawn(conn.pinger())
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    ws_api.handle(self, conn, conn.ws_api, msg.data, ip)
+                elif msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type == WSMsgType.PONG:
+                    conn.last_pong = time.monotonic()
+                    self.counters["pongs_received"] += 1
+                elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                    break
+        finally:
+            self.conns.discard(conn)
+            self.ws_api_subscribers.discard(conn)
             writer.cancel()
             pinger.cancel()
         return ws
