@@ -135,8 +135,9 @@ def test_books_follow_the_venue_and_a_gap_resets_and_resyncs(sim):
     assert engine.stats()["dispatcher"]["hook_errors"] == 0
 
 
-def test_orders_fill_and_updates_reach_the_owner(sim):
-    engine, venue, watcher, inst = start_engine(sim)
+@pytest.mark.parametrize("order_entry", ["ws_api", "rest"])
+def test_orders_fill_and_updates_reach_the_owner(sim, order_entry):
+    engine, venue, watcher, inst = start_engine(sim, {"order_entry": order_entry})
     ids = {}
     try:
         wait_for(lambda: watcher.book_updates >= 5, what="the book")
@@ -184,8 +185,7 @@ def test_forced_disconnect_loses_and_duplicates_nothing(sim):
         wait_for(lambda: len(watcher.fills) >= 1, what="a fill")
         sim.call(sim.disconnect_all)
         wait_for(lambda: ResetReason.RECONNECT in watcher.resets, what="a reconnect reset")
-        wait_for(lambda: venue.execution.session is not None and venue.execution.session.stats.connects >= 2,
-                 what="the user stream to reconnect")
+        wait_for(lambda: venue.execution.user_stream_connects >= 2, what="the user stream to reconnect")
         watcher.do(place)
         wait_for(lambda: len({f[0] for f in watcher.fills}) >= 2, what="a fill after the reconnect")
         assert_books_equal(engine, sim, inst, watcher)

@@ -22,9 +22,8 @@ from .symbols import (
 from .ratelimit import RateLimit, RateLimiter, SPOT_DEFAULT_LIMITS, USDM_DEFAULT_LIMITS, parse_retry_after
 from .endpoints import Endpoint, SPOT_ENDPOINTS, USDM_ENDPOINTS
 from .rest import (
-    BinanceRest, Balance, ReplaceResult, ClockSample, validate_client_order_id, SPOT_BASE_URL, USDM_BASE_URL,
-    SPOT_WS_API_URL)
-from .ws_api import BinanceWsApi, WsApiResponse, USDM_WS_API_URL
+    BinanceRest, Balance, ReplaceResult, ClockSample, validate_client_order_id, SPOT_BASE_URL, USDM_BASE_URL)
+from .ws_api import BinanceWsApi, WsApiResponse, SPOT_WS_API_URL, USDM_WS_API_URL
 
 __all__ = [
     "BinanceError", "BinanceConnectionError", "DeadlineExceeded", "InvalidResponseError", "InvalidClientOrderId",

@@ -1,10 +1,15 @@
 """Binance order entry and the user data stream, as one execution client + source per market.
 
-* `submit` / `cancel` / `replace` are called on the engine thread (inside a strategy's hook). They never
-  block: the REST call runs as a task on the engine's loop. The client order id the venue sees is the
+* `submit` / `cancel` / `replace` are called on the engine thread (inside a strategy's hook) and never
+  block. With `order_entry="ws_api"` (the default) the request goes out on Binance's WebSocket API
+  (`BinanceWsApi`): signed and written to the socket before `submit` returns, so a strategy's order
+  leaves the process inside the hook that decided it; answers come back on the same connection. With
+  `order_entry="rest"` the REST call runs as a task on the engine's loop. The client order id the venue sees is the
   engine's int id in its wire form (`ex<tag><id>`, extrema.execution.orders), registered with the
   decoder so the venue's reports come back carrying the int id and reach the owning strategy.
-* Order updates and fills come from the user data stream (listenKey + `/ws/<listenKey>`): Binance's
+* Order updates and fills come from the user data stream - spot: subscribed on the WebSocket API
+  connection (`userDataStream.subscribe.signature`; Binance retired spot listen keys in 2026), USD-M and
+  spot with REST order entry: the listenKey stream `/ws/<listenKey>`. Binance's
   `executionReport` / `ORDER_TRADE_UPDATE` become ORDER_UPDATE and FILL records, `outboundAccountPosition`
   / `ACCOUNT_UPDATE` BALANCE and POSITION records (compiled decoder). The listen key is kept alive every
   30 minutes (it expires after 60: https://developers.binance.com/docs/binance-spot-api-docs/user-data-stream),
@@ -31,6 +36,7 @@ from extrema._core.instruments import Market
 from extrema._core.records import OrderStatus
 from extrema.adapters.binance.errors import (BinanceAPIError, BinanceError, OrderNotFoundError,
                                              OrderStatusUnknown)
+from extrema.adapters.binance.ws_api import BinanceWsApi
 from extrema.adapters.ws import Backoff, WsSession
 from extrema.execution.client import CancelRequest, ExecutionClient, OrderRequest, ReplaceRequest
 
@@ -69,9 +75,26 @@ class BinanceExecution(ExecutionClient):
              wss://fstream.binance.com, or the simulator's ws_url)
     """
 
-    def __init__(self, market, rest, ws_url: str, *, registry=None, stale_after: float = 120.0,
-                 backoff: Optional[Backoff] = None, query_interval: float = 0.5):
+    def __init__(self, market, rest, ws_url: str, *, ws_api_url: Optional[str] = None, order_entry: str = "ws_api",
+                 registry=None, stale_after: float = 120.0, backoff: Optional[Backoff] = None,
+                 query_interval: float = 0.5):
         self.market = Market(market)
+        if order_entry not in ("ws_api", "rest"):
+            raise ValueError(f"order_entry must be 'ws_api' or 'rest', got {order_entry!r}")
+        if order_entry == "ws_api" and ws_api_url is None:
+            raise ValueError("order_entry='ws_api' needs ws_api_url")
+        if rest.credentials is None:
+            raise ValueError("order entry needs API credentials on the REST client")
+        self.order_entry = order_entry
+        spot = self.market == Market.BINANCE_SPOT
+        # WebSocket API and REST share the IP's request weight and the account's order counts: one budget.
+        self.ws_api = (BinanceWsApi(self.market, ws_api_url, rest.credentials, on_response=self._on_answer,
+                                    on_event=self._on_ws_api_event if spot else None, user_data=spot,
+                                    on_ready=self._on_ws_api_ready, now_ms=rest.now_ms,
+                                    rate_limiter=rest.rate_limiter, recv_window_ms=rest.recv_window_ms)
+                       if order_entry == "ws_api" else None)
+        # Where user data arrives: the WebSocket API connection (spot) or a listenKey stream.
+        self.user_data_on_ws_api = self.ws_api is not None and spot
         self.rest = rest
         self.ws_url = ws_url.rstrip("/")
         self.registry = registry
@@ -85,6 +108,7 @@ class BinanceExecution(ExecutionClient):
         self._emit = None
         self._loop = None
         self._orders: dict[int, _Order] = {}
+        self._by_text: dict[str, _Order] = {}
         self._tasks: set[asyncio.Task] = set()
         self._pending: list[np.ndarray] = []     # records made before the stream ran
         self.rejections: dict[int, tuple[int, str]] = {}
@@ -124,32 +148,113 @@ class BinanceExecution(ExecutionClient):
 
     def submit(self, order: OrderRequest) -> None:
         inst = self.registry.get(self.market, order.instrument)
-        text = self.order_ids.text(order.client_order_id)
-        self._codec().register_client_order_id(text, order.client_order_id)
-        self._orders[order.client_order_id] = _Order(order, inst, text)
+        o = self._track_new(order, inst)
         self.counters["submitted"] += 1
-        self._spawn(self._place(self._orders[order.client_order_id]))
+        if self.ws_api is None:
+            self._spawn(self._place(o))
+            return
+        try:
+            order_type, args = self._order_args(o)
+            self.ws_api.place_order(inst.venue_symbol, order.side.upper(), order_type, **args)
+        except (BinanceError, ValueError) as exc:
+            # Not sent (disconnected, over the rate limit, refused before sending): rejected at once. The
+            # update is published after the hook returns, never inside it.
+            self._loop_of().call_soon(self._reject, o, getattr(exc, "code", 0) or 0, str(exc))
 
     def cancel(self, request: CancelRequest) -> None:
         self.counters["cancels"] += 1
-        self._spawn(self._cancel(request.client_order_id))
+        o = self._orders.get(request.client_order_id)
+        if o is None:
+            log.warning("cancel of unknown order %s ignored", request.client_order_id)
+            return
+        if self.ws_api is None:
+            self._spawn(self._cancel(o))
+            return
+        try:
+            self.ws_api.cancel_order(o.instrument.venue_symbol, client_order_id=o.text)
+        except (BinanceError, ValueError) as exc:
+            self.counters["request_errors"] += 1
+            log.info("cancel of %s not sent: %s", o.text, exc)
 
     def replace(self, request: ReplaceRequest) -> None:
         self.counters["replaces"] += 1
-        self._spawn(self._replace(request))
+        o = self._orders.get(request.client_order_id)
+        if o is None:
+            log.warning("replace of unknown order %s ignored", request.client_order_id)
+            return
+        price = request.price if request.price is not None else o.price
+        quantity = request.quantity if request.quantity is not None else o.quantity
+        new = None
+        if self.market == Market.BINANCE_SPOT:
+            # Spot cancel-replace places a new order, which needs a new client id; it belongs to the same
+            # strategy (same owner bits), so its updates reach the same on_order.
+            new_id = self.order_ids.next(o.request.client_order_id & 63)
+            new = self._track_new(OrderRequest(new_id, o.request.strategy, o.request.instrument, o.request.side,
+                                               quantity, price, "limit", o.request.time_in_force), o.instrument)
+        if self.ws_api is None:
+            self._spawn(self._replace(o, new, price, quantity))
+            return
+        try:
+            self.ws_api.replace_order(o.instrument.venue_symbol, orig_client_order_id=o.text,
+                                      side=o.request.side.upper(), quantity=quantity, price=price,
+                                      new_client_order_id=new.text if new is not None else None)
+            if new is None:
+                o.price, o.quantity = price, quantity
+        except (BinanceError, ValueError) as exc:
+            self.counters["request_errors"] += 1
+            log.info("replace of %s not sent: %s", o.text, exc)
+
+    def _track_new(self, order: OrderRequest, inst) -> "_Order":
+        text = self.order_ids.text(order.client_order_id)
+        self._codec().register_client_order_id(text, order.client_order_id)
+        o = _Order(order, inst, text)
+        self._orders[order.client_order_id] = o
+        self._by_text[text] = o
+        return o
+
+    def _order_args(self, o: "_Order"):
+        """(order type, keyword arguments) of a new order, shared by both order paths."""
+        r = o.request
+        order_type = "MARKET" if r.order_type == "market" else "LIMIT"
+        tif = None if order_type == "MARKET" or r.post_only else r.time_in_force
+        reduce_only = (True if r.reduce_only else None) if self.market == Market.BINANCE_USDM else None
+        return order_type, dict(client_order_id=o.text, quantity=r.quantity, price=r.price, time_in_force=tif,
+                                post_only=r.post_only, reduce_only=reduce_only, response_type="ACK")
+
+    def _loop_of(self):
+        return self._loop or asyncio.get_running_loop()
+
+    def _on_answer(self, resp):
+        """WebSocket API answers: success needs nothing (the user stream reports the order's state)."""
+        if resp.ok:
+            return
+        o = self._by_text.get(resp.client_order_id) if resp.client_order_id else None
+        if o is None:
+            log.warning("WebSocket API %s failed: %s", resp.method, resp.error)
+            return
+        if isinstance(resp.error, OrderStatusUnknown):
+            self.counters["unknown_outcomes"] += 1
+            self._spawn(self._resolve_unknown(o))
+        elif resp.method == "order.place":
+            self._reject(o, getattr(resp.error, "code", 0) or 0, getattr(resp.error, "msg", str(resp.error)))
+        else:
+            self.counters["request_errors"] += 1
+            log.info("%s of %s refused: %s", resp.method, o.text, resp.error)
+
+    def _on_ws_api_event(self, event, ts_local):
+        """Spot user data on the WebSocket API connection: the same decoder as the stream."""
+        self._handle_user_records(self._codec().decode(json.dumps(event).encode(), ts_local))
+
+    def _on_ws_api_ready(self, client):
+        if client.session.stats.connects > 1:
+            self._spawn(self._reconcile())
 
     # ---- requests (engine loop) --------------------------------------------------------------------
 
     async def _place(self, o: _Order):
-        r = o.request
-        order_type = "MARKET" if r.order_type == "market" else "LIMIT"
-        tif = None if order_type == "MARKET" or r.post_only else r.time_in_force
+        order_type, args = self._order_args(o)
         try:
-            await self.rest.new_order(
-                o.instrument.venue_symbol, r.side.upper(), order_type, client_order_id=o.text,
-                quantity=r.quantity, price=r.price, time_in_force=tif, post_only=r.post_only,
-                reduce_only=(True if r.reduce_only else None) if self.market == Market.BINANCE_USDM else None,
-                response_type="ACK")
+            await self.rest.new_order(o.instrument.venue_symbol, o.request.side.upper(), order_type, **args)
         except OrderStatusUnknown:
             self.counters["unknown_outcomes"] += 1
             await self._resolve_unknown(o)
@@ -177,11 +282,7 @@ class BinanceExecution(ExecutionClient):
             await asyncio.sleep(self.query_interval)
         log.error("order %s: outcome still unknown after %d queries", o.text, attempt + 1)
 
-    async def _cancel(self, coid: int):
-        o = self._orders.get(coid)
-        if o is None:
-            log.warning("cancel of unknown order %s ignored", coid)
-            return
+    async def _cancel(self, o: _Order):
         try:
             await self.rest.cancel_order(o.instrument.venue_symbol, client_order_id=o.text)
         except BinanceError as exc:
@@ -189,32 +290,13 @@ class BinanceExecution(ExecutionClient):
             self.counters["request_errors"] += 1
             log.info("cancel of %s refused: %s", o.text, exc)
 
-    async def _replace(self, request: ReplaceRequest):
-        o = self._orders.get(request.client_order_id)
-        if o is None:
-            log.warning("replace of unknown order %s ignored", request.client_order_id)
-            return
-        price = request.price if request.price is not None else o.price
-        quantity = request.quantity if request.quantity is not None else o.quantity
+    async def _replace(self, o: _Order, new: Optional[_Order], price, quantity):
         try:
-            if self.market == Market.BINANCE_USDM:
-                # USD-M modifies the order in place: same ids, new price / quantity.
-                await self.rest.cancel_replace(o.instrument.venue_symbol, orig_client_order_id=o.text,
-                                               side=o.request.side.upper(), quantity=quantity, price=price)
+            await self.rest.cancel_replace(o.instrument.venue_symbol, orig_client_order_id=o.text,
+                                           side=o.request.side.upper(), quantity=quantity, price=price,
+                                           new_client_order_id=new.text if new is not None else None)
+            if new is None:                 # USD-M modified the order in place
                 o.price, o.quantity = price, quantity
-            else:
-                # Spot cancel-replace places a new order, which needs a new client id; it belongs to the
-                # same strategy (same owner bits), so its updates reach the same on_order.
-                owner = o.request.client_order_id & 63
-                new_id = self.order_ids.next(owner)
-                new_text = self.order_ids.text(new_id)
-                self._codec().register_client_order_id(new_text, new_id)
-                new_req = OrderRequest(new_id, o.request.strategy, o.request.instrument, o.request.side,
-                                       quantity, price, "limit", o.request.time_in_force)
-                self._orders[new_id] = _Order(new_req, o.instrument, new_text)
-                await self.rest.cancel_replace(o.instrument.venue_symbol, orig_client_order_id=o.text,
-                                               side=o.request.side.upper(), quantity=quantity, price=price,
-                                               new_client_order_id=new_text)
         except BinanceError as exc:
             self.counters["request_errors"] += 1
             log.info("replace of %s refused: %s", o.text, exc)
@@ -261,9 +343,16 @@ class BinanceExecution(ExecutionClient):
         for records in self._pending:
             emit(records)
         self._pending.clear()
-        if self.rest.credentials is None:
-            log.info("%s: no API credentials; the user data stream is off", self.market.name)
-            await asyncio.Event().wait()
+        if self.ws_api is not None:
+            api_task = self._spawn(self.ws_api.run())
+            if self.user_data_on_ws_api:
+                try:
+                    await api_task
+                finally:
+                    self.ws_api.stop()
+                return
+        else:
+            api_task = None
         self.listen_key = await self._new_listen_key()
         self.session = WsSession(lambda: f"{self.ws_url}/ws/{self.listen_key}", self._on_message,
                                  on_connect=self._on_connect, name=f"binance-{self.market.name.lower()}-user",
@@ -273,6 +362,8 @@ class BinanceExecution(ExecutionClient):
             await self.session.run()
         finally:
             keepalive.cancel()
+            if api_task is not None:
+                self.ws_api.stop()
             for task in list(self._tasks):
                 task.cancel()
 
@@ -320,6 +411,9 @@ class BinanceExecution(ExecutionClient):
         if event in (BinanceEvent.SERVER_SHUTDOWN, BinanceEvent.STREAM_TERMINATED):
             self.session.reconnect("the venue ended the stream")
             return
+        self._handle_user_records(records)
+
+    def _handle_user_records(self, records):
         if len(records):
             self._track(records)
             self._emit(records)
@@ -333,6 +427,12 @@ class BinanceExecution(ExecutionClient):
             o = self._orders.get(int(head["sequence"]))
             if o is not None:
                 o.status = OrderStatus(int(status))
+
+    @property
+    def user_stream_connects(self):
+        """How many times the user data connection (WebSocket API or listenKey stream) has connected."""
+        session = self.ws_api.session if self.user_data_on_ws_api else self.session
+        return session.stats.connects if session is not None else 0
 
     def open_orders(self):
         """Client order ids of the orders this client has sent that are not finished yet."""

@@ -52,13 +52,12 @@ from .ratelimit import SPOT_DEFAULT_LIMITS, USDM_DEFAULT_LIMITS, RateLimit, Rate
 from .signing import BinanceCredentials, encode_params, sign_query, sign_ws_api_params
 
 __all__ = ["BinanceRest", "Balance", "ReplaceResult", "ClockSample", "validate_client_order_id",
-           "SPOT_BASE_URL", "USDM_BASE_URL", "SPOT_WS_API_URL"]
+           "SPOT_BASE_URL", "USDM_BASE_URL"]
 
 log = logging.getLogger("extrema.adapters.binance.rest")
 
 SPOT_BASE_URL = "https://api.binance.com"
 USDM_BASE_URL = "https://fapi.binance.com"
-SPOT_WS_API_URL = "wss://ws-api.binance.com:443/ws-api/v3"
 
 # newClientOrderId: "Can only be string following the rule: ^[\.A-Z\:/a-z0-9_-]{1,36}$" (spot and USD-M).
 _CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}\Z")

@@ -19,6 +19,7 @@ from extrema.adapters.binance.market_data import BinanceMarketData
 from extrema.adapters.binance.rest import BinanceRest, SPOT_BASE_URL, USDM_BASE_URL
 from extrema.adapters.binance.signing import BinanceCredentials
 from extrema.adapters.binance.symbols import register_exchange_info
+from extrema.adapters.binance.ws_api import SPOT_WS_API_URL, USDM_WS_API_URL
 
 # Market-stream hosts (https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams,
 # .../derivatives/usds-margined-futures/websocket-market-streams).
@@ -31,7 +32,8 @@ class BinanceVenue:
     (the execution client), of one Binance market."""
 
     def __init__(self, market, *, credentials: Optional[BinanceCredentials] = None,
-                 rest_url: Optional[str] = None, ws_url: Optional[str] = None, registry=None,
+                 rest_url: Optional[str] = None, ws_url: Optional[str] = None,
+                 ws_api_url: Optional[str] = None, order_entry: str = "ws_api", registry=None,
                  rest_options: Optional[dict] = None, market_data_options: Optional[dict] = None,
                  execution_options: Optional[dict] = None):
         self.market = Market(market)
@@ -40,12 +42,14 @@ class BinanceVenue:
         spot = self.market == Market.BINANCE_SPOT
         self.rest_url = rest_url or (SPOT_BASE_URL if spot else USDM_BASE_URL)
         self.ws_url = ws_url or (SPOT_STREAM_URL if spot else USDM_STREAM_URL)
+        self.ws_api_url = ws_api_url or (SPOT_WS_API_URL if spot else USDM_WS_API_URL)
         self.credentials = credentials
         self._rest_options = dict(rest_options or {})
         self.rest = BinanceRest(self.market, self.rest_url, credentials, **self._rest_options)
         self.market_data = BinanceMarketData(self.market, self.ws_url, self.rest, registry=registry,
                                              **(market_data_options or {}))
-        self.execution = (BinanceExecution(self.market, self.rest, self.ws_url, registry=registry,
+        self.execution = (BinanceExecution(self.market, self.rest, self.ws_url, ws_api_url=self.ws_api_url,
+                                           order_entry=order_entry, registry=registry,
                                            **(execution_options or {}))
                           if credentials is not None else None)
 
@@ -56,7 +60,9 @@ class BinanceVenue:
         if credentials is None:
             credentials = BinanceCredentials(DEFAULT_API_KEY, secret=DEFAULT_API_SECRET)
         market = Market.BINANCE_SPOT if sim.market == "spot" else Market.BINANCE_USDM
-        return cls(market, credentials=credentials, rest_url=sim.rest_url, ws_url=sim.ws_url, **options)
+        ws_api_path = "/ws-api/v3" if market == Market.BINANCE_SPOT else "/ws-fapi/v1"
+        return cls(market, credentials=credentials, rest_url=sim.rest_url, ws_url=sim.ws_url,
+                   ws_api_url=sim.ws_url + ws_api_path, **options)
 
     # ---- the shape EngineBuilder.venue expects ------------------------------------------------------
 

@@ -163,6 +163,7 @@ class BinanceWsApi:
                                     Ed25519 key - the only kind Binance accepts for it)
     user_data                       spot: subscribe the account's user data at every connect
     ready_timeout                   seconds for the logon / subscribe answers at connect
+    on_ready(client)                after every (re)connect once requests can be sent (e.g. reconcile)
     session_options                 passed to WsSession (backoff, ping_idle, max_age, ...)
     """
 
@@ -172,6 +173,7 @@ class BinanceWsApi:
                  recv_window_ms: int = 5000, now_ms: Optional[Callable[[], int]] = None,
                  rate_limiter: Optional[RateLimiter] = None, rate_limits: Optional[List[RateLimit]] = None,
                  logon: Optional[bool] = None, user_data: bool = False, ready_timeout: float = 10.0,
+                 on_ready: Optional[Callable[["BinanceWsApi"], None]] = None,
                  name: Optional[str] = None, **session_options):
         self.market = Market(market)
         if self.market == Market.BINANCE_SPOT:
@@ -196,6 +198,7 @@ class BinanceWsApi:
         self.credentials = credentials
         self.on_response = on_response
         self.on_event = on_event
+        self.on_ready = on_ready
         self.recv_window_ms = int(recv_window_ms)
         self.logon = bool(logon)
         self.user_data = bool(user_data)
@@ -279,6 +282,8 @@ class BinanceWsApi:
                 raise resp.error
         self._ready = True
         self._ready_event.set()
+        if self.on_ready is not None:
+            self.on_ready(self)
 
     def _on_disconnect(self, session: WsSession, reason: str) -> None:
         self._ready = False
