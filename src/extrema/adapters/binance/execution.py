@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from decimal import Decimal
 from typing import Optional
 
@@ -33,7 +34,7 @@ import numpy as np
 from extrema._core.binance import BinanceDecoder, BinanceEvent
 from extrema._core.clock import time_us
 from extrema._core.instruments import Market
-from extrema._core.records import OrderStatus
+from extrema._core.records import OrderStatus, RecordKind
 from extrema.adapters.binance.errors import (BinanceAPIError, BinanceError, OrderNotFoundError,
                                              OrderStatusUnknown)
 from extrema.adapters.binance.ws_api import BinanceWsApi
@@ -89,7 +90,7 @@ class BinanceExecution(ExecutionClient):
         spot = self.market == Market.BINANCE_SPOT
         # WebSocket API and REST share the IP's request weight and the account's order counts: one budget.
         self.ws_api = (BinanceWsApi(self.market, ws_api_url, rest.credentials, on_response=self._on_answer,
-                                    on_event=self._on_ws_api_event if spot else None, user_data=spot,
+                                    on_event_frame=self._on_ws_api_event if spot else None, user_data=spot,
                                     on_ready=self._on_ws_api_ready, now_ms=rest.now_ms,
                                     rate_limiter=rest.rate_limiter, recv_window_ms=rest.recv_window_ms)
                        if order_entry == "ws_api" else None)
@@ -109,6 +110,8 @@ class BinanceExecution(ExecutionClient):
         self._loop = None
         self._orders: dict[int, _Order] = {}
         self._by_text: dict[str, _Order] = {}
+        self._finished: "OrderedDict[int, _Order]" = OrderedDict()
+        self.keep_finished = 10_000
         self._tasks: set[asyncio.Task] = set()
         self._pending: list[np.ndarray] = []     # records made before the stream ran
         self.rejections: dict[int, tuple[int, str]] = {}
@@ -165,7 +168,7 @@ class BinanceExecution(ExecutionClient):
         self.counters["cancels"] += 1
         o = self._orders.get(request.client_order_id)
         if o is None:
-            log.warning("cancel of unknown order %s ignored", request.client_order_id)
+            log.info("cancel of unknown or finished order %s ignored", request.client_order_id)
             return
         if self.ws_api is None:
             self._spawn(self._cancel(o))
@@ -180,7 +183,7 @@ class BinanceExecution(ExecutionClient):
         self.counters["replaces"] += 1
         o = self._orders.get(request.client_order_id)
         if o is None:
-            log.warning("replace of unknown order %s ignored", request.client_order_id)
+            log.warning("replace of unknown or finished order %s ignored", request.client_order_id)
             return
         price = request.price if request.price is not None else o.price
         quantity = request.quantity if request.quantity is not None else o.quantity
@@ -241,9 +244,10 @@ class BinanceExecution(ExecutionClient):
             self.counters["request_errors"] += 1
             log.info("%s of %s refused: %s", resp.method, o.text, resp.error)
 
-    def _on_ws_api_event(self, event, ts_local):
-        """Spot user data on the WebSocket API connection: the same decoder as the stream."""
-        self._handle_user_records(self._codec().decode(json.dumps(event).encode(), ts_local))
+    def _on_ws_api_event(self, payload, ts_local):
+        """Spot user data on the WebSocket API connection: the same decoder as the stream (it reads the
+        `{"subscriptionId", "event"}` frame as sent)."""
+        self._handle_user_records(self._codec().decode(payload, ts_local))
 
     def _on_ws_api_ready(self, client):
         if client.session.stats.connects > 1:
@@ -419,14 +423,25 @@ class BinanceExecution(ExecutionClient):
             self._emit(records)
 
     def _track(self, records):
-        heads = records[records["kind"] == 6]       # ORDER_UPDATE heads: keep the latest status
-        if not len(heads):
-            return
-        statuses = records[np.flatnonzero(records["kind"] == 6) + 1]["ts_exchange"]
-        for head, status in zip(heads, statuses):
-            o = self._orders.get(int(head["sequence"]))
+        """Keep each order's latest status (ORDER_UPDATE head: sequence = client order id; its
+        continuation's first word = status)."""
+        kinds = records["kind"]
+        for i in np.flatnonzero(kinds == RecordKind.ORDER_UPDATE).tolist():
+            o = self._orders.get(int(records[i]["sequence"]))
             if o is not None:
-                o.status = OrderStatus(int(status))
+                o.status = int(records[i + 1]["ts_exchange"])
+                if o.status in _TERMINAL:
+                    self._finish(o)
+
+    def _finish(self, o):
+        """A finished order leaves the live table; the last `keep_finished` stay known (a late duplicate
+        report must still reach its owner), older ones are forgotten by the decoder too."""
+        self._orders.pop(o.request.client_order_id, None)
+        self._finished[o.request.client_order_id] = o
+        while len(self._finished) > self.keep_finished:
+            _, old = self._finished.popitem(last=False)
+            self._by_text.pop(old.text, None)
+            self.decoder.forget_client_order_id(old.text)
 
     @property
     def user_stream_connects(self):

@@ -164,6 +164,8 @@ class BinanceWsApi:
     user_data                       spot: subscribe the account's user data at every connect
     ready_timeout                   seconds for the logon / subscribe answers at connect
     on_ready(client)                after every (re)connect once requests can be sent (e.g. reconcile)
+    on_event_frame(payload, ts_us)  instead of on_event: user data frames as received (a memoryview valid
+                                    during the call), for a decoder that reads the wire format itself
     session_options                 passed to WsSession (backoff, ping_idle, max_age, ...)
     """
 
@@ -174,6 +176,7 @@ class BinanceWsApi:
                  rate_limiter: Optional[RateLimiter] = None, rate_limits: Optional[List[RateLimit]] = None,
                  logon: Optional[bool] = None, user_data: bool = False, ready_timeout: float = 10.0,
                  on_ready: Optional[Callable[["BinanceWsApi"], None]] = None,
+                 on_event_frame: Optional[Callable[[memoryview, int], None]] = None,
                  name: Optional[str] = None, **session_options):
         self.market = Market(market)
         if self.market == Market.BINANCE_SPOT:
@@ -199,6 +202,7 @@ class BinanceWsApi:
         self.on_response = on_response
         self.on_event = on_event
         self.on_ready = on_ready
+        self.on_event_frame = on_event_frame
         self.recv_window_ms = int(recv_window_ms)
         self.logon = bool(logon)
         self.user_data = bool(user_data)
@@ -675,6 +679,16 @@ class BinanceWsApi:
     # --- the receive path ------------------------------------------------------------------------------
 
     def _on_message(self, payload: memoryview, ts_us: int) -> None:
+        if (self.on_event_frame is not None and payload[:17] == b'{"subscriptionId"'
+                and b"serverShutdown" not in payload and b"eventStreamTerminated" not in payload):
+            # User data for a compiled decoder: the frame as received, no json round trip. The events
+            # this client acts on itself still take the parsed path below.
+            self.counters["events"] += 1
+            try:
+                self.on_event_frame(payload, ts_us)
+            except Exception:
+                log.exception("%s: on_event_frame failed", self.session.name)
+            return
         try:
             msg = json.loads(bytes(payload))
         except (ValueError, UnicodeDecodeError):
