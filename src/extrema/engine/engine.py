@@ -274,6 +274,14 @@ class Engine:
         for t in source_tasks:
             t.cancel()
         await asyncio.gather(*source_tasks, return_exceptions=True)
+        # Sources and execution clients release what they hold on this loop (sessions, sockets).
+        for part in {id(p): p for p in [*self.sources, *self._execution.values()]}.values():
+            aclose = getattr(part, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:
+                    log.exception("closing %r failed", part)
         stop_wait.cancel()
         for handle in self._timers.values():
             handle.cancel()

@@ -453,6 +453,10 @@ class BinanceExecution(ExecutionClient):
         """Client order ids of the orders this client has sent that are not finished yet."""
         return [coid for coid, o in self._orders.items() if o.status not in _TERMINAL]
 
+    async def aclose(self):
+        """The engine calls this when it stops: the REST client's connections close on their loop."""
+        await self.rest.close()
+
     def stats(self):
         out = dict(self.counters)
         if self.decoder is not None:

@@ -255,6 +255,10 @@ class BinanceMarketData:
             self.counters["resyncs"] += 1
             await asyncio.sleep(backoff.next_delay())
 
+    async def aclose(self):
+        """The engine calls this when it stops: the REST client's connections close on their loop."""
+        await self.rest.close()
+
     def stats(self):
         out = dict(self.counters)
         if self.decoder is not None:
