@@ -63,14 +63,27 @@ class Book:
         return self.cash + self.position * mid
 
 
-class MarketMaker(Strategy):
+class Trader(Strategy):
+    """A strategy that keeps its own order / position book from its order updates and fills."""
+
+    def __init__(self, name):
+        super().__init__(name)
+        self.me = Book()
+
+    def on_order(self, order):
+        self.me.order(order)
+
+    def on_fill(self, fill):
+        self.me.fill(fill)
+
+
+class MarketMaker(Trader):
     """Quotes one lot each side, `edge` ticks outside the touch, skewed against inventory; requotes
     when the touch moves (cancel both, place both), at most every `every` seconds."""
 
     def __init__(self, inst, edge=0, max_position=10, every=0.25):
         super().__init__("market_maker")
         self.inst, self.edge, self.max_position, self.every = inst, edge, max_position, every
-        self.me = Book()
         self.last = 0.0
         self.quoted = None
 
@@ -98,14 +111,8 @@ class MarketMaker(Strategy):
             self.context.submit(self.inst, "sell", str(size), on_grid(ask, self.inst.tick_size), post_only=True)
             self.me.orders += 1
 
-    def on_order(self, order):
-        self.me.order(order)
 
-    def on_fill(self, fill):
-        self.me.fill(fill)
-
-
-class EmaCross(Strategy):
+class EmaCross(Trader):
     """Fast / slow EMA of trade prices (compiled kernels the engine updates before the hook); on a cross
     it buys or sells a few lots at the far touch (a marketable limit order)."""
 
@@ -113,7 +120,6 @@ class EmaCross(Strategy):
         super().__init__("ema_cross")
         self.inst = inst
         self.fast_n, self.slow_n = fast, slow
-        self.me = Book()
         self.state = 0
 
     def on_start(self):
@@ -135,12 +141,6 @@ class EmaCross(Strategy):
             return
         self.context.submit(self.inst, side, str(2 * min_size(self.inst, price)), on_grid(price, self.inst.tick_size))
         self.me.orders += 1
-
-    def on_order(self, order):
-        self.me.order(order)
-
-    def on_fill(self, fill):
-        self.me.fill(fill)
 
 
 class Monitor(Strategy):

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
+
+from workloads.binance_sim import simulator_process
 
 PEERS: list[str] = []          # the peer is extrema's own REST client (aiohttp is a dependency)
 
@@ -35,18 +33,6 @@ QUICK = dict(orders=1_000, batch=100, round_trips=200, write_probe=500)
 SPACING_NS = 200_000           # one order every 200 µs inside a batch (a tick-driven pace, not a burst)
 QUANTILES = (50, 99, 99.9)
 
-_SIM = r"""
-import asyncio, json, sys
-from extrema.sim import BinanceSimulator, GeneratedMarket, RateLimits
-cfg = json.loads(sys.argv[1])
-async def main():
-    unlimited = RateLimits(weight_per_minute=10**9, orders_per_10s=10**9, orders_per_long=10**9)
-    async with BinanceSimulator(market="spot", source=GeneratedMarket(seed=5, symbols=["BTCUSDT"]),
-                                api_keys=cfg["api_keys"], rate_limits=unlimited) as sim:
-        print(json.dumps({"ws_url": sim.ws_url, "rest_url": sim.rest_url}), flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)   # until the parent closes it
-asyncio.run(main())
-"""
 
 
 def _pct(samples_ns) -> list[float]:
@@ -248,13 +234,7 @@ def run(ctx) -> list[dict]:
     creds_hmac = BinanceCredentials(DEFAULT_API_KEY, DEFAULT_API_SECRET)
     creds_ed = BinanceCredentials("bench-ed25519", private_key_pem=private)
     cfg = {"api_keys": {DEFAULT_API_KEY: DEFAULT_API_SECRET, "bench-ed25519": public}}
-    sim = subprocess.Popen([sys.executable, "-c", _SIM, json.dumps(cfg)], stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, text=True, env=os.environ.copy())
-    try:
-        line = sim.stdout.readline()
-        if not line:
-            raise SystemExit("order_entry suite: the simulator process did not start")
-        urls = json.loads(line)
+    with simulator_process(api_keys=cfg["api_keys"], who="order_entry suite") as urls:
         try:
             import uvloop
             loop = uvloop.new_event_loop()
@@ -266,12 +246,6 @@ def run(ctx) -> list[dict]:
             res = loop.run_until_complete(_measure(urls, creds_hmac, creds_ed, p, ctx.log))
         finally:
             loop.close()
-    finally:
-        sim.stdin.close()
-        try:
-            sim.wait(10)
-        except subprocess.TimeoutExpired:
-            sim.kill()
 
     rows = []
     rest = _pct(res["rest_to_write"])

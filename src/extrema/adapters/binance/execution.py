@@ -38,6 +38,7 @@ from extrema._core.records import OrderStatus, RecordKind
 from extrema.adapters.binance.errors import (BinanceAPIError, BinanceError, OrderNotFoundError,
                                              OrderStatusUnknown)
 from extrema.adapters.binance.ws_api import BinanceWsApi
+from extrema.adapters.binance.parts import VenuePart
 from extrema.adapters.ws import Backoff, WsSession
 from extrema.execution.client import CancelRequest, ExecutionClient, OrderRequest, ReplaceRequest
 
@@ -68,7 +69,7 @@ class _Order:
         self.quantity = request.quantity
 
 
-class BinanceExecution(ExecutionClient):
+class BinanceExecution(VenuePart, ExecutionClient):
     """Orders of one Binance market (REST) and its user data stream (a source). See the module doc.
 
     rest     a BinanceRest of the market, with credentials
@@ -452,15 +453,3 @@ class BinanceExecution(ExecutionClient):
     def open_orders(self):
         """Client order ids of the orders this client has sent that are not finished yet."""
         return [coid for coid, o in self._orders.items() if o.status not in _TERMINAL]
-
-    async def aclose(self):
-        """The engine calls this when it stops: the REST client's connections close on their loop."""
-        await self.rest.close()
-
-    def stats(self):
-        out = dict(self.counters)
-        if self.decoder is not None:
-            out["decoder"] = self.decoder.stats()
-        if self.session is not None:
-            out["connection"] = vars(self.session.stats).copy()
-        return out

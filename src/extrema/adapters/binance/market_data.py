@@ -32,6 +32,7 @@ from extrema._core.binance import BinanceDecoder, DepthSync, SyncStatus
 from extrema._core.clock import time_us
 from extrema._core.instruments import Market
 from extrema._core.records import RecordKind, ResetReason
+from extrema.adapters.binance.parts import VenuePart
 from extrema.adapters.ws import Backoff, WsSession
 
 log = logging.getLogger("extrema.adapters.binance")
@@ -62,7 +63,7 @@ def stream_names(market, instrument, kind, *, trades="trade", depth_speed="100ms
     return []
 
 
-class BinanceMarketData:
+class BinanceMarketData(VenuePart):
     """Source of one Binance market's public streams. See the module doc.
 
     ws_url      the market-stream base, e.g. wss://stream.binance.com:9443 (spot),
@@ -254,15 +255,3 @@ class BinanceMarketData:
             # SNAPSHOT_TOO_OLD: the buffered stream starts after this snapshot; a newer one will do.
             self.counters["resyncs"] += 1
             await asyncio.sleep(backoff.next_delay())
-
-    async def aclose(self):
-        """The engine calls this when it stops: the REST client's connections close on their loop."""
-        await self.rest.close()
-
-    def stats(self):
-        out = dict(self.counters)
-        if self.decoder is not None:
-            out["decoder"] = self.decoder.stats()
-        if self.session is not None:
-            out["connection"] = vars(self.session.stats).copy()
-        return out
