@@ -498,6 +498,58 @@ cdef int parse_rounded(const char *s, Py_ssize_t n, int precision, bint allow_ne
     return 0
 
 
+cdef int parse_notional(const char *s, Py_ssize_t n, int target, ex_bn_u128 *out) noexcept nogil:
+    """A quote amount (kline quote volume, cumulative quote quantity) as an unsigned 128-bit raw value at
+    `target` decimals (price + size precision, up to 36): exact when the text has no more decimals than
+    that, else rounded half up. 128 bits because price + size precision easily passes int64 (9116.046
+    at 16 decimals is 9.1e19). Returns 0 or a DropReason."""
+    cdef Py_ssize_t i, dot = -1, last_nonzero = -1
+    cdef int decimals, p
+    cdef int64_t raw
+    cdef ex_bn_u128 v
+    cdef ex_fixed_status st
+    for i in range(n):
+        if s[i] == b'.':
+            dot = i
+        elif s[i] == b'e' or s[i] == b'E':
+            dot = -2
+            break
+        elif dot >= 0 and s[i] != b'0':
+            last_nonzero = i
+    decimals = <int>(last_nonzero - dot) if dot >= 0 and last_nonzero > dot else 0
+    if dot == -2 or decimals > target or decimals > 18:
+        p = target if target <= 18 else 18
+        i = parse_rounded(s, n, p, False, &raw)
+        if i != 0:
+            return <int>i
+    else:
+        p = decimals
+        st = ex_parse_fixed(s, n, p, False, &raw)
+        if st != EX_FIXED_OK:
+            return drop_of_fixed(st)
+    v = <ex_bn_u128>raw
+    while p < target:
+        # at most two steps: 10**19 fits a uint64
+        i = target - p if target - p <= 19 else 19
+        if __builtin_mul_overflow(v, <ex_bn_u128>ex_pow10_u64[i], &v):
+            return DROP_OVERFLOW
+        p += <int>i
+    out[0] = v
+    return 0
+
+
+cdef inline int64_t saturate(ex_bn_u128 v) noexcept nogil:
+    return <int64_t>v if v <= <ex_bn_u128>INT64_MAX else INT64_MAX
+
+
+cdef inline ex_bn_u128 div_half_up(ex_bn_u128 num, ex_bn_u128 den) noexcept nogil:
+    cdef ex_bn_u128 quo = num // den
+    cdef ex_bn_u128 rem = num - quo * den
+    if rem >= den - rem:          # rem * 2 >= den, without overflowing
+        quo += 1
+    return quo
+
+
 cdef inline void rec_head(Record *r, uint16_t kind, uint16_t flags, uint32_t iid, int64_t ts_exchange,
                           int64_t ts_local, int64_t sequence, int64_t price, int64_t quantity,
                           int64_t aux0, int64_t aux1) noexcept nogil:
@@ -845,12 +897,12 @@ cdef class BinanceDecoder:
             try:
                 suppressed = self._log_suppressed[reason]
                 self._log_suppressed[reason] = 0
-                snippet = data[:min(n, 160)] if n > 0 else b""
+                detail = self.last_drop[1] if self.info.drop_reason else ""
                 self._log.warning(
-                    "Binance %s decoder dropped a frame: %s%s%s (%d more %s drops in the last %d s); frame "
-                    "starts %r", self.market.name, _DROP_NAMES[reason],
-                    " - " if self._drop_detail_len else "", self.last_drop[1] if self._drop_detail_len else "",
-                    suppressed, _DROP_NAMES[reason], LOG_INTERVAL_NS // 1_000_000_000, snippet)
+                    "Binance %s decoder dropped a frame: %s%s%s; frame starts %r%s", self.market.name,
+                    _DROP_NAMES[reason], " - " if detail else "", detail, data[:min(n, 160)] if n > 0 else b"",
+                    f" ({suppressed} more {_DROP_NAMES[reason]} drops since the last such line, "
+                    f"which is written at most every {LOG_INTERVAL_NS // 1_000_000_000} s)" if suppressed else "")
             except Exception:
                 pass     # logging must never take the decoder down
 
@@ -883,12 +935,19 @@ cdef class BinanceDecoder:
         return 0
 
     cdef bint _looks_like_json(self, Py_ssize_t n) noexcept nogil:
-        cdef Py_ssize_t i = 0
-        while i < n and (self._buf[i] == b' ' or self._buf[i] == b'\n' or self._buf[i] == b'\r' or self._buf[i] == b'\t'):
+        """A JSON value that is not an object (an array, a string, a number, a literal) rather than
+        broken text: tells NOT_AN_OBJECT from MALFORMED_JSON in the drop counters."""
+        cdef Py_ssize_t i = 0, j = n
+        cdef const char *b = self._buf
+        while i < n and (b[i] == b' ' or b[i] == b'\n' or b[i] == b'\r' or b[i] == b'\t'):
             i += 1
-        return i < n and (self._buf[i] == b'[' or self._buf[i] == b'"' or self._buf[i] == b'-'
-                          or b'0' <= self._buf[i] <= b'9' or self._buf[i] == b't' or self._buf[i] == b'f'
-                          or self._buf[i] == b'n')
+        while j > i and (b[j - 1] == b' ' or b[j - 1] == b'\n' or b[j - 1] == b'\r' or b[j - 1] == b'\t'):
+            j -= 1
+        if i >= j:
+            return False
+        if b[i] == b'[' or b[i] == b'"' or b[i] == b'-' or b'0' <= b[i] <= b'9':
+            return True
+        return _eq(b + i, j - i, "true", 4) or _eq(b + i, j - i, "false", 5) or _eq(b + i, j - i, "null", 4)
 
     cdef int _read_object(self, ex_jobj *it, Fields *f, int level) noexcept nogil:
         """Read every field of an object into f. level 0 = root, 1 = wrapped payload, 2 = nested object.
@@ -1640,12 +1699,12 @@ cdef class BinanceDecoder:
     cdef int _build_kline(self, int64_t ts_local, Record *out, Py_ssize_t capacity, Py_ssize_t *written) noexcept nogil:
         cdef const Fields *k = &self._inner
         cdef SymbolEntry inst
-        cdef int64_t open_t, close_t, trades, o, h, l, c, v, taker_buy, vwap, qraw
+        cdef int64_t open_t, close_t, trades, o, h, l, c, v, taker_buy, vwap
         cdef bint closed
-        cdef int r, pp, sp, qprec
+        cdef int r, pp, sp
         cdef const char *qs
         cdef Py_ssize_t qn
-        cdef ex_bn_u128 notional, den, quo, rem
+        cdef ex_bn_u128 notional, quo
         cdef const Slot *kslot = fget(&self._top, K_k)
         if kslot == NULL or kslot.type != SLOT_OBJECT:
             self._set_detail("k (kline)", NULL, 0)
@@ -1683,26 +1742,17 @@ cdef class BinanceDecoder:
             self._set_detail("k.V (taker buy volume) > k.v (volume)", NULL, 0)
             return DROP_INCONSISTENT
         # Quote volume: raw at price + size precision (bars.pyx's layout), exact whenever the venue's
-        # figure has no more decimals than that, else rounded half up.
-        qprec = pp + sp if pp + sp <= 18 else 18
+        # figure has no more decimals than that, else rounded half up; saturated at int64 in the record.
         r = self._need_str(k, K_q, "k.q (quote volume)", &qs, &qn)
         if r == 0:
-            r = parse_rounded(qs, qn, qprec, False, &qraw)
+            r = parse_notional(qs, qn, pp + sp, &notional)
             if r != 0:
                 self._set_detail("k.q (quote volume)", qs, qn)
         if r != 0:
             return r
-        notional = <ex_bn_u128>qraw
-        if pp + sp > qprec:
-            if __builtin_mul_overflow(notional, <ex_bn_u128>ex_pow10_u64[pp + sp - qprec], &notional):
-                notional = <ex_bn_u128>INT64_MAX
         if v > 0:
-            den = <ex_bn_u128>v
-            quo = notional // den
-            rem = notional - quo * den
-            if rem * 2 >= den:
-                quo += 1
-            vwap = <int64_t>quo if quo <= <ex_bn_u128>INT64_MAX else INT64_MAX
+            quo = div_half_up(notional, <ex_bn_u128>v)
+            vwap = saturate(quo)
         else:
             vwap = c
         r = self._check_capacity(2, capacity)
@@ -1712,7 +1762,7 @@ cdef class BinanceDecoder:
                  trades, o, v, h, l)
         # k.T is the last millisecond (or µs) inside the bar: the exclusive close is one unit later.
         rec_cont(&out[1], inst.instrument_id, c, vwap, taker_buy, v - taker_buy, (close_t + 1) * self._ts_mul,
-                 <int64_t>notional if notional <= <ex_bn_u128>INT64_MAX else INT64_MAX, 0)
+                 saturate(notional), 0)
         written[0] = 2
         return 0
 
@@ -1858,28 +1908,18 @@ cdef class BinanceDecoder:
         return 0
 
     cdef int _average_price(self, const Slot *quote, int64_t cum, int pp, int sp, int64_t *avg) noexcept nogil:
-        cdef int64_t qraw
-        cdef int qdec, r, e
-        cdef ex_bn_u128 num, den, quo, rem
+        """Spot's average fill price: Z (cumulative quote quantity) / z, rounded half up to the price
+        grid. Z is exact at price + size precision in 128 bits, so the division is exact before rounding."""
+        cdef ex_bn_u128 notional, quo
+        cdef int r
         if quote.type != SLOT_STR:
             self._set_detail("Z (cumulative quote quantity)", NULL, 0)
             return DROP_BAD_FIELD
-        qdec = 18 if pp + sp > 18 else pp + sp
-        r = parse_rounded(quote.s, quote.n, qdec, False, &qraw)
+        r = parse_notional(quote.s, quote.n, pp + sp, &notional)
         if r != 0:
             self._set_detail("Z (cumulative quote quantity)", quote.s, quote.n)
             return r
-        # avg_raw = Z * 10**pp / z, with Z raw at qdec and z raw at sp: Z_raw * 10**(pp + sp - qdec) / z_raw
-        num = <ex_bn_u128>qraw
-        e = pp + sp - qdec
-        if e > 0 and __builtin_mul_overflow(num, <ex_bn_u128>ex_pow10_u64[e], &num):
-            self._set_detail("Z (cumulative quote quantity)", quote.s, quote.n)
-            return DROP_OVERFLOW
-        den = <ex_bn_u128>cum
-        quo = num // den
-        rem = num - quo * den
-        if rem * 2 >= den:
-            quo += 1
+        quo = div_half_up(notional, <ex_bn_u128>cum)
         if quo > <ex_bn_u128>INT64_MAX:
             self._set_detail("Z (cumulative quote quantity)", quote.s, quote.n)
             return DROP_OVERFLOW
@@ -1996,6 +2036,7 @@ cdef class BinanceDecoder:
         # balances carry their asset id in sequence: resolved last, under the GIL, once per asset
         for i in range(self._n_balances):
             out[i].sequence = self._asset(self._balances[i].asset.s, self._balances[i].asset.n)
+        self.info.instrument_id = 0          # an account update is about no one instrument
         written[0] = w
         return 0
 
