@@ -191,8 +191,8 @@ class ReferenceDecoder:
         if len(raw) == 0:
             raise Drop("EMPTY")
         try:
-            frame = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            frame = json.loads(raw, object_pairs_hook=_Obj.from_pairs)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise Drop("MALFORMED_JSON") from None
         if not isinstance(frame, dict):
             raise Drop("NOT_AN_OBJECT")
@@ -201,9 +201,18 @@ class ReferenceDecoder:
         if wrapper:
             if len(wrapper) > 1 or any(k not in ("stream", "subscriptionId", wrapper[0]) for k in frame):
                 raise Drop("MALFORMED_JSON")
+            if sum(1 for k, v in frame.pairs if k in ("data", "event") and isinstance(v, dict)) > 1:
+                raise Drop("MALFORMED_JSON")
             payload = frame[wrapper[0]]
         else:
             payload = frame
+        # The decoder reads one bids list, one asks list and one nested object per event: a frame with two
+        # (duplicate keys, or both "b" and "bids") is not a Binance frame, where json would keep the last.
+        pairs = payload.pairs
+        if (sum(1 for k, v in pairs if k in ("b", "bids") and isinstance(v, list)) > 1
+                or sum(1 for k, v in pairs if k in ("a", "asks") and isinstance(v, list)) > 1
+                or sum(1 for k, v in pairs if k in ("k", "o", "a", "error") and isinstance(v, dict)) > 1):
+            raise Drop("MALFORMED_JSON")
         e = payload.get("e")
         if e is not None:
             if not isinstance(e, str):
@@ -466,6 +475,17 @@ def _entry(obj: dict, key: str, precision: int, allow_negative: bool, round_it: 
             raise Drop("MISSING_FIELD")
         return 0
     return rounded(value, precision, allow_negative) if round_it else exact(value, precision, allow_negative)
+
+
+class _Obj(dict):
+    """A JSON object that remembers its key / value pairs in order, duplicates included."""
+    pairs: list
+
+    @classmethod
+    def from_pairs(cls, pairs):
+        obj = cls(pairs)
+        obj.pairs = pairs
+        return obj
 
 
 def _levels(d: dict, key: str):
