@@ -143,6 +143,12 @@ from extrema._core.records import RECORD_DTYPE, ResetReason
 cnp.import_array()
 
 cdef extern from "ex_json.h" nogil:
+    ctypedef struct ex_jval:         # simdjson::ondemand::value
+        pass
+    ctypedef struct ex_jobj:         # an object iterator
+        pass
+    ctypedef struct ex_jarr:         # an array iterator
+        pass
     enum:
         EXJ_ARRAY
         EXJ_OBJECT
@@ -708,6 +714,244 @@ cdef bint is_partial_depth_stream(const char *s, size_t n) noexcept nogil:
     return False
 
 
+# ------------------------------------------------------------------------------ pass 1: the JSON walk
+
+# Module functions rather than methods: their parameters are C++ (simdjson) types, and the class's
+# .pxd must stay includable from plain C modules that cimport the decoder.
+
+cdef int read_object(BinanceDecoder self, ex_jobj *it, Fields *f, int level) noexcept nogil:
+    """Read every field of an object into f. level 0 = root, 1 = wrapped payload, 2 = nested object.
+    Returns 0 or a DropReason."""
+    cdef const char *k
+    cdef size_t kn
+    cdef ex_jval v
+    cdef ex_jobj sub
+    cdef int r, typ, slot, b
+    cdef Slot *sl
+    cdef long got
+    cdef const char *s
+    cdef size_t sn
+    while True:
+        r = ex_jobj_next(it, &k, &kn, &v)
+        if r == 0:
+            return 0
+        if r < 0:
+            return self._json_fail(r)
+        slot = key_slot(k, kn)
+        if slot < 0:
+            continue
+        r = ex_jval_type(&v, &typ)
+        if r < 0:
+            return self._json_fail(r)
+        if level == 0:
+            if (slot == K_data or slot == K_event) and typ == EXJ_OBJECT:
+                if self._wrapped:
+                    return DROP_MALFORMED_JSON
+                self._wrapped = True
+                r = ex_jobj_open(&v, &sub)
+                if r < 0:
+                    return self._json_fail(r)
+                r = read_object(self, &sub, f, 1)
+                if r != 0:
+                    return r
+                continue
+            if slot != K_stream and slot != K_subscriptionId:
+                self._root_extra += 1
+        if typ == EXJ_ARRAY and level < 2 and (slot == K_b or slot == K_bids or slot == K_a or slot == K_asks):
+            if (slot == K_b or slot == K_bids) and (fhas(f, K_b) or fhas(f, K_bids)) or \
+                    (slot == K_a or slot == K_asks) and (fhas(f, K_a) or fhas(f, K_asks)):
+                self._set_detail("a second bids / asks list", NULL, 0)
+                return DROP_MALFORMED_JSON
+        sl = fields_put(f, slot)
+        sl.type = SLOT_OTHER
+        if typ == EXJ_STRING:
+            r = ex_jval_string(&v, &s, &sn)
+            if r < 0:
+                return self._json_fail(r)
+            sl.type = SLOT_STR
+            sl.s = s
+            sl.n = <Py_ssize_t>sn
+        elif typ == EXJ_NUMBER:
+            sl.type = SLOT_INT if ex_jval_int64(&v, &sl.i) == 0 else SLOT_BADNUM
+        elif typ == EXJ_BOOL:
+            r = ex_jval_bool(&v, &b)
+            if r < 0:
+                return self._json_fail(r)
+            sl.type = SLOT_BOOL
+            sl.i = b
+        elif typ == EXJ_NULL:
+            sl.type = SLOT_NULL
+        elif typ == EXJ_ARRAY:
+            if level < 2 and (slot == K_b or slot == K_bids or slot == K_a or slot == K_asks):
+                got = ex_jval_string_pairs(&v, &self._bids if slot == K_b or slot == K_bids else &self._asks)
+                if got < 0:
+                    if got == -EXJ_ERR_NOT_A_PAIR:
+                        self._set_detail("bids" if slot == K_b or slot == K_bids else "asks", NULL, 0)
+                        self._json_error = <int>got
+                        return DROP_BAD_FIELD
+                    return self._json_fail(<int>got)
+                sl.type = SLOT_LEVELS
+            elif slot == K_B:
+                r = read_balances(self, &v)
+                if r != 0:
+                    return r
+                sl.type = SLOT_ENTRIES
+            elif slot == K_P and level == 2:
+                r = read_positions(self, &v)
+                if r != 0:
+                    return r
+                sl.type = SLOT_ENTRIES
+        elif typ == EXJ_OBJECT:
+            if level <= 1:
+                if slot == K_k or slot == K_o or slot == K_a or slot == K_error:
+                    if self._inner.present[0] or self._inner.present[1]:
+                        return DROP_MALFORMED_JSON    # two nested objects: not a Binance shape
+                    r = ex_jobj_open(&v, &sub)
+                    if r < 0:
+                        return self._json_fail(r)
+                    r = read_object(self, &sub, &self._inner, 2)
+                    if r != 0:
+                        return r
+                    sl.type = SLOT_OBJECT
+
+
+cdef StrView entry_string(ex_jval *v, int *err) noexcept nogil:
+    cdef StrView out
+    cdef const char *s
+    cdef size_t n
+    cdef int typ
+    out.s = NULL
+    out.n = -1
+    err[0] = ex_jval_type(v, &typ)
+    if err[0] < 0:
+        return out
+    if typ == EXJ_STRING:
+        err[0] = ex_jval_string(v, &s, &n)
+        if err[0] == 0:
+            out.s = s
+            out.n = <Py_ssize_t>n
+    # other types stay "absent": the builder reports the missing field
+    return out
+
+
+cdef int read_balances(BinanceDecoder self, ex_jval *arr_value) noexcept nogil:
+    cdef ex_jarr arr
+    cdef ex_jobj obj
+    cdef ex_jval item, v
+    cdef const char *k
+    cdef size_t kn
+    cdef int r, err = 0
+    cdef BalanceEntry *e
+    cdef BalanceEntry *grown
+    r = ex_jarr_open(arr_value, &arr)
+    if r < 0:
+        return self._json_fail(r)
+    while True:
+        r = ex_jarr_next(&arr, &item)
+        if r == 0:
+            return 0
+        if r < 0:
+            return self._json_fail(r)
+        if self._n_balances == self._cap_balances:
+            grown = <BalanceEntry *>realloc(self._balances, (self._cap_balances * 2 + 8) * sizeof(BalanceEntry))
+            if grown == NULL:
+                return DROP_NO_MEMORY
+            self._balances = grown
+            self._cap_balances = self._cap_balances * 2 + 8
+        e = &self._balances[self._n_balances]
+        e.asset.n = -1
+        e.free_or_wallet.n = -1
+        e.locked_or_cross.n = -1
+        e.change.n = -1
+        r = ex_jobj_open(&item, &obj)
+        if r < 0:
+            return DROP_BAD_FIELD
+        while True:
+            r = ex_jobj_next(&obj, &k, &kn, &v)
+            if r == 0:
+                break
+            if r < 0:
+                return self._json_fail(r)
+            if _eq(k, kn, "a", 1):
+                e.asset = entry_string(&v, &err)
+            elif _eq(k, kn, "f", 1) or _eq(k, kn, "wb", 2):
+                e.free_or_wallet = entry_string(&v, &err)
+            elif _eq(k, kn, "l", 1) or _eq(k, kn, "cw", 2):
+                e.locked_or_cross = entry_string(&v, &err)
+            elif _eq(k, kn, "bc", 2):
+                e.change = entry_string(&v, &err)
+            if err < 0:
+                return self._json_fail(err)
+        self._n_balances += 1
+
+
+cdef int read_positions(BinanceDecoder self, ex_jval *arr_value) noexcept nogil:
+    cdef ex_jarr arr
+    cdef ex_jobj obj
+    cdef ex_jval item, v
+    cdef const char *k
+    cdef size_t kn
+    cdef int r, err = 0
+    cdef PositionEntry *e
+    cdef PositionEntry *grown
+    r = ex_jarr_open(arr_value, &arr)
+    if r < 0:
+        return self._json_fail(r)
+    while True:
+        r = ex_jarr_next(&arr, &item)
+        if r == 0:
+            return 0
+        if r < 0:
+            return self._json_fail(r)
+        if self._n_positions == self._cap_positions:
+            grown = <PositionEntry *>realloc(self._positions, (self._cap_positions * 2 + 8) * sizeof(PositionEntry))
+            if grown == NULL:
+                return DROP_NO_MEMORY
+            self._positions = grown
+            self._cap_positions = self._cap_positions * 2 + 8
+        e = &self._positions[self._n_positions]
+        memset(e, 0, sizeof(PositionEntry))
+        e.symbol.n = -1
+        e.amount.n = -1
+        e.entry.n = -1
+        e.breakeven.n = -1
+        e.realized.n = -1
+        e.unrealized.n = -1
+        e.margin_type.n = -1
+        e.isolated.n = -1
+        e.side.n = -1
+        r = ex_jobj_open(&item, &obj)
+        if r < 0:
+            return DROP_BAD_FIELD
+        while True:
+            r = ex_jobj_next(&obj, &k, &kn, &v)
+            if r == 0:
+                break
+            if r < 0:
+                return self._json_fail(r)
+            if _eq(k, kn, "s", 1):
+                e.symbol = entry_string(&v, &err)
+            elif _eq(k, kn, "pa", 2):
+                e.amount = entry_string(&v, &err)
+            elif _eq(k, kn, "ep", 2):
+                e.entry = entry_string(&v, &err)
+            elif _eq(k, kn, "bep", 3):
+                e.breakeven = entry_string(&v, &err)
+            elif _eq(k, kn, "cr", 2):
+                e.realized = entry_string(&v, &err)
+            elif _eq(k, kn, "up", 2):
+                e.unrealized = entry_string(&v, &err)
+            elif _eq(k, kn, "mt", 2):
+                e.margin_type = entry_string(&v, &err)
+            elif _eq(k, kn, "iw", 2):
+                e.isolated = entry_string(&v, &err)
+            elif _eq(k, kn, "ps", 2):
+                e.side = entry_string(&v, &err)
+            if err < 0:
+                return self._json_fail(err)
+        self._n_positions += 1
+
+
 # ------------------------------------------------------------------------------------------ decoder
 
 @cython.final
@@ -925,7 +1169,7 @@ cdef class BinanceDecoder:
             self._json_error = r
             return DROP_NOT_AN_OBJECT if n > 0 and self._buf[0] != b'{' and self._looks_like_json(n) \
                 else DROP_MALFORMED_JSON
-        r = self._read_object(&root, &self._top, 0)
+        r = read_object(self, &root, &self._top, 0)
         if r != 0:
             return r
         if not ex_json_at_end(self._json):
@@ -949,234 +1193,9 @@ cdef class BinanceDecoder:
             return True
         return _eq(b + i, j - i, "true", 4) or _eq(b + i, j - i, "false", 5) or _eq(b + i, j - i, "null", 4)
 
-    cdef int _read_object(self, ex_jobj *it, Fields *f, int level) noexcept nogil:
-        """Read every field of an object into f. level 0 = root, 1 = wrapped payload, 2 = nested object.
-        Returns 0 or a DropReason."""
-        cdef const char *k
-        cdef size_t kn
-        cdef ex_jval v
-        cdef ex_jobj sub
-        cdef int r, typ, slot, b
-        cdef Slot *sl
-        cdef long got
-        cdef const char *s
-        cdef size_t sn
-        while True:
-            r = ex_jobj_next(it, &k, &kn, &v)
-            if r == 0:
-                return 0
-            if r < 0:
-                return self._json_fail(r)
-            slot = key_slot(k, kn)
-            if slot < 0:
-                continue
-            r = ex_jval_type(&v, &typ)
-            if r < 0:
-                return self._json_fail(r)
-            if level == 0:
-                if (slot == K_data or slot == K_event) and typ == EXJ_OBJECT:
-                    if self._wrapped:
-                        return DROP_MALFORMED_JSON
-                    self._wrapped = True
-                    r = ex_jobj_open(&v, &sub)
-                    if r < 0:
-                        return self._json_fail(r)
-                    r = self._read_object(&sub, f, 1)
-                    if r != 0:
-                        return r
-                    continue
-                if slot != K_stream and slot != K_subscriptionId:
-                    self._root_extra += 1
-            if typ == EXJ_ARRAY and level < 2 and (slot == K_b or slot == K_bids or slot == K_a or slot == K_asks):
-                if (slot == K_b or slot == K_bids) and (fhas(f, K_b) or fhas(f, K_bids)) or \
-                        (slot == K_a or slot == K_asks) and (fhas(f, K_a) or fhas(f, K_asks)):
-                    self._set_detail("a second bids / asks list", NULL, 0)
-                    return DROP_MALFORMED_JSON
-            sl = fields_put(f, slot)
-            sl.type = SLOT_OTHER
-            if typ == EXJ_STRING:
-                r = ex_jval_string(&v, &s, &sn)
-                if r < 0:
-                    return self._json_fail(r)
-                sl.type = SLOT_STR
-                sl.s = s
-                sl.n = <Py_ssize_t>sn
-            elif typ == EXJ_NUMBER:
-                sl.type = SLOT_INT if ex_jval_int64(&v, &sl.i) == 0 else SLOT_BADNUM
-            elif typ == EXJ_BOOL:
-                r = ex_jval_bool(&v, &b)
-                if r < 0:
-                    return self._json_fail(r)
-                sl.type = SLOT_BOOL
-                sl.i = b
-            elif typ == EXJ_NULL:
-                sl.type = SLOT_NULL
-            elif typ == EXJ_ARRAY:
-                if level < 2 and (slot == K_b or slot == K_bids or slot == K_a or slot == K_asks):
-                    got = ex_jval_string_pairs(&v, &self._bids if slot == K_b or slot == K_bids else &self._asks)
-                    if got < 0:
-                        if got == -EXJ_ERR_NOT_A_PAIR:
-                            self._set_detail("bids" if slot == K_b or slot == K_bids else "asks", NULL, 0)
-                            self._json_error = <int>got
-                            return DROP_BAD_FIELD
-                        return self._json_fail(<int>got)
-                    sl.type = SLOT_LEVELS
-                elif slot == K_B:
-                    r = self._read_balances(&v)
-                    if r != 0:
-                        return r
-                    sl.type = SLOT_ENTRIES
-                elif slot == K_P and level == 2:
-                    r = self._read_positions(&v)
-                    if r != 0:
-                        return r
-                    sl.type = SLOT_ENTRIES
-            elif typ == EXJ_OBJECT:
-                if level <= 1:
-                    if slot == K_k or slot == K_o or slot == K_a or slot == K_error:
-                        if self._inner.present[0] or self._inner.present[1]:
-                            return DROP_MALFORMED_JSON    # two nested objects: not a Binance shape
-                        r = ex_jobj_open(&v, &sub)
-                        if r < 0:
-                            return self._json_fail(r)
-                        r = self._read_object(&sub, &self._inner, 2)
-                        if r != 0:
-                            return r
-                        sl.type = SLOT_OBJECT
 
-    cdef StrView _entry_string(self, ex_jval *v, int *err) noexcept nogil:
-        cdef StrView out
-        cdef const char *s
-        cdef size_t n
-        cdef int typ
-        out.s = NULL
-        out.n = -1
-        err[0] = ex_jval_type(v, &typ)
-        if err[0] < 0:
-            return out
-        if typ == EXJ_STRING:
-            err[0] = ex_jval_string(v, &s, &n)
-            if err[0] == 0:
-                out.s = s
-                out.n = <Py_ssize_t>n
-        # other types stay "absent": the builder reports the missing field
-        return out
 
-    cdef int _read_balances(self, ex_jval *arr_value) noexcept nogil:
-        cdef ex_jarr arr
-        cdef ex_jobj obj
-        cdef ex_jval item, v
-        cdef const char *k
-        cdef size_t kn
-        cdef int r, err = 0
-        cdef BalanceEntry *e
-        cdef BalanceEntry *grown
-        r = ex_jarr_open(arr_value, &arr)
-        if r < 0:
-            return self._json_fail(r)
-        while True:
-            r = ex_jarr_next(&arr, &item)
-            if r == 0:
-                return 0
-            if r < 0:
-                return self._json_fail(r)
-            if self._n_balances == self._cap_balances:
-                grown = <BalanceEntry *>realloc(self._balances, (self._cap_balances * 2 + 8) * sizeof(BalanceEntry))
-                if grown == NULL:
-                    return DROP_NO_MEMORY
-                self._balances = grown
-                self._cap_balances = self._cap_balances * 2 + 8
-            e = &self._balances[self._n_balances]
-            e.asset.n = -1
-            e.free_or_wallet.n = -1
-            e.locked_or_cross.n = -1
-            e.change.n = -1
-            r = ex_jobj_open(&item, &obj)
-            if r < 0:
-                return DROP_BAD_FIELD
-            while True:
-                r = ex_jobj_next(&obj, &k, &kn, &v)
-                if r == 0:
-                    break
-                if r < 0:
-                    return self._json_fail(r)
-                if _eq(k, kn, "a", 1):
-                    e.asset = self._entry_string(&v, &err)
-                elif _eq(k, kn, "f", 1) or _eq(k, kn, "wb", 2):
-                    e.free_or_wallet = self._entry_string(&v, &err)
-                elif _eq(k, kn, "l", 1) or _eq(k, kn, "cw", 2):
-                    e.locked_or_cross = self._entry_string(&v, &err)
-                elif _eq(k, kn, "bc", 2):
-                    e.change = self._entry_string(&v, &err)
-                if err < 0:
-                    return self._json_fail(err)
-            self._n_balances += 1
 
-    cdef int _read_positions(self, ex_jval *arr_value) noexcept nogil:
-        cdef ex_jarr arr
-        cdef ex_jobj obj
-        cdef ex_jval item, v
-        cdef const char *k
-        cdef size_t kn
-        cdef int r, err = 0
-        cdef PositionEntry *e
-        cdef PositionEntry *grown
-        r = ex_jarr_open(arr_value, &arr)
-        if r < 0:
-            return self._json_fail(r)
-        while True:
-            r = ex_jarr_next(&arr, &item)
-            if r == 0:
-                return 0
-            if r < 0:
-                return self._json_fail(r)
-            if self._n_positions == self._cap_positions:
-                grown = <PositionEntry *>realloc(self._positions, (self._cap_positions * 2 + 8) * sizeof(PositionEntry))
-                if grown == NULL:
-                    return DROP_NO_MEMORY
-                self._positions = grown
-                self._cap_positions = self._cap_positions * 2 + 8
-            e = &self._positions[self._n_positions]
-            memset(e, 0, sizeof(PositionEntry))
-            e.symbol.n = -1
-            e.amount.n = -1
-            e.entry.n = -1
-            e.breakeven.n = -1
-            e.realized.n = -1
-            e.unrealized.n = -1
-            e.margin_type.n = -1
-            e.isolated.n = -1
-            e.side.n = -1
-            r = ex_jobj_open(&item, &obj)
-            if r < 0:
-                return DROP_BAD_FIELD
-            while True:
-                r = ex_jobj_next(&obj, &k, &kn, &v)
-                if r == 0:
-                    break
-                if r < 0:
-                    return self._json_fail(r)
-                if _eq(k, kn, "s", 1):
-                    e.symbol = self._entry_string(&v, &err)
-                elif _eq(k, kn, "pa", 2):
-                    e.amount = self._entry_string(&v, &err)
-                elif _eq(k, kn, "ep", 2):
-                    e.entry = self._entry_string(&v, &err)
-                elif _eq(k, kn, "bep", 3):
-                    e.breakeven = self._entry_string(&v, &err)
-                elif _eq(k, kn, "cr", 2):
-                    e.realized = self._entry_string(&v, &err)
-                elif _eq(k, kn, "up", 2):
-                    e.unrealized = self._entry_string(&v, &err)
-                elif _eq(k, kn, "mt", 2):
-                    e.margin_type = self._entry_string(&v, &err)
-                elif _eq(k, kn, "iw", 2):
-                    e.isolated = self._entry_string(&v, &err)
-                elif _eq(k, kn, "ps", 2):
-                    e.side = self._entry_string(&v, &err)
-                if err < 0:
-                    return self._json_fail(err)
-            self._n_positions += 1
 
     # ---- field access for pass 2 ------------------------------------------------------------------
 
