@@ -318,7 +318,7 @@ class ReferenceDecoder:
     def _kline(self, d, ts_local, result):
         k = d.get("k")
         if not isinstance(k, dict):
-            raise Drop("MISSING_FIELD" if k is None else "BAD_FIELD")
+            raise Drop("MISSING_FIELD" if "k" not in d else "BAD_FIELD")
         closed = need(k, "x", bool)
         iid, pp, sp = self._instrument(k if "s" in k else d)
         result.instrument_id = iid
@@ -356,7 +356,7 @@ class ReferenceDecoder:
         if usdm:
             o = d.get("o")
             if not isinstance(o, dict):
-                raise Drop("MISSING_FIELD")
+                raise Drop("MISSING_FIELD" if "o" not in d else "BAD_FIELD")
         else:
             o = d
         iid, pp, sp = self._instrument(o)
@@ -418,7 +418,7 @@ class ReferenceDecoder:
         if result.event == "ACCOUNT_UPDATE":
             a = d.get("a")
             if not isinstance(a, dict):
-                raise Drop("MISSING_FIELD" if a is None else "BAD_FIELD")
+                raise Drop("MISSING_FIELD" if "a" not in d else "BAD_FIELD")
             m = a.get("m")
             reason = ACCOUNT_REASON.get(m, 1) if isinstance(m, str) else 0
             ts = self._time(d, "T") or self._time(d, "E")
@@ -432,6 +432,8 @@ class ReferenceDecoder:
             balances, positions = d["B"], []
             wallet, cross, change = "f", "l", None
         if not isinstance(balances, list) or not isinstance(positions, list):
+            raise Drop("BAD_FIELD")
+        if not all(isinstance(x, dict) for x in balances + positions):
             raise Drop("BAD_FIELD")
         kept = []
         for p in positions:

@@ -1480,7 +1480,7 @@ cdef class BinanceDecoder:
         if ev == EV_ORDER_TRADE_UPDATE:
             if not fhas(&self._top, K_o) or fget(&self._top, K_o).type != SLOT_OBJECT:
                 self._set_detail("o (order)", NULL, 0)
-                return DROP_MISSING_FIELD
+                return DROP_BAD_FIELD if fhas(&self._top, K_o) else DROP_MISSING_FIELD
             return self._build_order(&self._inner, True, ts_local, out, capacity, written)
         if ev == EV_ACCOUNT_POSITION or ev == EV_ACCOUNT_UPDATE:
             return self._build_account(ev, ts_local, out, capacity, written)
@@ -1957,12 +1957,17 @@ cdef class BinanceDecoder:
         cdef const BalanceEntry *b
         cdef const PositionEntry *p
         cdef SymbolEntry inst
-        cdef SymbolEntry *insts = NULL
+        cdef int k
         if ev == EV_ACCOUNT_UPDATE:
             sl = fget(f, K_a)
             if sl == NULL or sl.type != SLOT_OBJECT:
                 self._set_detail("a (update data)", NULL, 0)
                 return DROP_MISSING_FIELD if sl == NULL else DROP_BAD_FIELD
+            for k in range(2):
+                sl = fget(a, K_B if k == 0 else K_P)
+                if sl != NULL and sl.type != SLOT_ENTRIES:
+                    self._set_detail("a.B / a.P (balances / positions)", NULL, 0)
+                    return DROP_BAD_FIELD
             sl = fget(a, K_m)
             if sl != NULL and sl.type == SLOT_STR:
                 reason = account_reason_code(sl.s, sl.n)
