@@ -2327,7 +2327,8 @@ cdef class DepthSync:
         SNAPSHOT_TOO_OLD -> fetch another one; SNAPSHOT_IGNORED -> nothing.
     If the fetch fails, call snapshot_request_failed(instrument_id): the next diff answers NEED_SNAPSHOT
     again. On reconnect, reset() returns BOOK_RESET records (ResetReason.RECONNECT) for the live books.
-    Frames that are not depth diffs pass through as EMIT. Cython: accept_c (nogil).
+    Frames that are not depth diffs pass through as EMIT. Cython: accept_c (nogil). One DepthSync
+    serves one decoder's thread (no locking inside).
     """
 
     def __cinit__(self):
