@@ -4,13 +4,14 @@ Everything public is importable from here; `extrema._core` is an implementation 
 """
 from extrema._core.records import (
     RECORD_DTYPE, RECORD_SIZE, CONTINUATION_DTYPE, RecordKind, RecordFlag, ResetReason,
-    continuation_count, with_continuations, empty_records)
+    continuation_count, with_continuations, empty_records, ASSET_PRECISION, RATE_PRECISION,
+    OrderStatus, OrderType, TimeInForce, ExecType, OrderReason, PositionSide, MarginType, AccountUpdateReason)
 from extrema._core.fixedpoint import (
     MAX_PRECISION, parse_decimal, format_decimal, to_raw, raw_to_float)
 from extrema._core.clock import time_us, monotonic_time_ns, reanchor, clock_drift_us
 from extrema._core.instruments import (
     Market, InstrumentKind, InstrumentName, Instrument, InstrumentRegistry, UnknownInstrumentError,
-    parse_name, format_name)
+    parse_name, format_name, asset_id, asset_code)
 from extrema._core.book import OrderBook, BookSide, Side, CrossedBookError, BOOK_LEVEL_DTYPE
 from extrema._core.ring import Ring, RingConsumer, RingClosedError, ProducerGoneError, sweep_stale_rings
 from extrema._core.strategy import (
@@ -30,19 +31,22 @@ __version__ = "0.1.0"
 
 def build_info():
     """How the compiled core was built: {'flags': ..., 'modules': {name: path}}."""
-    from extrema._core import (bars, book, clock, dispatch, features as features_core, fixedpoint,
+    from extrema._core import (bars, binance, book, clock, dispatch, features as features_core, fixedpoint,
                                instruments, records, ring, strategy, tensor)
-    mods = (bars, book, clock, dispatch, features_core, fixedpoint, instruments, records, ring, strategy, tensor)
+    mods = (bars, binance, book, clock, dispatch, features_core, fixedpoint, instruments, records, ring, strategy,
+            tensor)
     return {"flags": records.BUILD_FLAGS, "modules": {m.__name__: m.__file__ for m in mods}}
 
 
 __all__ = [
     "RECORD_DTYPE", "RECORD_SIZE", "CONTINUATION_DTYPE", "RecordKind", "RecordFlag", "ResetReason",
-    "continuation_count", "with_continuations", "empty_records",
+    "continuation_count", "with_continuations", "empty_records", "ASSET_PRECISION", "RATE_PRECISION",
+    "OrderStatus", "OrderType", "TimeInForce", "ExecType", "OrderReason", "PositionSide", "MarginType",
+    "AccountUpdateReason",
     "MAX_PRECISION", "parse_decimal", "format_decimal", "to_raw", "raw_to_float",
     "time_us", "monotonic_time_ns", "reanchor", "clock_drift_us",
     "Market", "InstrumentKind", "InstrumentName", "Instrument", "InstrumentRegistry",
-    "UnknownInstrumentError", "parse_name", "format_name",
+    "UnknownInstrumentError", "parse_name", "format_name", "asset_id", "asset_code",
     "OrderBook", "BookSide", "Side", "CrossedBookError", "BOOK_LEVEL_DTYPE",
     "Ring", "RingConsumer", "RingClosedError", "ProducerGoneError", "sweep_stale_rings",
     "Strategy", "RecordView", "TradeView", "QuoteView", "BookView", "ResetView", "TimerView", "CandleView",

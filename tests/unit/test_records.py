@@ -28,8 +28,22 @@ def test_continuation_view_shares_the_header():
 
 def test_kinds_and_flags_are_stable():
     # These numbers are the journal format: changing one breaks every recorded file.
-    assert [k.value for k in RecordKind] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 15]
+    assert [k.value for k in RecordKind] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15]
+    assert (RecordKind.MARK_PRICE, RecordKind.BALANCE, RecordKind.POSITION) == (10, 11, 12)
     assert RecordFlag.ASK == 1 and RecordFlag.SNAPSHOT == 2 and RecordFlag.LAST == 4
+
+
+def test_order_vocabulary_is_stable():
+    # ORDER_UPDATE / FILL / POSITION payloads carry these numbers: they are journal format too.
+    assert [s.name for s in extrema.OrderStatus] == [
+        "UNKNOWN", "PENDING_NEW", "NEW", "PARTIALLY_FILLED", "FILLED", "PENDING_CANCEL", "CANCELED", "REJECTED",
+        "EXPIRED", "EXPIRED_IN_MATCH", "NEW_INSURANCE", "NEW_ADL"]
+    assert [s.value for s in extrema.OrderStatus] == list(range(12))
+    assert [t.value for t in extrema.OrderType] == list(range(10))
+    assert [t.value for t in extrema.TimeInForce] == list(range(7))
+    assert [t.value for t in extrema.ExecType] == list(range(10))
+    assert [t.value for t in extrema.AccountUpdateReason] == list(range(19))
+    assert extrema.ASSET_PRECISION == extrema.RATE_PRECISION == 8
 
 
 def test_continuation_count_round_trips():

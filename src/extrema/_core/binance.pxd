@@ -7,14 +7,10 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from extrema._core.types cimport Record
 from extrema._core.instruments cimport InstrumentRegistry
 
-cdef extern from "ex_json.h" nogil:
-    ctypedef struct ex_json_doc:
-        pass
-    ctypedef struct ex_jval:         # simdjson::ondemand::value
-        pass
-    ctypedef struct ex_jobj:         # an object iterator
-        pass
-    ctypedef struct ex_jarr:         # an array iterator
+# C-compatible declarations only (ex_json_types.h), so a plain C module can cimport this .pxd; the C++
+# On-Demand shim (ex_json.h) is used inside binance.pyx alone.
+cdef extern from "ex_json_types.h" nogil:
+    ctypedef struct ex_json_doc:     # opaque here: simdjson's parser and document
         pass
     ctypedef struct ex_strpair:
         const char *a
@@ -148,10 +144,6 @@ cdef class BinanceDecoder:
     cdef int _json_fail(self, int code) noexcept nogil
     cdef int _parse(self, Py_ssize_t n) noexcept nogil
     cdef bint _looks_like_json(self, Py_ssize_t n) noexcept nogil
-    cdef int _read_object(self, ex_jobj *it, Fields *f, int level) noexcept nogil
-    cdef StrView _entry_string(self, ex_jval *v, int *err) noexcept nogil
-    cdef int _read_balances(self, ex_jval *arr_value) noexcept nogil
-    cdef int _read_positions(self, ex_jval *arr_value) noexcept nogil
     cdef int _need_int(self, const Fields *f, int k, const char *name, int64_t *out) noexcept nogil
     cdef int64_t _opt_int(self, const Fields *f, int k, int64_t default) noexcept nogil
     cdef int _need_str(self, const Fields *f, int k, const char *name, const char **s,

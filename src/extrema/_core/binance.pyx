@@ -143,6 +143,12 @@ from extrema._core.records import RECORD_DTYPE, ResetReason
 cnp.import_array()
 
 cdef extern from "ex_json.h" nogil:
+    ctypedef struct ex_jval:         # simdjson::ondemand::value
+        pass
+    ctypedef struct ex_jobj:         # an object iterator
+        pass
+    ctypedef struct ex_jarr:         # an array iterator
+        pass
     enum:
         EXJ_ARRAY
         EXJ_OBJECT
@@ -498,6 +504,58 @@ cdef int parse_rounded(const char *s, Py_ssize_t n, int precision, bint allow_ne
     return 0
 
 
+cdef int parse_notional(const char *s, Py_ssize_t n, int target, ex_bn_u128 *out) noexcept nogil:
+    """A quote amount (kline quote volume, cumulative quote quantity) as an unsigned 128-bit raw value at
+    `target` decimals (price + size precision, up to 36): exact when the text has no more decimals than
+    that, else rounded half up. 128 bits because price + size precision easily passes int64 (9116.046
+    at 16 decimals is 9.1e19). Returns 0 or a DropReason."""
+    cdef Py_ssize_t i, dot = -1, last_nonzero = -1
+    cdef int decimals, p
+    cdef int64_t raw
+    cdef ex_bn_u128 v
+    cdef ex_fixed_status st
+    for i in range(n):
+        if s[i] == b'.':
+            dot = i
+        elif s[i] == b'e' or s[i] == b'E':
+            dot = -2
+            break
+        elif dot >= 0 and s[i] != b'0':
+            last_nonzero = i
+    decimals = <int>(last_nonzero - dot) if dot >= 0 and last_nonzero > dot else 0
+    if dot == -2 or decimals > target or decimals > 18:
+        p = target if target <= 18 else 18
+        i = parse_rounded(s, n, p, False, &raw)
+        if i != 0:
+            return <int>i
+    else:
+        p = decimals
+        st = ex_parse_fixed(s, n, p, False, &raw)
+        if st != EX_FIXED_OK:
+            return drop_of_fixed(st)
+    v = <ex_bn_u128>raw
+    while p < target:
+        # at most two steps: 10**19 fits a uint64
+        i = target - p if target - p <= 19 else 19
+        if __builtin_mul_overflow(v, <ex_bn_u128>ex_pow10_u64[i], &v):
+            return DROP_OVERFLOW
+        p += <int>i
+    out[0] = v
+    return 0
+
+
+cdef inline int64_t saturate(ex_bn_u128 v) noexcept nogil:
+    return <int64_t>v if v <= <ex_bn_u128>INT64_MAX else INT64_MAX
+
+
+cdef inline ex_bn_u128 div_half_up(ex_bn_u128 num, ex_bn_u128 den) noexcept nogil:
+    cdef ex_bn_u128 quo = num // den
+    cdef ex_bn_u128 rem = num - quo * den
+    if rem >= den - rem:          # rem * 2 >= den, without overflowing
+        quo += 1
+    return quo
+
+
 cdef inline void rec_head(Record *r, uint16_t kind, uint16_t flags, uint32_t iid, int64_t ts_exchange,
                           int64_t ts_local, int64_t sequence, int64_t price, int64_t quantity,
                           int64_t aux0, int64_t aux1) noexcept nogil:
@@ -654,6 +712,244 @@ cdef bint is_partial_depth_stream(const char *s, size_t n) noexcept nogil:
         if memcmp(s + i, b"@depth", 6) == 0 and b'0' <= s[i + 6] <= b'9':
             return True
     return False
+
+
+# ------------------------------------------------------------------------------ pass 1: the JSON walk
+
+# Module functions rather than methods: their parameters are C++ (simdjson) types, and the class's
+# .pxd must stay includable from plain C modules that cimport the decoder.
+
+cdef int read_object(BinanceDecoder self, ex_jobj *it, Fields *f, int level) noexcept nogil:
+    """Read every field of an object into f. level 0 = root, 1 = wrapped payload, 2 = nested object.
+    Returns 0 or a DropReason."""
+    cdef const char *k
+    cdef size_t kn
+    cdef ex_jval v
+    cdef ex_jobj sub
+    cdef int r, typ, slot, b
+    cdef Slot *sl
+    cdef long got
+    cdef const char *s
+    cdef size_t sn
+    while True:
+        r = ex_jobj_next(it, &k, &kn, &v)
+        if r == 0:
+            return 0
+        if r < 0:
+            return self._json_fail(r)
+        slot = key_slot(k, kn)
+        if slot < 0:
+            continue
+        r = ex_jval_type(&v, &typ)
+        if r < 0:
+            return self._json_fail(r)
+        if level == 0:
+            if (slot == K_data or slot == K_event) and typ == EXJ_OBJECT:
+                if self._wrapped:
+                    return DROP_MALFORMED_JSON
+                self._wrapped = True
+                r = ex_jobj_open(&v, &sub)
+                if r < 0:
+                    return self._json_fail(r)
+                r = read_object(self, &sub, f, 1)
+                if r != 0:
+                    return r
+                continue
+            if slot != K_stream and slot != K_subscriptionId:
+                self._root_extra += 1
+        if typ == EXJ_ARRAY and level < 2 and (slot == K_b or slot == K_bids or slot == K_a or slot == K_asks):
+            if (slot == K_b or slot == K_bids) and (fhas(f, K_b) or fhas(f, K_bids)) or \
+                    (slot == K_a or slot == K_asks) and (fhas(f, K_a) or fhas(f, K_asks)):
+                self._set_detail("a second bids / asks list", NULL, 0)
+                return DROP_MALFORMED_JSON
+        sl = fields_put(f, slot)
+        sl.type = SLOT_OTHER
+        if typ == EXJ_STRING:
+            r = ex_jval_string(&v, &s, &sn)
+            if r < 0:
+                return self._json_fail(r)
+            sl.type = SLOT_STR
+            sl.s = s
+            sl.n = <Py_ssize_t>sn
+        elif typ == EXJ_NUMBER:
+            sl.type = SLOT_INT if ex_jval_int64(&v, &sl.i) == 0 else SLOT_BADNUM
+        elif typ == EXJ_BOOL:
+            r = ex_jval_bool(&v, &b)
+            if r < 0:
+                return self._json_fail(r)
+            sl.type = SLOT_BOOL
+            sl.i = b
+        elif typ == EXJ_NULL:
+            sl.type = SLOT_NULL
+        elif typ == EXJ_ARRAY:
+            if level < 2 and (slot == K_b or slot == K_bids or slot == K_a or slot == K_asks):
+                got = ex_jval_string_pairs(&v, &self._bids if slot == K_b or slot == K_bids else &self._asks)
+                if got < 0:
+                    if got == -EXJ_ERR_NOT_A_PAIR:
+                        self._set_detail("bids" if slot == K_b or slot == K_bids else "asks", NULL, 0)
+                        self._json_error = <int>got
+                        return DROP_BAD_FIELD
+                    return self._json_fail(<int>got)
+                sl.type = SLOT_LEVELS
+            elif slot == K_B:
+                r = read_balances(self, &v)
+                if r != 0:
+                    return r
+                sl.type = SLOT_ENTRIES
+            elif slot == K_P and level == 2:
+                r = read_positions(self, &v)
+                if r != 0:
+                    return r
+                sl.type = SLOT_ENTRIES
+        elif typ == EXJ_OBJECT:
+            if level <= 1:
+                if slot == K_k or slot == K_o or slot == K_a or slot == K_error:
+                    if self._inner.present[0] or self._inner.present[1]:
+                        return DROP_MALFORMED_JSON    # two nested objects: not a Binance shape
+                    r = ex_jobj_open(&v, &sub)
+                    if r < 0:
+                        return self._json_fail(r)
+                    r = read_object(self, &sub, &self._inner, 2)
+                    if r != 0:
+                        return r
+                    sl.type = SLOT_OBJECT
+
+
+cdef StrView entry_string(ex_jval *v, int *err) noexcept nogil:
+    cdef StrView out
+    cdef const char *s
+    cdef size_t n
+    cdef int typ
+    out.s = NULL
+    out.n = -1
+    err[0] = ex_jval_type(v, &typ)
+    if err[0] < 0:
+        return out
+    if typ == EXJ_STRING:
+        err[0] = ex_jval_string(v, &s, &n)
+        if err[0] == 0:
+            out.s = s
+            out.n = <Py_ssize_t>n
+    # other types stay "absent": the builder reports the missing field
+    return out
+
+
+cdef int read_balances(BinanceDecoder self, ex_jval *arr_value) noexcept nogil:
+    cdef ex_jarr arr
+    cdef ex_jobj obj
+    cdef ex_jval item, v
+    cdef const char *k
+    cdef size_t kn
+    cdef int r, err = 0
+    cdef BalanceEntry *e
+    cdef BalanceEntry *grown
+    r = ex_jarr_open(arr_value, &arr)
+    if r < 0:
+        return self._json_fail(r)
+    while True:
+        r = ex_jarr_next(&arr, &item)
+        if r == 0:
+            return 0
+        if r < 0:
+            return self._json_fail(r)
+        if self._n_balances == self._cap_balances:
+            grown = <BalanceEntry *>realloc(self._balances, (self._cap_balances * 2 + 8) * sizeof(BalanceEntry))
+            if grown == NULL:
+                return DROP_NO_MEMORY
+            self._balances = grown
+            self._cap_balances = self._cap_balances * 2 + 8
+        e = &self._balances[self._n_balances]
+        e.asset.n = -1
+        e.free_or_wallet.n = -1
+        e.locked_or_cross.n = -1
+        e.change.n = -1
+        r = ex_jobj_open(&item, &obj)
+        if r < 0:
+            return DROP_BAD_FIELD
+        while True:
+            r = ex_jobj_next(&obj, &k, &kn, &v)
+            if r == 0:
+                break
+            if r < 0:
+                return self._json_fail(r)
+            if _eq(k, kn, "a", 1):
+                e.asset = entry_string(&v, &err)
+            elif _eq(k, kn, "f", 1) or _eq(k, kn, "wb", 2):
+                e.free_or_wallet = entry_string(&v, &err)
+            elif _eq(k, kn, "l", 1) or _eq(k, kn, "cw", 2):
+                e.locked_or_cross = entry_string(&v, &err)
+            elif _eq(k, kn, "bc", 2):
+                e.change = entry_string(&v, &err)
+            if err < 0:
+                return self._json_fail(err)
+        self._n_balances += 1
+
+
+cdef int read_positions(BinanceDecoder self, ex_jval *arr_value) noexcept nogil:
+    cdef ex_jarr arr
+    cdef ex_jobj obj
+    cdef ex_jval item, v
+    cdef const char *k
+    cdef size_t kn
+    cdef int r, err = 0
+    cdef PositionEntry *e
+    cdef PositionEntry *grown
+    r = ex_jarr_open(arr_value, &arr)
+    if r < 0:
+        return self._json_fail(r)
+    while True:
+        r = ex_jarr_next(&arr, &item)
+        if r == 0:
+            return 0
+        if r < 0:
+            return self._json_fail(r)
+        if self._n_positions == self._cap_positions:
+            grown = <PositionEntry *>realloc(self._positions, (self._cap_positions * 2 + 8) * sizeof(PositionEntry))
+            if grown == NULL:
+                return DROP_NO_MEMORY
+            self._positions = grown
+            self._cap_positions = self._cap_positions * 2 + 8
+        e = &self._positions[self._n_positions]
+        memset(e, 0, sizeof(PositionEntry))
+        e.symbol.n = -1
+        e.amount.n = -1
+        e.entry.n = -1
+        e.breakeven.n = -1
+        e.realized.n = -1
+        e.unrealized.n = -1
+        e.margin_type.n = -1
+        e.isolated.n = -1
+        e.side.n = -1
+        r = ex_jobj_open(&item, &obj)
+        if r < 0:
+            return DROP_BAD_FIELD
+        while True:
+            r = ex_jobj_next(&obj, &k, &kn, &v)
+            if r == 0:
+                break
+            if r < 0:
+                return self._json_fail(r)
+            if _eq(k, kn, "s", 1):
+                e.symbol = entry_string(&v, &err)
+            elif _eq(k, kn, "pa", 2):
+                e.amount = entry_string(&v, &err)
+            elif _eq(k, kn, "ep", 2):
+                e.entry = entry_string(&v, &err)
+            elif _eq(k, kn, "bep", 3):
+                e.breakeven = entry_string(&v, &err)
+            elif _eq(k, kn, "cr", 2):
+                e.realized = entry_string(&v, &err)
+            elif _eq(k, kn, "up", 2):
+                e.unrealized = entry_string(&v, &err)
+            elif _eq(k, kn, "mt", 2):
+                e.margin_type = entry_string(&v, &err)
+            elif _eq(k, kn, "iw", 2):
+                e.isolated = entry_string(&v, &err)
+            elif _eq(k, kn, "ps", 2):
+                e.side = entry_string(&v, &err)
+            if err < 0:
+                return self._json_fail(err)
+        self._n_positions += 1
 
 
 # ------------------------------------------------------------------------------------------ decoder
@@ -845,12 +1141,12 @@ cdef class BinanceDecoder:
             try:
                 suppressed = self._log_suppressed[reason]
                 self._log_suppressed[reason] = 0
-                snippet = data[:min(n, 160)] if n > 0 else b""
+                detail = self.last_drop[1] if self.info.drop_reason else ""
                 self._log.warning(
-                    "Binance %s decoder dropped a frame: %s%s%s (%d more %s drops in the last %d s); frame "
-                    "starts %r", self.market.name, _DROP_NAMES[reason],
-                    " - " if self._drop_detail_len else "", self.last_drop[1] if self._drop_detail_len else "",
-                    suppressed, _DROP_NAMES[reason], LOG_INTERVAL_NS // 1_000_000_000, snippet)
+                    "Binance %s decoder dropped a frame: %s%s%s; frame starts %r%s", self.market.name,
+                    _DROP_NAMES[reason], " - " if detail else "", detail, data[:min(n, 160)] if n > 0 else b"",
+                    f" ({suppressed} more {_DROP_NAMES[reason]} drops since the last such line, "
+                    f"which is written at most every {LOG_INTERVAL_NS // 1_000_000_000} s)" if suppressed else "")
             except Exception:
                 pass     # logging must never take the decoder down
 
@@ -873,7 +1169,7 @@ cdef class BinanceDecoder:
             self._json_error = r
             return DROP_NOT_AN_OBJECT if n > 0 and self._buf[0] != b'{' and self._looks_like_json(n) \
                 else DROP_MALFORMED_JSON
-        r = self._read_object(&root, &self._top, 0)
+        r = read_object(self, &root, &self._top, 0)
         if r != 0:
             return r
         if not ex_json_at_end(self._json):
@@ -883,241 +1179,23 @@ cdef class BinanceDecoder:
         return 0
 
     cdef bint _looks_like_json(self, Py_ssize_t n) noexcept nogil:
-        cdef Py_ssize_t i = 0
-        while i < n and (self._buf[i] == b' ' or self._buf[i] == b'\n' or self._buf[i] == b'\r' or self._buf[i] == b'\t'):
+        """A JSON value that is not an object (an array, a string, a number, a literal) rather than
+        broken text: tells NOT_AN_OBJECT from MALFORMED_JSON in the drop counters."""
+        cdef Py_ssize_t i = 0, j = n
+        cdef const char *b = self._buf
+        while i < n and (b[i] == b' ' or b[i] == b'\n' or b[i] == b'\r' or b[i] == b'\t'):
             i += 1
-        return i < n and (self._buf[i] == b'[' or self._buf[i] == b'"' or self._buf[i] == b'-'
-                          or b'0' <= self._buf[i] <= b'9' or self._buf[i] == b't' or self._buf[i] == b'f'
-                          or self._buf[i] == b'n')
+        while j > i and (b[j - 1] == b' ' or b[j - 1] == b'\n' or b[j - 1] == b'\r' or b[j - 1] == b'\t'):
+            j -= 1
+        if i >= j:
+            return False
+        if b[i] == b'[' or b[i] == b'"' or b[i] == b'-' or b'0' <= b[i] <= b'9':
+            return True
+        return _eq(b + i, j - i, "true", 4) or _eq(b + i, j - i, "false", 5) or _eq(b + i, j - i, "null", 4)
 
-    cdef int _read_object(self, ex_jobj *it, Fields *f, int level) noexcept nogil:
-        """Read every field of an object into f. level 0 = root, 1 = wrapped payload, 2 = nested object.
-        Returns 0 or a DropReason."""
-        cdef const char *k
-        cdef size_t kn
-        cdef ex_jval v
-        cdef ex_jobj sub
-        cdef int r, typ, slot, b
-        cdef Slot *sl
-        cdef long got
-        cdef const char *s
-        cdef size_t sn
-        while True:
-            r = ex_jobj_next(it, &k, &kn, &v)
-            if r == 0:
-                return 0
-            if r < 0:
-                return self._json_fail(r)
-            slot = key_slot(k, kn)
-            if slot < 0:
-                continue
-            r = ex_jval_type(&v, &typ)
-            if r < 0:
-                return self._json_fail(r)
-            if level == 0:
-                if (slot == K_data or slot == K_event) and typ == EXJ_OBJECT:
-                    if self._wrapped:
-                        return DROP_MALFORMED_JSON
-                    self._wrapped = True
-                    r = ex_jobj_open(&v, &sub)
-                    if r < 0:
-                        return self._json_fail(r)
-                    r = self._read_object(&sub, f, 1)
-                    if r != 0:
-                        return r
-                    continue
-                if slot != K_stream and slot != K_subscriptionId:
-                    self._root_extra += 1
-            if typ == EXJ_ARRAY and level < 2 and (slot == K_b or slot == K_bids or slot == K_a or slot == K_asks):
-                if (slot == K_b or slot == K_bids) and (fhas(f, K_b) or fhas(f, K_bids)) or \
-                        (slot == K_a or slot == K_asks) and (fhas(f, K_a) or fhas(f, K_asks)):
-                    self._set_detail("a second bids / asks list", NULL, 0)
-                    return DROP_MALFORMED_JSON
-            sl = fields_put(f, slot)
-            sl.type = SLOT_OTHER
-            if typ == EXJ_STRING:
-                r = ex_jval_string(&v, &s, &sn)
-                if r < 0:
-                    return self._json_fail(r)
-                sl.type = SLOT_STR
-                sl.s = s
-                sl.n = <Py_ssize_t>sn
-            elif typ == EXJ_NUMBER:
-                sl.type = SLOT_INT if ex_jval_int64(&v, &sl.i) == 0 else SLOT_BADNUM
-            elif typ == EXJ_BOOL:
-                r = ex_jval_bool(&v, &b)
-                if r < 0:
-                    return self._json_fail(r)
-                sl.type = SLOT_BOOL
-                sl.i = b
-            elif typ == EXJ_NULL:
-                sl.type = SLOT_NULL
-            elif typ == EXJ_ARRAY:
-                if level < 2 and (slot == K_b or slot == K_bids or slot == K_a or slot == K_asks):
-                    got = ex_jval_string_pairs(&v, &self._bids if slot == K_b or slot == K_bids else &self._asks)
-                    if got < 0:
-                        if got == -EXJ_ERR_NOT_A_PAIR:
-                            self._set_detail("bids" if slot == K_b or slot == K_bids else "asks", NULL, 0)
-                            self._json_error = <int>got
-                            return DROP_BAD_FIELD
-                        return self._json_fail(<int>got)
-                    sl.type = SLOT_LEVELS
-                elif slot == K_B:
-                    r = self._read_balances(&v)
-                    if r != 0:
-                        return r
-                    sl.type = SLOT_ENTRIES
-                elif slot == K_P and level == 2:
-                    r = self._read_positions(&v)
-                    if r != 0:
-                        return r
-                    sl.type = SLOT_ENTRIES
-            elif typ == EXJ_OBJECT:
-                if level <= 1:
-                    if slot == K_k or slot == K_o or slot == K_a or slot == K_error:
-                        if self._inner.present[0] or self._inner.present[1]:
-                            return DROP_MALFORMED_JSON    # two nested objects: not a Binance shape
-                        r = ex_jobj_open(&v, &sub)
-                        if r < 0:
-                            return self._json_fail(r)
-                        r = self._read_object(&sub, &self._inner, 2)
-                        if r != 0:
-                            return r
-                        sl.type = SLOT_OBJECT
 
-    cdef StrView _entry_string(self, ex_jval *v, int *err) noexcept nogil:
-        cdef StrView out
-        cdef const char *s
-        cdef size_t n
-        cdef int typ
-        out.s = NULL
-        out.n = -1
-        err[0] = ex_jval_type(v, &typ)
-        if err[0] < 0:
-            return out
-        if typ == EXJ_STRING:
-            err[0] = ex_jval_string(v, &s, &n)
-            if err[0] == 0:
-                out.s = s
-                out.n = <Py_ssize_t>n
-        # other types stay "absent": the builder reports the missing field
-        return out
 
-    cdef int _read_balances(self, ex_jval *arr_value) noexcept nogil:
-        cdef ex_jarr arr
-        cdef ex_jobj obj
-        cdef ex_jval item, v
-        cdef const char *k
-        cdef size_t kn
-        cdef int r, err = 0
-        cdef BalanceEntry *e
-        cdef BalanceEntry *grown
-        r = ex_jarr_open(arr_value, &arr)
-        if r < 0:
-            return self._json_fail(r)
-        while True:
-            r = ex_jarr_next(&arr, &item)
-            if r == 0:
-                return 0
-            if r < 0:
-                return self._json_fail(r)
-            if self._n_balances == self._cap_balances:
-                grown = <BalanceEntry *>realloc(self._balances, (self._cap_balances * 2 + 8) * sizeof(BalanceEntry))
-                if grown == NULL:
-                    return DROP_NO_MEMORY
-                self._balances = grown
-                self._cap_balances = self._cap_balances * 2 + 8
-            e = &self._balances[self._n_balances]
-            e.asset.n = -1
-            e.free_or_wallet.n = -1
-            e.locked_or_cross.n = -1
-            e.change.n = -1
-            r = ex_jobj_open(&item, &obj)
-            if r < 0:
-                return DROP_BAD_FIELD
-            while True:
-                r = ex_jobj_next(&obj, &k, &kn, &v)
-                if r == 0:
-                    break
-                if r < 0:
-                    return self._json_fail(r)
-                if _eq(k, kn, "a", 1):
-                    e.asset = self._entry_string(&v, &err)
-                elif _eq(k, kn, "f", 1) or _eq(k, kn, "wb", 2):
-                    e.free_or_wallet = self._entry_string(&v, &err)
-                elif _eq(k, kn, "l", 1) or _eq(k, kn, "cw", 2):
-                    e.locked_or_cross = self._entry_string(&v, &err)
-                elif _eq(k, kn, "bc", 2):
-                    e.change = self._entry_string(&v, &err)
-                if err < 0:
-                    return self._json_fail(err)
-            self._n_balances += 1
 
-    cdef int _read_positions(self, ex_jval *arr_value) noexcept nogil:
-        cdef ex_jarr arr
-        cdef ex_jobj obj
-        cdef ex_jval item, v
-        cdef const char *k
-        cdef size_t kn
-        cdef int r, err = 0
-        cdef PositionEntry *e
-        cdef PositionEntry *grown
-        r = ex_jarr_open(arr_value, &arr)
-        if r < 0:
-            return self._json_fail(r)
-        while True:
-            r = ex_jarr_next(&arr, &item)
-            if r == 0:
-                return 0
-            if r < 0:
-                return self._json_fail(r)
-            if self._n_positions == self._cap_positions:
-                grown = <PositionEntry *>realloc(self._positions, (self._cap_positions * 2 + 8) * sizeof(PositionEntry))
-                if grown == NULL:
-                    return DROP_NO_MEMORY
-                self._positions = grown
-                self._cap_positions = self._cap_positions * 2 + 8
-            e = &self._positions[self._n_positions]
-            memset(e, 0, sizeof(PositionEntry))
-            e.symbol.n = -1
-            e.amount.n = -1
-            e.entry.n = -1
-            e.breakeven.n = -1
-            e.realized.n = -1
-            e.unrealized.n = -1
-            e.margin_type.n = -1
-            e.isolated.n = -1
-            e.side.n = -1
-            r = ex_jobj_open(&item, &obj)
-            if r < 0:
-                return DROP_BAD_FIELD
-            while True:
-                r = ex_jobj_next(&obj, &k, &kn, &v)
-                if r == 0:
-                    break
-                if r < 0:
-                    return self._json_fail(r)
-                if _eq(k, kn, "s", 1):
-                    e.symbol = self._entry_string(&v, &err)
-                elif _eq(k, kn, "pa", 2):
-                    e.amount = self._entry_string(&v, &err)
-                elif _eq(k, kn, "ep", 2):
-                    e.entry = self._entry_string(&v, &err)
-                elif _eq(k, kn, "bep", 3):
-                    e.breakeven = self._entry_string(&v, &err)
-                elif _eq(k, kn, "cr", 2):
-                    e.realized = self._entry_string(&v, &err)
-                elif _eq(k, kn, "up", 2):
-                    e.unrealized = self._entry_string(&v, &err)
-                elif _eq(k, kn, "mt", 2):
-                    e.margin_type = self._entry_string(&v, &err)
-                elif _eq(k, kn, "iw", 2):
-                    e.isolated = self._entry_string(&v, &err)
-                elif _eq(k, kn, "ps", 2):
-                    e.side = self._entry_string(&v, &err)
-                if err < 0:
-                    return self._json_fail(err)
-            self._n_positions += 1
 
     # ---- field access for pass 2 ------------------------------------------------------------------
 
@@ -1402,7 +1480,7 @@ cdef class BinanceDecoder:
         if ev == EV_ORDER_TRADE_UPDATE:
             if not fhas(&self._top, K_o) or fget(&self._top, K_o).type != SLOT_OBJECT:
                 self._set_detail("o (order)", NULL, 0)
-                return DROP_MISSING_FIELD
+                return DROP_BAD_FIELD if fhas(&self._top, K_o) else DROP_MISSING_FIELD
             return self._build_order(&self._inner, True, ts_local, out, capacity, written)
         if ev == EV_ACCOUNT_POSITION or ev == EV_ACCOUNT_UPDATE:
             return self._build_account(ev, ts_local, out, capacity, written)
@@ -1640,12 +1718,12 @@ cdef class BinanceDecoder:
     cdef int _build_kline(self, int64_t ts_local, Record *out, Py_ssize_t capacity, Py_ssize_t *written) noexcept nogil:
         cdef const Fields *k = &self._inner
         cdef SymbolEntry inst
-        cdef int64_t open_t, close_t, trades, o, h, l, c, v, taker_buy, vwap, qraw
+        cdef int64_t open_t, close_t, trades, o, h, l, c, v, taker_buy, vwap
         cdef bint closed
-        cdef int r, pp, sp, qprec
+        cdef int r, pp, sp
         cdef const char *qs
         cdef Py_ssize_t qn
-        cdef ex_bn_u128 notional, den, quo, rem
+        cdef ex_bn_u128 notional, quo
         cdef const Slot *kslot = fget(&self._top, K_k)
         if kslot == NULL or kslot.type != SLOT_OBJECT:
             self._set_detail("k (kline)", NULL, 0)
@@ -1683,26 +1761,17 @@ cdef class BinanceDecoder:
             self._set_detail("k.V (taker buy volume) > k.v (volume)", NULL, 0)
             return DROP_INCONSISTENT
         # Quote volume: raw at price + size precision (bars.pyx's layout), exact whenever the venue's
-        # figure has no more decimals than that, else rounded half up.
-        qprec = pp + sp if pp + sp <= 18 else 18
+        # figure has no more decimals than that, else rounded half up; saturated at int64 in the record.
         r = self._need_str(k, K_q, "k.q (quote volume)", &qs, &qn)
         if r == 0:
-            r = parse_rounded(qs, qn, qprec, False, &qraw)
+            r = parse_notional(qs, qn, pp + sp, &notional)
             if r != 0:
                 self._set_detail("k.q (quote volume)", qs, qn)
         if r != 0:
             return r
-        notional = <ex_bn_u128>qraw
-        if pp + sp > qprec:
-            if __builtin_mul_overflow(notional, <ex_bn_u128>ex_pow10_u64[pp + sp - qprec], &notional):
-                notional = <ex_bn_u128>INT64_MAX
         if v > 0:
-            den = <ex_bn_u128>v
-            quo = notional // den
-            rem = notional - quo * den
-            if rem * 2 >= den:
-                quo += 1
-            vwap = <int64_t>quo if quo <= <ex_bn_u128>INT64_MAX else INT64_MAX
+            quo = div_half_up(notional, <ex_bn_u128>v)
+            vwap = saturate(quo)
         else:
             vwap = c
         r = self._check_capacity(2, capacity)
@@ -1712,7 +1781,7 @@ cdef class BinanceDecoder:
                  trades, o, v, h, l)
         # k.T is the last millisecond (or µs) inside the bar: the exclusive close is one unit later.
         rec_cont(&out[1], inst.instrument_id, c, vwap, taker_buy, v - taker_buy, (close_t + 1) * self._ts_mul,
-                 <int64_t>notional if notional <= <ex_bn_u128>INT64_MAX else INT64_MAX, 0)
+                 saturate(notional), 0)
         written[0] = 2
         return 0
 
@@ -1858,28 +1927,18 @@ cdef class BinanceDecoder:
         return 0
 
     cdef int _average_price(self, const Slot *quote, int64_t cum, int pp, int sp, int64_t *avg) noexcept nogil:
-        cdef int64_t qraw
-        cdef int qdec, r, e
-        cdef ex_bn_u128 num, den, quo, rem
+        """Spot's average fill price: Z (cumulative quote quantity) / z, rounded half up to the price
+        grid. Z is exact at price + size precision in 128 bits, so the division is exact before rounding."""
+        cdef ex_bn_u128 notional, quo
+        cdef int r
         if quote.type != SLOT_STR:
             self._set_detail("Z (cumulative quote quantity)", NULL, 0)
             return DROP_BAD_FIELD
-        qdec = 18 if pp + sp > 18 else pp + sp
-        r = parse_rounded(quote.s, quote.n, qdec, False, &qraw)
+        r = parse_notional(quote.s, quote.n, pp + sp, &notional)
         if r != 0:
             self._set_detail("Z (cumulative quote quantity)", quote.s, quote.n)
             return r
-        # avg_raw = Z * 10**pp / z, with Z raw at qdec and z raw at sp: Z_raw * 10**(pp + sp - qdec) / z_raw
-        num = <ex_bn_u128>qraw
-        e = pp + sp - qdec
-        if e > 0 and __builtin_mul_overflow(num, <ex_bn_u128>ex_pow10_u64[e], &num):
-            self._set_detail("Z (cumulative quote quantity)", quote.s, quote.n)
-            return DROP_OVERFLOW
-        den = <ex_bn_u128>cum
-        quo = num // den
-        rem = num - quo * den
-        if rem * 2 >= den:
-            quo += 1
+        quo = div_half_up(notional, <ex_bn_u128>cum)
         if quo > <ex_bn_u128>INT64_MAX:
             self._set_detail("Z (cumulative quote quantity)", quote.s, quote.n)
             return DROP_OVERFLOW
@@ -1898,12 +1957,17 @@ cdef class BinanceDecoder:
         cdef const BalanceEntry *b
         cdef const PositionEntry *p
         cdef SymbolEntry inst
-        cdef SymbolEntry *insts = NULL
+        cdef int k
         if ev == EV_ACCOUNT_UPDATE:
             sl = fget(f, K_a)
             if sl == NULL or sl.type != SLOT_OBJECT:
                 self._set_detail("a (update data)", NULL, 0)
                 return DROP_MISSING_FIELD if sl == NULL else DROP_BAD_FIELD
+            for k in range(2):
+                sl = fget(a, K_B if k == 0 else K_P)
+                if sl != NULL and sl.type != SLOT_ENTRIES:
+                    self._set_detail("a.B / a.P (balances / positions)", NULL, 0)
+                    return DROP_BAD_FIELD
             sl = fget(a, K_m)
             if sl != NULL and sl.type == SLOT_STR:
                 reason = account_reason_code(sl.s, sl.n)
@@ -1996,6 +2060,7 @@ cdef class BinanceDecoder:
         # balances carry their asset id in sequence: resolved last, under the GIL, once per asset
         for i in range(self._n_balances):
             out[i].sequence = self._asset(self._balances[i].asset.s, self._balances[i].asset.n)
+        self.info.instrument_id = 0          # an account update is about no one instrument
         written[0] = w
         return 0
 
@@ -2262,7 +2327,8 @@ cdef class DepthSync:
         SNAPSHOT_TOO_OLD -> fetch another one; SNAPSHOT_IGNORED -> nothing.
     If the fetch fails, call snapshot_request_failed(instrument_id): the next diff answers NEED_SNAPSHOT
     again. On reconnect, reset() returns BOOK_RESET records (ResetReason.RECONNECT) for the live books.
-    Frames that are not depth diffs pass through as EMIT. Cython: accept_c (nogil).
+    Frames that are not depth diffs pass through as EMIT. Cython: accept_c (nogil). One DepthSync
+    serves one decoder's thread (no locking inside).
     """
 
     def __cinit__(self):

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <string_view>
 #include "simdjson.h"
+#include "ex_json_types.h"
 
 namespace ex_od = simdjson::ondemand;
 
@@ -54,20 +55,6 @@ struct ex_jobj {
 struct ex_jarr {
     ex_od::array_iterator it;
     bool started;
-};
-
-/* One [price, size] level: views of the two decimal strings, quotes stripped, not unescaped. */
-struct ex_strpair {
-    const char *a;
-    size_t an;
-    const char *b;
-    size_t bn;
-};
-
-struct ex_pairbuf {
-    ex_strpair *data;
-    size_t n;
-    size_t cap;
 };
 
 static inline size_t ex_json_padding(void) noexcept { return simdjson::SIMDJSON_PADDING; }
