@@ -68,6 +68,9 @@ class ReferencePortfolio:
         self.asset_precision = dict(asset_precision or {})   # fee asset code -> precision
         self.marks: dict[int, int] = {}          # instrument -> 2 x explicit mark price
         self.last_fill: dict[int, int] = {}      # instrument -> 2 x last fill price
+        self.books: dict[int, object] = {}       # instrument -> reference book (best_bid_raw / best_ask_raw)
+        self.quote_mid: dict[int, int] = {}      # instrument -> bid + ask of the latest quote
+        self.last_trade: dict[int, int] = {}     # instrument -> 2 x latest trade price
 
     def pos(self, owner, iid):
         key = (owner, iid)
@@ -156,9 +159,16 @@ class ReferencePortfolio:
             bal[(m, asset)] = bal.get((m, asset), 0) - fee_m18
 
     def mark2(self, iid):
-        if iid in self.marks:
+        """2 x the mark: explicit mark, book mid, quote mid, last trade, last fill (first that exists)."""
+        if self.marks.get(iid):
             return self.marks[iid]
-        return self.last_fill.get(iid)
+        book = self.books.get(iid)
+        if book is not None and book.best_bid_raw is not None and book.best_ask_raw is not None:
+            return book.best_bid_raw + book.best_ask_raw
+        for source in (self.quote_mid, self.last_trade, self.last_fill):
+            if source.get(iid):
+                return source[iid]
+        return None
 
     def unrealized(self, owner, iid):
         p = self.positions[(owner, iid)]
