@@ -24,4 +24,5 @@ cdef class ExecutionCore:
                           int flags, int64_t price, int64_t stop_price, int64_t qty, int64_t now,
                           RiskResult *out) except -1
     cdef Py_ssize_t process_ptr(self, const Record *recs, Py_ssize_t n) except -1
+    cdef int apply_record(self, const Record *r, int64_t now) except -1
     cdef int _mark_dirty(self, uint32_t iid) except -1

@@ -123,13 +123,32 @@ cdef class ExecutionCore:
 
     # ---- records in --------------------------------------------------------------------------------
 
+    cdef int apply_record(self, const Record *r, int64_t now) except -1:
+        """Apply one ORDER_UPDATE / FILL (head r[0], continuation r[1] readable); its OrderEventCode."""
+        cdef int code, owner
+        cdef OrderEntry *e
+        if r.kind == KIND_ORDER_UPDATE:
+            code = self.orders.apply_update(r, now)
+            if code == EV_OK or code == EV_ADOPTED:
+                e = self.orders.find(r.sequence)
+                if e != NULL:
+                    if code == EV_ADOPTED:
+                        self.portfolio.touch(e.instrument_id, e.owner)
+                        self.portfolio.touch(e.instrument_id, OWNER_ALL)
+                    if e.status == ST_REJECTED and e.owner < OWNER_EXTERNAL:
+                        self.venue_rejects += 1
+                        self.risk.on_venue_reject(e.owner, now)
+            return code
+        code = self.orders.apply_fill(r, now, &owner)
+        if code == EV_OK or code == EV_UNKNOWN_ORDER:
+            self.portfolio.apply_fill_record(r, owner)
+        return code
+
     cdef Py_ssize_t process_ptr(self, const Record *recs, Py_ssize_t n) except -1:
         """Apply a batch of records (see the module doc); returns how many were looked at."""
         cdef Py_ssize_t i = 0
         cdef const Record *r
-        cdef int kind, code, owner, cont
-        cdef int64_t now
-        cdef OrderEntry *e
+        cdef int kind, cont
         while i < n:
             r = &recs[i]
             kind = r.kind
@@ -139,22 +158,7 @@ cdef class ExecutionCore:
                     self.truncated += 1
                     i += 1 + cont
                     continue
-                now = r.ts_local if r.ts_local > 0 else now_us()
-                if kind == KIND_ORDER_UPDATE:
-                    code = self.orders.apply_update(r, now)
-                    if code == EV_OK or code == EV_ADOPTED:
-                        e = self.orders.find(r.sequence)
-                        if e != NULL:
-                            if code == EV_ADOPTED:
-                                self.portfolio.touch(e.instrument_id, e.owner)
-                                self.portfolio.touch(e.instrument_id, OWNER_ALL)
-                            if e.status == ST_REJECTED and e.owner < OWNER_EXTERNAL:
-                                self.venue_rejects += 1
-                                self.risk.on_venue_reject(e.owner, now)
-                else:
-                    code = self.orders.apply_fill(r, now, &owner)
-                    if code == EV_OK or code == EV_UNKNOWN_ORDER:
-                        self.portfolio.apply_fill_record(r, owner)
+                self.apply_record(r, r.ts_local if r.ts_local > 0 else now_us())
                 i += 1 + cont
                 continue
             if kind == KIND_TRADE:
@@ -174,6 +178,29 @@ cdef class ExecutionCore:
             i += 1
         self.processed += n
         return n
+
+    def apply(self, records, now=None):
+        """Like process(), returning the OrderEventCode of each ORDER_UPDATE / FILL (other kinds are fed
+        as process() feeds them). Raises ValueError for a head without its continuation slot."""
+        from extrema._core.orders import OrderEventCode
+        cdef cnp.ndarray arr = as_record_array(records, "ExecutionCore.apply")
+        cdef const Record *recs = record_data(arr)
+        cdef Py_ssize_t n = cnp.PyArray_DIM(arr, 0), i = 0
+        cdef int cont
+        cdef int64_t t
+        codes = []
+        while i < n:
+            if recs[i].kind == KIND_ORDER_UPDATE or recs[i].kind == KIND_FILL:
+                cont = (recs[i].flags & CONT_MASK) >> CONT_SHIFT
+                if cont < 1 or i + cont >= n:
+                    raise ValueError(f"record {i}: an ORDER_UPDATE / FILL needs its continuation slot")
+                t = recs[i].ts_local if recs[i].ts_local > 0 else (now_us() if now is None else now)
+                codes.append(OrderEventCode(self.apply_record(&recs[i], t)))
+                i += 1 + cont
+            else:
+                self.process_ptr(&recs[i], 1)
+                i += 1
+        return codes
 
     cdef int _mark_dirty(self, uint32_t iid) except -1:
         cdef Py_ssize_t k
