@@ -194,6 +194,7 @@ def test_price_band_for_limit_orders(env):
     book.apply_snapshot([(99.99, 1)], [(100.01, 1)])                        # mid 100.00
     env.core.portfolio.set_book(1, book)
     assert not isinstance(env.submit(price=101_00), RiskRejection)          # exactly 100 bps: inside
+    assert env.risk.check_order(0, 1, "buy", 1_000, 101_00, now=env.now) is None     # the chain alone, too
     rejected(env.submit(price=101_01), RR.PRICE_BAND, scope=0, value=101, limit=100)
     rejected(env.submit(side="sell", price=98_99), RR.PRICE_BAND, value=101)
     # stops trigger later: not banded

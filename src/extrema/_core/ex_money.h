@@ -18,12 +18,23 @@ static inline ex_i128 ex_i128_abs(ex_i128 x) { return x < 0 ? -x : x; }
 
 static inline int ex_i128_sign(ex_i128 x) { return (x > 0) - (x < 0); }
 
-/* 10**e as an exact 128-bit integer, e in 0..38. */
-static inline ex_i128 ex_pow10_i128(int e) {
-    ex_i128 r = 1;
-    while (e-- > 0) r *= 10;
-    return r;
-}
+/* 10**e as an exact 128-bit integer, e in 0..38 (a table: money conversions run on every fill). */
+#define EX_P10(x) ((ex_i128)(x))
+#define EX_P10_19 ((ex_i128)10000000000000000000ULL)
+static const ex_i128 ex_pow10_table[39] = {
+    EX_P10(1ULL), EX_P10(10ULL), EX_P10(100ULL), EX_P10(1000ULL), EX_P10(10000ULL), EX_P10(100000ULL),
+    EX_P10(1000000ULL), EX_P10(10000000ULL), EX_P10(100000000ULL), EX_P10(1000000000ULL),
+    EX_P10(10000000000ULL), EX_P10(100000000000ULL), EX_P10(1000000000000ULL), EX_P10(10000000000000ULL),
+    EX_P10(100000000000000ULL), EX_P10(1000000000000000ULL), EX_P10(10000000000000000ULL),
+    EX_P10(100000000000000000ULL), EX_P10(1000000000000000000ULL), EX_P10_19,
+    EX_P10_19 * 10, EX_P10_19 * 100, EX_P10_19 * 1000, EX_P10_19 * 10000, EX_P10_19 * 100000,
+    EX_P10_19 * 1000000, EX_P10_19 * 10000000, EX_P10_19 * 100000000, EX_P10_19 * 1000000000,
+    EX_P10_19 * 10000000000ULL, EX_P10_19 * 100000000000ULL, EX_P10_19 * 1000000000000ULL,
+    EX_P10_19 * 10000000000000ULL, EX_P10_19 * 100000000000000ULL, EX_P10_19 * 1000000000000000ULL,
+    EX_P10_19 * 10000000000000000ULL, EX_P10_19 * 100000000000000000ULL, EX_P10_19 * 1000000000000000000ULL,
+    EX_P10_19 * EX_P10_19};
+
+static inline ex_i128 ex_pow10_i128(int e) { return ex_pow10_table[e]; }
 
 /* x * 10**e for e >= 0, x / 10**-e truncated toward zero for e < 0 (e in -38..38). */
 static inline ex_i128 ex_scale10(ex_i128 x, int e) {

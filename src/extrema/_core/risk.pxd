@@ -135,9 +135,10 @@ cdef class RiskEngine:
         if iid >= self._inst_n:
             return NULL
         return &self._inst[<Py_ssize_t>iid * N_OWNERS + scope]
-    cdef int _breaker(self, int scope, int64_t now, RiskResult *out) noexcept
+    cdef double _equity(self, int scope, double *cache) noexcept
+    cdef int _breaker(self, int scope, int64_t now, RiskResult *out, double *eq_cache) noexcept
     cdef void _trip(self, int scope, int reason, double value, double limit, int64_t now) noexcept
-    cdef void _roll_day(self, int scope, int64_t now) noexcept
+    cdef void _roll_day(self, int scope, int64_t now, double *eq_cache) noexcept
     cdef double _exposure(self, int scope, uint32_t iid, int side, int64_t qty, int64_t ref2, double *before) noexcept
     cdef int _rate_ok(self, int market, int64_t now, RiskResult *out) noexcept
     cdef void _event(self, int kind, int scope, int reason, double value, double limit, int64_t ts) noexcept

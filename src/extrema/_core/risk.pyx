@@ -42,7 +42,7 @@ cimport cython
 from libc.stdint cimport int64_t, uint32_t, int32_t, uint8_t, INT64_MAX
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memset
-from libc.math cimport INFINITY, NAN, isinf
+from libc.math cimport INFINITY, NAN, isinf, isnan
 
 import enum
 import logging
@@ -83,6 +83,9 @@ class RiskRule(enum.IntEnum):
     RATE_LIMIT = RULE_RATE_LIMIT
 
 
+_RULES = tuple(RiskRule(r) for r in range(N_RULES))
+
+
 class BreakerReason(enum.IntEnum):
     NONE = BREAKER_NONE
     DRAWDOWN = BREAKER_DRAWDOWN
@@ -119,7 +122,7 @@ class RiskRejection:
     __slots__ = ("rule", "scope", "instrument_id", "value", "limit", "client_order_id", "strategy", "instrument")
 
     def __init__(self, rule, scope, instrument_id, value, limit, client_order_id=0, strategy=None, instrument=None):
-        self.rule = RiskRule(rule)
+        self.rule = _RULES[rule]
         self.scope = "global" if scope == OWNER_ALL else scope
         self.instrument_id = instrument_id
         self.value = value
@@ -291,7 +294,13 @@ cdef class RiskEngine:
             st.breaker_until = now + self._limits[scope].breaker_cooldown_us
         self._event(RISK_EV_BREAKER_TRIP, scope, reason, value, limit, now)
 
-    cdef int _breaker(self, int scope, int64_t now, RiskResult *out) noexcept:
+    cdef double _equity(self, int scope, double *cache) noexcept:
+        """The scope's equity, computed once per check (cache starts NaN)."""
+        if isnan(cache[0]):
+            cache[0] = self.portfolio.equity_of(scope)
+        return cache[0]
+
+    cdef int _breaker(self, int scope, int64_t now, RiskResult *out, double *eq_cache) noexcept:
         """Expire / evaluate the scope's breaker; 1 (and out filled) if it is tripped."""
         cdef ScopeState *st = &self._state[scope]
         cdef ScopeLimits *lim = &self._limits[scope]
@@ -301,7 +310,7 @@ cdef class RiskEngine:
             st.reject_n = 0
             self._event(RISK_EV_BREAKER_RESET, scope, 0, 0.0, 0.0, now)
         if not st.breaker and not isinf(lim.max_drawdown):
-            eq = self.portfolio.equity_of(scope)
+            eq = self._equity(scope, eq_cache)
             if not st.peak_set or eq > st.peak_equity:
                 st.peak_equity = eq
                 st.peak_set = 1
@@ -313,12 +322,12 @@ cdef class RiskEngine:
             return 1
         return 0
 
-    cdef void _roll_day(self, int scope, int64_t now) noexcept:
+    cdef void _roll_day(self, int scope, int64_t now, double *eq_cache) noexcept:
         cdef int64_t today = (now + self.day_offset_us) // DAY_US
         cdef ScopeState *st = &self._state[scope]
         if st.day != today:
             st.day = today
-            st.day_start_equity = self.portfolio.equity_of(scope)
+            st.day_start_equity = self._equity(scope, eq_cache)
             self._event(RISK_EV_DAY_START, scope, 0, st.day_start_equity, 0.0, now)
 
     cdef int _rate_ok(self, int market, int64_t now, RiskResult *out) noexcept:
@@ -378,9 +387,10 @@ cdef class RiskEngine:
         """Periodic evaluation (the engine's timer): expire / trip the breaker, start a new day. Returns
         1 if the scope's breaker is tripped."""
         cdef RiskResult r
+        cdef double eq = NAN
         if not isinf(self._limits[scope].daily_loss):
-            self._roll_day(scope, now)
-        return self._breaker(scope, now, &r)
+            self._roll_day(scope, now, &eq)
+        return self._breaker(scope, now, &r, &eq)
 
     cdef Py_ssize_t kill_ids(self, int scope, int64_t *out, Py_ssize_t cap) noexcept:
         return self.orders.open_ids(scope, out, cap)
@@ -455,6 +465,7 @@ cdef class RiskEngine:
         self._state[owner].checks += 1
         self._state[OWNER_ALL].checks += 1
         rule = self._check(owner, iid, side, order_type, flags, price, stop_price, qty, now, out)
+        out.rule = rule
         if rule != RULE_PASSED:
             self._state[out.scope].rejected[rule] += 1
         else:
@@ -479,6 +490,9 @@ cdef class RiskEngine:
         cdef OpenCell *c
         cdef Position *p
         cdef int sp, pp
+        cdef double eq[2]
+        eq[0] = NAN
+        eq[1] = NAN
         scopes[0] = owner
         scopes[1] = OWNER_ALL
         # 1, 2: kill switch, breakers
@@ -486,7 +500,7 @@ cdef class RiskEngine:
             if self._state[scopes[j]].killed:
                 return _refuse(out, RULE_KILL_SWITCH, scopes[j], 1.0, 0.0)
         for j in range(2):
-            if self._breaker(scopes[j], now, out):
+            if self._breaker(scopes[j], now, out, &eq[j]):
                 return out.rule
         # 3: the order itself
         if iid == 0 or iid >= pf._n_instruments or not pf.spec(iid).loaded:
@@ -596,8 +610,8 @@ cdef class RiskEngine:
             lim = &self._limits[scope]
             if isinf(lim.daily_loss):
                 continue
-            self._roll_day(scope, now)
-            value = pf.equity_of(scope) - self._state[scope].day_start_equity
+            self._roll_day(scope, now, &eq[j])
+            value = self._equity(scope, &eq[j]) - self._state[scope].day_start_equity
             if value <= -lim.daily_loss:
                 p = pf.position_ptr(iid, scope)
                 pos = p.qty if p != NULL else 0
@@ -610,39 +624,39 @@ cdef class RiskEngine:
 
     cdef int _band(self, uint32_t iid, int side, int order_type, int64_t price, int64_t qty, bint has_mark,
                    int64_t m2, int64_t band, RiskResult *out) except -1:
-        """1 (out filled) if the order is outside the price band around the mark."""
+        """1 (out filled: rule, value, limit) if the order is outside the price band around the mark."""
         cdef InstrumentSpec *s = self.portfolio.spec(iid)
         cdef ex_i128 notional, dev
         cdef int64_t touch = 0, worst = 0
         cdef bint full
         cdef object book
-        out.rule = RULE_PRICE_BAND
-        out.limit = <double>band
+        cdef double value
         if not has_mark:
-            out.value = NAN                        # nothing to measure the price against
-            return 1
-        if price > 0:
+            value = NAN                            # nothing to measure the price against
+        elif price > 0:
             dev = ex_mul64(2 * price - m2 if 2 * price > m2 else m2 - 2 * price, 10000)
-            if dev > ex_mul64(band, m2):
-                out.value = (<double>dev) / <double>m2
-                return 1
-            return 0
-        # a market order: its average fill price walking the engine's book
-        if s.book == NULL:
-            out.value = NAN
-            return 1
-        book = <object>s.book
-        full = book_walk(<OrderBook>book, side, qty, &notional, &touch, &worst)
-        if not full:
-            out.value = INFINITY                   # the book cannot fill it
-            return 1
-        dev = 2 * notional - m2 * <ex_i128>qty
-        if dev < 0:
-            dev = -dev
-        if dev * 10000 > <ex_i128>band * m2 * qty:
-            out.value = (<double>(dev * 10000)) / (<double>m2 * <double>qty)
-            return 1
-        return 0
+            if dev <= ex_mul64(band, m2):
+                return 0
+            value = (<double>dev) / <double>m2
+        elif s.book == NULL:
+            value = NAN                            # a market order needs the book to be priced
+        else:
+            # a market order: its average fill price walking the engine's book
+            book = <object>s.book
+            full = book_walk(<OrderBook>book, side, qty, &notional, &touch, &worst)
+            if not full:
+                value = INFINITY                   # the book cannot fill it
+            else:
+                dev = 2 * notional - m2 * <ex_i128>qty
+                if dev < 0:
+                    dev = -dev
+                if dev * 10000 <= <ex_i128>band * m2 * qty:
+                    return 0
+                value = (<double>(dev * 10000)) / (<double>m2 * <double>qty)
+        out.rule = RULE_PRICE_BAND
+        out.value = value
+        out.limit = <double>band
+        return 1
 
     # ---- Python API ------------------------------------------------------------------------------
 
@@ -716,7 +730,9 @@ cdef class RiskEngine:
             elif name == "daily_loss":
                 old, lim.daily_loss = lim.daily_loss, v
                 if value is not None and self._state[scope].day < 0:
-                    self._roll_day(scope, t)
+                    self._state[scope].day = (t + self.day_offset_us) // DAY_US
+                    self._state[scope].day_start_equity = self.portfolio.equity_of(scope)
+                    self._event(RISK_EV_DAY_START, scope, 0, self._state[scope].day_start_equity, 0.0, t)
             else:
                 old, lim.max_drawdown = lim.max_drawdown, v
                 if value is not None:
