@@ -101,18 +101,20 @@ cdef class ExecutionCore:
         return RiskRejection(r.rule, r.scope, instrument_id, r.value, r.limit, client_order_id)
 
     def cancel(self, int64_t client_order_id, now=None):
-        """Record a cancel request; True if a cancel must be sent to the venue (the order is live), False
-        if there is nothing to send (never sent: closed at once; already pending; closed; unknown)."""
+        """Record a cancel request; True if a cancel must be sent to the venue: the order is live, or the
+        table does not know it (an order of an earlier run: the venue may). False when there is nothing to
+        send (never sent: closed at once; a cancel already pending; closed)."""
         cdef int code = self.orders.request_cancel(client_order_id, now_us() if now is None else now)
         cdef OrderEntry *e = self.orders.find(client_order_id)
-        return code == EV_OK and e != NULL and e.status == 8
+        return code == EV_UNKNOWN_ORDER or (code == EV_OK and e != NULL and e.status == 8)
 
     def replace(self, int64_t client_order_id, int64_t price_raw=0, int64_t quantity_raw=0, now=None):
-        """Record a replace request (0 keeps a field); True if it must be sent to the venue."""
+        """Record a replace request (0 keeps a field); True if it must be sent to the venue (the order is
+        live and not pending, or unknown to the table)."""
         cdef int code = self.orders.request_replace(client_order_id, price_raw, quantity_raw,
                                                     now_us() if now is None else now)
         cdef OrderEntry *e = self.orders.find(client_order_id)
-        return code == EV_OK and e != NULL and e.status == 9
+        return code == EV_UNKNOWN_ORDER or (code == EV_OK and e != NULL and e.status == 9)
 
     def kill(self, strategy=None, reason="", bint include_external=False):
         """The kill switch: block new orders (of one strategy, or all) and return the live orders to cancel;
