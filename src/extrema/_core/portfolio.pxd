@@ -59,6 +59,9 @@ cdef struct InstrumentSpec:
     int64_t last_trade2       # latest trade price x 2 (0: none)
     int64_t last_fill2        # latest fill price x 2 (0: none)
     PyObject *book            # the engine's OrderBook (borrowed; Portfolio._books keeps it)
+    int64_t cache_epoch       # mark2 memo for one risk check (see Portfolio.mark_cache_on)
+    int64_t cache_m2
+    uint8_t cache_ok
 
 
 cdef class AssetRegistry:
@@ -87,6 +90,8 @@ cdef class Portfolio:
     cdef Py_ssize_t _rates_n
     cdef list _books
     cdef readonly int64_t fills_applied
+    cdef int64_t _mark_epoch          # while _mark_caching, mark2 of an instrument is computed once per epoch
+    cdef bint _mark_caching
 
     cdef int ensure_instrument(self, uint32_t iid) except -1
     cdef inline InstrumentSpec *spec(self, uint32_t iid) noexcept nogil:
@@ -100,6 +105,14 @@ cdef class Portfolio:
                         int32_t fee_asset, int64_t ts) except -1
     cdef int apply_fill_record(self, const Record *r, int owner) except -1
     cdef bint mark2(self, uint32_t iid, int64_t *out) noexcept
+    cdef bint _mark2(self, InstrumentSpec *s, int64_t *out) noexcept
+    # One risk check reads the same marks many times (exposure and equity of two scopes): between on and
+    # off, each instrument's mark is computed once. Nothing may change the books or marks in between.
+    cdef inline void mark_cache_on(self) noexcept nogil:
+        self._mark_epoch += 1
+        self._mark_caching = True
+    cdef inline void mark_cache_off(self) noexcept nogil:
+        self._mark_caching = False
     cdef ex_i128 unrealized(self, const Position *p, int64_t mark2) noexcept nogil
     cdef double equity_of(self, int owner) noexcept
     cdef inline double rate(self, int32_t asset) noexcept nogil:

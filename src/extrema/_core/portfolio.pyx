@@ -431,10 +431,19 @@ cdef class Portfolio:
     cdef bint mark2(self, uint32_t iid, int64_t *out) noexcept:
         """Twice the mark price of an instrument (see the module doc for the priority); False if none."""
         cdef InstrumentSpec *s
-        cdef OrderBook book
         if iid >= self._n_instruments:
             return False
         s = &self._specs[iid]
+        if not self._mark_caching:
+            return self._mark2(s, out)
+        if s.cache_epoch != self._mark_epoch:
+            s.cache_ok = self._mark2(s, &s.cache_m2)
+            s.cache_epoch = self._mark_epoch
+        out[0] = s.cache_m2
+        return s.cache_ok
+
+    cdef bint _mark2(self, InstrumentSpec *s, int64_t *out) noexcept:
+        cdef OrderBook book
         if s.mark2 != 0:
             out[0] = s.mark2
             return True

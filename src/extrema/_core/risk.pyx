@@ -464,7 +464,11 @@ cdef class RiskEngine:
             return _refuse(out, RULE_INVALID_ORDER, owner, owner, 0.0)
         self._state[owner].checks += 1
         self._state[OWNER_ALL].checks += 1
-        rule = self._check(owner, iid, side, order_type, flags, price, stop_price, qty, now, out)
+        self.portfolio.mark_cache_on()
+        try:
+            rule = self._check(owner, iid, side, order_type, flags, price, stop_price, qty, now, out)
+        finally:
+            self.portfolio.mark_cache_off()
         out.rule = rule
         if rule != RULE_PASSED:
             self._state[out.scope].rejected[rule] += 1
