@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from extrema import InstrumentRegistry, Market
 from extrema._core.execution import ExecutionCore
@@ -130,8 +130,8 @@ class RiskMachine(RuleBasedStateMachine):
                 return
         price = (o.price or 10_000) + dprice
         self.trade_id += 1
-        got = self.core.process(fill(o.instrument_id, o.coid, self.trade_id, price, qty, side=o.side, fee=fee,
-                                     ts_local=self.now))
+        self.core.process(fill(o.instrument_id, o.coid, self.trade_id, price, qty, side=o.side, fee=fee,
+                               ts_local=self.now))
         self.ref.fill(o.coid, o.instrument_id, o.side, price, qty, self.trade_id, fee=fee)
 
     @rule(data=st.data(), status=st.sampled_from((2, 5, 6, 6, 7)))

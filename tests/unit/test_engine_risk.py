@@ -2,7 +2,6 @@
 client; venue updates and fills -> order table and positions -> the strategy; the kill switch; engine-side
 stops. The venue is a paper execution client that acknowledges every order and fills crossing ones
 (through the engine's record stream, as a venue adapter does)."""
-import asyncio
 from decimal import Decimal
 
 import numpy as np

@@ -127,7 +127,7 @@ def test_reject_burst_breaker_with_cooldown(env):
                                       ts_local=T0 + k * 400_000))
     assert env.core.venue_rejects == 3
     # 3 rejects within 0.8 s: tripped until T0 + 0.8 s + 5 s
-    r = rejected(env.submit(), RR.CIRCUIT_BREAKER, scope=0, value=3, limit=3)
+    rejected(env.submit(), RR.CIRCUIT_BREAKER, scope=0, value=3, limit=3)
     env.now = T0 + 800_000 + 5_000_000
     assert not isinstance(env.submit(), RiskRejection)
     # rejects spread wider than the window do not trip it
@@ -281,7 +281,7 @@ def test_venue_rate_limit(env):
     env.risk._set_bucket_clock(Market.BINANCE_SPOT, T0)
     for _ in range(3):
         assert not isinstance(env.submit(), RiskRejection)
-    r = rejected(env.submit(), RR.RATE_LIMIT, scope="global", value=0, limit=3)
+    rejected(env.submit(), RR.RATE_LIMIT, scope="global", value=0, limit=3)
     assert not isinstance(env.submit(iid=2, price=1000_0, qty=1), RiskRejection)   # another venue
     env.now = T0 + 333_334                              # 1/3 s later: one token back
     assert not isinstance(env.submit(), RiskRejection)
