@@ -23,18 +23,21 @@ from extrema._core.tensor import Tensor, FeatureVector
 from extrema.engine import Engine, EngineBuilder, Context, Task, FunctionTask, CommandResponse, RecordSource
 from extrema import features
 from extrema.execution import (
-    ExecutionClient, OrderRequest, CancelRequest, ReplaceRequest, RecordingExecutionClient)
-from extrema.execution.orders import OrderStatus, OrderType, TimeInForce, ClientOrderIds
+    ExecutionClient, OrderRequest, CancelRequest, ReplaceRequest, RecordingExecutionClient,
+    ExecutionCore, OrderTable, OrderEventCode, IllegalTransitionError, Portfolio, AssetRegistry, RiskEngine,
+    RiskRule, RiskRejection, StopManager, estimate_fill, reconcile, VenueSnapshot)
+from extrema.execution.orders import ClientOrderIds
 
 __version__ = "0.1.0"
 
 
 def build_info():
     """How the compiled core was built: {'flags': ..., 'modules': {name: path}}."""
-    from extrema._core import (bars, binance, book, clock, dispatch, features as features_core, fixedpoint,
-                               instruments, records, ring, strategy, tensor)
-    mods = (bars, binance, book, clock, dispatch, features_core, fixedpoint, instruments, records, ring, strategy,
-            tensor)
+    from extrema._core import (bars, binance, book, clock, dispatch, execution, features as features_core,
+                               fixedpoint, instruments, orders, portfolio, records, ring, risk, stops, strategy,
+                               tensor)
+    mods = (bars, binance, book, clock, dispatch, execution, features_core, fixedpoint, instruments, orders,
+            portfolio, records, ring, risk, stops, strategy, tensor)
     return {"flags": records.BUILD_FLAGS, "modules": {m.__name__: m.__file__ for m in mods}}
 
 
@@ -50,10 +53,12 @@ __all__ = [
     "OrderBook", "BookSide", "Side", "CrossedBookError", "BOOK_LEVEL_DTYPE",
     "Ring", "RingConsumer", "RingClosedError", "ProducerGoneError", "sweep_stale_rings",
     "Strategy", "RecordView", "TradeView", "QuoteView", "BookView", "ResetView", "TimerView", "CandleView",
-    "OrderView", "FillView", "OrderStatus", "OrderType", "TimeInForce", "ClientOrderIds",
+    "OrderView", "FillView", "ClientOrderIds",
     "BarAggregator", "Bar", "candles_to_bars", "BAR_DTYPE", "BAR_RAW_DTYPE",
     "ViewExpiredError", "Dispatcher", "Tensor", "FeatureVector",
     "Engine", "EngineBuilder", "Context", "Task", "FunctionTask", "CommandResponse", "RecordSource",
     "ExecutionClient", "OrderRequest", "CancelRequest", "ReplaceRequest", "RecordingExecutionClient",
+    "ExecutionCore", "OrderTable", "OrderEventCode", "IllegalTransitionError", "Portfolio", "AssetRegistry",
+    "RiskEngine", "RiskRule", "RiskRejection", "StopManager", "estimate_fill", "reconcile", "VenueSnapshot",
     "features", "build_info",
 ]

@@ -9,7 +9,14 @@ from decimal import Decimal
 
 from extrema._core.clock import time_us
 from extrema._core.records import RecordKind
+from extrema._core.risk import estimate_fill
 from extrema.execution.client import CancelRequest, OrderRequest, ReplaceRequest
+
+# OrderRequest's words -> the numbers of extrema.OrderType / TimeInForce the risk chain and order table use
+_ORDER_TYPES = {"market": 1, "limit": 2}
+_TIME_IN_FORCE = {"GTC": 1, "IOC": 2, "FOK": 3, "GTX": 4}
+SEND_FAILED_REASON = 3000          # ORDER_UPDATE reason of an order the execution client refused to send
+_KEEP_REJECTIONS = 1024
 
 _KINDS = {"trades": RecordKind.TRADE, "quotes": RecordKind.QUOTE, "book": RecordKind.BOOK_DELTA,
           "candles": RecordKind.CANDLE,
@@ -33,6 +40,7 @@ class Context:
         self._strategy = strategy
         self.index = index
         self._order_markets = {}          # client order id -> the market it was sent to
+        self._rejections = {}             # client order id -> RiskRejection (the latest _KEEP_REJECTIONS)
         self.log = logging.getLogger(f"extrema.strategy.{strategy.name}")
 
     # ---- market data ----------------------------------------------------------------------------
@@ -114,8 +122,10 @@ class Context:
 
     def submit(self, instrument, side, quantity, price=None, *, order_type=None, time_in_force="GTC",
                reduce_only=False, post_only=False):
-        """Send a new order through the engine's execution client; returns its client order id (an int:
-        order updates and fills of this order carry it, see extrema.execution.orders)."""
+        """Send a new order through the engine's pre-trade risk checks to its execution client; returns its
+        client order id (an int: order updates and fills of this order carry it, see
+        extrema.execution.orders). An order the checks refuse is not sent: it arrives in on_order as
+        REJECTED with reason REJECT_REASON_BASE + rule, and context.rejection(id) says why."""
         inst = self._engine.find_instrument(instrument)
         order = OrderRequest(
             client_order_id=self._engine.next_client_order_id(self.index), strategy=self._strategy.name,
@@ -123,7 +133,27 @@ class Context:
             price=None if price is None else Decimal(str(price)),
             order_type=order_type or ("market" if price is None else "limit"),
             time_in_force=time_in_force, reduce_only=reduce_only, post_only=post_only)
-        self._engine.execution_client(inst.market).submit(order)
+        qty_raw = _raw(order.quantity, inst.size_precision, "quantity", inst.lot_size)
+        price_raw = 0 if order.price is None else _raw(order.price, inst.price_precision, "price", inst.tick_size)
+        rejection = self._engine.execution_core.submit(
+            self.index, order.client_order_id, inst.id, side, qty_raw, price_raw,
+            order_type=_ORDER_TYPES[order.order_type], time_in_force=_TIME_IN_FORCE[order.time_in_force],
+            reduce_only=reduce_only, post_only=post_only)
+        if rejection is not None:
+            rejection.strategy = self._strategy.name
+            rejection.instrument = inst.name
+            self._rejections[order.client_order_id] = rejection
+            if len(self._rejections) > _KEEP_REJECTIONS:
+                del self._rejections[next(iter(self._rejections))]
+            self.log.info("order %d refused by the pre-trade checks: %s", order.client_order_id, rejection.message)
+            self._engine.deliver_order_state(order.client_order_id)
+            return order.client_order_id
+        try:
+            self._engine.execution_client(inst.market).submit(order)
+        except Exception:
+            # the client refused it before anything was sent: the order never existed at the venue
+            self._engine.orders.reject(order.client_order_id, SEND_FAILED_REASON)
+            raise
         self._order_markets[order.client_order_id] = inst.market
         return order.client_order_id
 
@@ -132,15 +162,112 @@ class Context:
         return self._engine.execution_client(self._order_markets.get(client_order_id))
 
     def cancel(self, client_order_id):
-        self._client_for(client_order_id).cancel(CancelRequest(client_order_id, self._strategy.name))
+        """Cancel an order. Nothing is sent when there is nothing to cancel at the venue (never sent,
+        already closed, a cancel already pending)."""
+        if self._engine.execution_core.cancel(client_order_id):
+            self._client_for(client_order_id).cancel(CancelRequest(client_order_id, self._strategy.name))
 
     def replace(self, client_order_id, *, price=None, quantity=None):
-        self._client_for(client_order_id).replace(ReplaceRequest(
-            client_order_id, self._strategy.name,
-            None if price is None else Decimal(str(price)),
-            None if quantity is None else Decimal(str(quantity))))
+        """Change an order's price and / or size (one change at a time: refused while one is pending)."""
+        o = self._engine.orders.get(client_order_id)
+        inst = self._engine.registry[o["instrument_id"]] if o is not None else None
+        price_raw = 0 if price is None or inst is None else _raw(Decimal(str(price)), inst.price_precision, "price",
+                                                                 inst.tick_size)
+        qty_raw = 0 if quantity is None or inst is None else _raw(Decimal(str(quantity)), inst.size_precision,
+                                                                  "quantity", inst.lot_size)
+        if self._engine.execution_core.replace(client_order_id, price_raw, qty_raw):
+            self._client_for(client_order_id).replace(ReplaceRequest(
+                client_order_id, self._strategy.name,
+                None if price is None else Decimal(str(price)),
+                None if quantity is None else Decimal(str(quantity))))
+
+    def rejection(self, client_order_id):
+        """Why the pre-trade checks refused an order (a RiskRejection: rule, limit, numbers), or None."""
+        return self._rejections.get(client_order_id)
+
+    def order(self, client_order_id):
+        """The order table's view of an order (raw values, status...), or None."""
+        return self._engine.orders.get(client_order_id)
+
+    def open_orders(self, instrument=None):
+        """Client order ids of this strategy's live orders (on one instrument)."""
+        iid = None if instrument is None else self._engine.find_instrument(instrument).id
+        return self._engine.orders.open_orders(owner=self.index, instrument_id=iid)
+
+    # ---- positions ------------------------------------------------------------------------------------
+
+    def position(self, instrument):
+        """This strategy's position on an instrument (dict with exact Decimals: quantity, realized,
+        unrealized, fees, net...), or None before its first order there."""
+        return self._engine.portfolio.position(self.index, self._engine.find_instrument(instrument).id)
+
+    def positions(self):
+        """This strategy's positions as a numpy array (extrema.execution.POSITION_DTYPE)."""
+        return self._engine.portfolio.positions(owner=self.index)
+
+    def equity(self):
+        """Realised + unrealised P&L - fees of this strategy, in account currency."""
+        return self._engine.portfolio.equity(self.index)
+
+    def balance(self, market, asset):
+        return self._engine.portfolio.balance(market, asset)
+
+    def estimate_slippage(self, instrument, side, quantity):
+        """What a market order of `quantity` would cost on the engine's live book of the instrument now:
+        {"fillable", "vwap", "touch", "worst", "slippage", "slippage_bps", "filled_raw"} (needs a "book"
+        subscription)."""
+        inst = self._engine.find_instrument(instrument)
+        book = self._engine.dispatcher.book(inst.id)
+        if book is None:
+            raise RuntimeError(f"no live book of {inst.name}: subscribe to its 'book' first")
+        return estimate_fill(book, side, _raw(Decimal(str(quantity)), inst.size_precision, "quantity", inst.lot_size))
+
+    # ---- engine-side stops ---------------------------------------------------------------------------
+
+    def stop_order(self, instrument, side, quantity, trigger=None, *, kind="loss", limit_price=None, trail=None,
+                   trail_bps=None, activation=None, source="last"):
+        """A stop kept by the engine (for venues without native ones): when it fires, an order of `side` /
+        `quantity` (market, or limit at limit_price) is submitted like context.submit. kind "loss",
+        "take_profit" (at `trigger`) or "trailing" (`trail` price distance or `trail_bps`, optional
+        `activation`); source "last" (trades) or "bidask" (quotes / the book). Returns the stop id."""
+        inst = self._engine.find_instrument(instrument)
+        pp = inst.price_precision
+        conv = lambda v, what: 0 if v is None else _raw(Decimal(str(v)), pp, what, inst.tick_size)  # noqa: E731
+        stop_id = self._engine.next_client_order_id(self.index)
+        return self._engine.execution_core.stops.add(
+            stop_id, self.index, inst.id, side, _raw(Decimal(str(quantity)), inst.size_precision, "quantity",
+                                                     inst.lot_size),
+            kind=kind, trigger_raw=conv(trigger, "trigger"), limit_price_raw=conv(limit_price, "limit price"),
+            trail_offset_raw=conv(trail, "trail"), trail_bps=int(trail_bps or 0),
+            activation_raw=conv(activation, "activation"), source=source)
+
+    def cancel_stop(self, stop_id):
+        return self._engine.execution_core.stops.cancel(stop_id)
+
+    def _submit_stop(self, stop):
+        inst = self._engine.registry[stop["instrument_id"]]
+        qty = Decimal(stop["quantity_raw"]).scaleb(-inst.size_precision)
+        price = None if not stop["limit_price_raw"] else Decimal(stop["limit_price_raw"]).scaleb(-inst.price_precision)
+        coid = self.submit(inst, stop["side"], qty, price)
+        self.log.info("stop %d fired at %s: order %d", stop["stop_id"],
+                      Decimal(stop["fired_price_raw"]).scaleb(-inst.price_precision), coid)
+        return coid
 
     # ---- the engine ------------------------------------------------------------------------------
 
+    def kill(self, reason="", *, everything=False):
+        """The kill switch: this strategy (or, everything=True, the whole engine) sends no new orders, and
+        every live order is cancelled. Lifted with engine.risk.release(...)."""
+        self._engine.kill(None if everything else self.index, reason or f"requested by {self._strategy.name}")
+
     def stop_engine(self, reason="requested by a strategy"):
         self._engine.stop(reason=reason, wait=False)
+
+
+def _raw(value, precision, what, step):
+    """An exact Decimal as a raw int at `precision`; more decimals than the instrument has is an error
+    (a tick / lot violation that no venue could accept)."""
+    scaled = value.scaleb(precision)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{what} {value} has more decimals than the instrument's {what} step {step}")
+    return int(scaled)

@@ -9,8 +9,13 @@ dispatcher.
               .build())
     engine.run()                                            # or: await engine.run_async()
 
-Data path: a source emits records -> the engine publishes them into its ring -> the dispatcher, the
-ring's first (back-pressure) consumer, routes them at once on the same thread -> strategies' hooks.
+Data path: a source emits records -> the execution core applies order updates and fills to the order table
+and the portfolio -> the engine publishes them into its ring -> the dispatcher, the ring's first
+(back-pressure) consumer, routes them at once on the same thread -> strategies' hooks (which see the
+positions already updated). Orders go the other way: context.submit -> the compiled pre-trade risk chain
+(engine.risk) -> the order table -> the market's execution client; a refused order comes back to its
+strategy as a REJECTED order update (reason REJECT_REASON_BASE + rule; context.rejection(id) has the
+numbers).
 Other consumers (recorder, other processes through a named shared-memory ring, dashboards) read the
 same ring without touching the hot path.
 
@@ -30,11 +35,13 @@ import numpy as np
 
 from extrema._core.clock import time_us
 from extrema._core.dispatch import Dispatcher
+from extrema._core.execution import ExecutionCore
 from extrema._core.instruments import InstrumentRegistry, UnknownInstrumentError
 from extrema._core.records import RECORD_DTYPE, RecordKind
 from extrema._core.ring import Ring
 from extrema.engine.context import Context
 from extrema.engine.tasks import FunctionTask, Task, TaskRunner
+from extrema.execution.client import CancelRequest
 from extrema.execution.orders import ClientOrderIds
 
 log = logging.getLogger("extrema.engine")
@@ -58,7 +65,7 @@ class Engine:
     def __init__(self, registry, *, sources=(), strategies=(), tasks=None, ring_capacity=1 << 16,
                  ring_name=None, cpu=None, execution=None, on_error="continue", use_uvloop=True,
                  busy_poll=False, stop_when_sources_done=True, book_options=None, bar_close_grace=0.25,
-                 engine_tag=None):
+                 engine_tag=None, pnl_method="average", assets=None, risk_interval=1.0):
         if on_error not in ERROR_POLICIES:
             raise ValueError(f"on_error must be one of {ERROR_POLICIES}, got {on_error!r}")
         if cpu is not None and cpu not in os.sched_getaffinity(0):
@@ -87,6 +94,15 @@ class Engine:
             self._execution = {None: execution}
         # Client order ids carry their strategy (routing) and this engine's tag (see execution.orders).
         self.order_ids = ClientOrderIds(engine_tag)
+        # Order table, pre-trade risk, portfolio and engine-side stops (compiled, venue-independent).
+        # Decoders take fee asset ids from engine.assets.
+        self.execution_core = ExecutionCore(self.registry, pnl_method, assets)
+        self.risk = self.execution_core.risk
+        self.portfolio = self.execution_core.portfolio
+        self.orders = self.execution_core.orders
+        self.assets = self.portfolio.assets
+        self.risk_interval = risk_interval
+        self._risk_clock = None
         self._runners = {}
         for name, task in (tasks or {}).items():
             if callable(task) and not isinstance(task, Task):
@@ -142,6 +158,8 @@ class Engine:
                          f"({', '.join(i.market.name for i in found)}): pass market=")
 
     def subscriptions_changed(self):
+        # positions are marked from the books strategies subscribed to
+        self.execution_core.sync_books(self.dispatcher)
         if self._loop is None:
             return
         subs = self.dispatcher.subscriptions()
@@ -179,6 +197,69 @@ class Engine:
 
     def next_client_order_id(self, strategy_index):
         return self.order_ids.next(strategy_index)
+
+    # ---- risk ----------------------------------------------------------------------------------------
+
+    def deliver_order_state(self, client_order_id):
+        """Send an order's current state (e.g. a risk rejection) to its strategy as an ORDER_UPDATE,
+        after the hook that is running returns (never re-entrantly)."""
+        rec = self.orders.record(client_order_id)
+        if rec is None:
+            return
+        loop = self._loop
+        if loop is None:
+            log.warning("order %d: the engine is not running, its state is not delivered", client_order_id)
+            return
+        if threading.current_thread() is self._thread:
+            loop.call_soon(self._emit, rec)
+        else:
+            loop.call_soon_threadsafe(self._emit, rec)
+
+    def kill(self, strategy=None, reason="", include_external=False):
+        """The kill switch: no new orders (of one strategy by name or index, or of the whole engine), and
+        a cancel for every live order. Safe from any thread (runs on the engine thread)."""
+        if self._loop is not None and threading.current_thread() is not self._thread:
+            self._loop.call_soon_threadsafe(self.kill, strategy, reason, include_external)
+            return
+        index = self._strategy_index(strategy)
+        for coid in self.execution_core.kill(index, reason, include_external):
+            self._send_cancel(coid)
+
+    def _strategy_index(self, strategy):
+        if strategy is None or isinstance(strategy, int):
+            return strategy
+        for i, s in enumerate(self.dispatcher.strategies):
+            if s.name == strategy or s is strategy:
+                return i
+        raise KeyError(f"no strategy {strategy!r}")
+
+    def _send_cancel(self, coid):
+        o = self.orders.get(coid)
+        market = self.registry[o["instrument_id"]].market if o is not None else None
+        owner = o["owner"] if o is not None else -1
+        name = self.dispatcher.strategies[owner].name if 0 <= owner < len(self.dispatcher.strategies) else ""
+        try:
+            self.execution_client(market).cancel(CancelRequest(coid, name))
+        except Exception:                          # one failed cancel must not stop the others
+            log.exception("kill switch: the cancel of order %d failed", coid)
+
+    def _submit_fired_stops(self):
+        for stop in self.execution_core.stops.drain():
+            owner = stop["owner"]
+            strategies = self.dispatcher.strategies
+            if not 0 <= owner < len(strategies):
+                log.error("stop %d fired for strategy index %d, which does not exist", stop["stop_id"], owner)
+                continue
+            try:
+                strategies[owner].context._submit_stop(stop)
+            except Exception:
+                log.exception("stop %d fired but its order could not be submitted", stop["stop_id"])
+
+    async def _run_risk_clock(self):
+        """Periodic risk evaluation: drawdown breakers, breaker cool-downs, the start of a new day."""
+        while True:
+            await asyncio.sleep(self.risk_interval)
+            self.execution_core.evaluate()
 
     # ---- running ------------------------------------------------------------------------------------
 
@@ -257,6 +338,9 @@ class Engine:
         self._started.set()
         spinner = loop.create_task(self._spin()) if self.busy_poll else None
         self.bars_changed()
+        self.execution_core.sync_books(self.dispatcher)
+        if self.risk_interval:
+            self._risk_clock = loop.create_task(self._run_risk_clock())
         subs = self.dispatcher.subscriptions()
         source_tasks = [loop.create_task(src.run(self._emit, subs), name=f"source-{i}")
                         for i, src in enumerate(self.sources)]
@@ -296,6 +380,8 @@ class Engine:
             spinner.cancel()
         if self._bar_clock is not None:
             self._bar_clock.cancel()
+        if self._risk_clock is not None:
+            self._risk_clock.cancel()
         for index, strategy in enumerate(self.dispatcher.strategies):
             self._lifecycle(index, strategy, "on_stop")
         self.ring.close()
@@ -309,9 +395,14 @@ class Engine:
         """Publish records into the ring and dispatch them (engine thread)."""
         if self._stop_event.is_set() and self.dispatcher.stop_requested:
             return
+        core = self.execution_core
+        core.process(records)                 # orders, fills, marks, stops: before strategies see them
         self.ring.publish(records)
         self.published += len(records)
         self.dispatcher.pump(self._consumer)
+        core.after_dispatch()                 # stops that watch the books just updated
+        if core.stops.pending:
+            self._submit_fired_stops()
         if self.dispatcher.stop_requested:
             self._request_stop("a strategy's error policy is 'stop'")
 
@@ -414,7 +505,8 @@ class Engine:
 
     def stats(self):
         return {"published": self.published, "stop_reason": self.stop_reason,
-                "dispatcher": self.dispatcher.stats(), "ring": self.ring.stats()}
+                "dispatcher": self.dispatcher.stats(), "ring": self.ring.stats(),
+                "orders": self.orders.stats(), "risk": self.risk.state()}
 
 
 class EngineBuilder:
@@ -487,7 +579,8 @@ class EngineBuilder:
         return self
 
     def options(self, **options):
-        """Any other Engine option (use_uvloop, busy_poll, stop_when_sources_done, book_options)."""
+        """Any other Engine option (use_uvloop, busy_poll, stop_when_sources_done, book_options, pnl_method
+        ("average" | "fifo" | "lifo"), assets, risk_interval (seconds between risk evaluations; 0: none))."""
         self._options.update(options)
         return self
 
