@@ -47,7 +47,7 @@ class Book:
         self.rejects = 0
 
     def order(self, o):
-        if o.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+        if o.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED):
             self.open[o.client_order_id] = o.side
         else:
             self.open.pop(o.client_order_id, None)

@@ -97,6 +97,10 @@ def tradable(inst, price, notional=150):
     return str(qty), str(px)
 
 
+def book_bid(engine, inst):
+    return engine.dispatcher.book(inst.id).best_bid
+
+
 def sim_book(sim, n=10_000):
     return sim.call(lambda: sim.engine.book_snapshot("BTCUSDT", n))
 
@@ -155,14 +159,15 @@ def test_orders_fill_and_updates_reach_the_owner(sim, order_entry):
                  what="the taker order to fill",
                  detail=lambda: f": orders {watcher.orders}, rejections {venue.execution.rejections}, "
                                 f"stats {venue.execution.stats()}")
-        wait_for(lambda: any(o[0] == ids["resting"] and o[1] == OrderStatus.NEW for o in watcher.orders),
+        wait_for(lambda: any(o[0] == ids["resting"] and o[1] == OrderStatus.ACCEPTED for o in watcher.orders),
                  what="the resting order to be accepted")
         watcher.do(lambda ctx, book: ctx.cancel(ids["resting"]))
-        wait_for(lambda: any(o[0] == ids["resting"] and o[1] == OrderStatus.CANCELED for o in watcher.orders),
+        wait_for(lambda: any(o[0] == ids["resting"] and o[1] == OrderStatus.CANCELLED for o in watcher.orders),
                  what="the cancel")
-        # A price off the tick grid is refused by the venue: the strategy hears REJECTED.
-        qty, _ = tradable(inst, 1.0)
-        watcher.do(lambda ctx, book: ids.__setitem__("bad", ctx.submit(inst, "buy", qty, "1.001")))
+        # An order the account cannot pay for passes the local checks and is refused by the venue: the
+        # strategy hears REJECTED, the venue's code and message are kept.
+        qty, low = tradable(inst, book_bid(engine, inst) * 0.9, notional=50_000_000)
+        watcher.do(lambda ctx, book: ids.__setitem__("bad", ctx.submit(inst, "buy", qty, low)))
         wait_for(lambda: any(o[0] == ids.get("bad") and o[1] == OrderStatus.REJECTED for o in watcher.orders),
                  what="the rejection")
     finally:
@@ -170,6 +175,15 @@ def test_orders_fill_and_updates_reach_the_owner(sim, order_entry):
     fills = [f for f in watcher.fills if f[0] == ids["taker"]]
     filled = [o[2] for o in watcher.orders if o[0] == ids["taker"] and o[1] == OrderStatus.FILLED][0]
     assert fills and abs(sum(f[2] for f in fills) - filled) < 1e-9
+    # The engine's order table read every venue report as a legal step of its state machine, and the
+    # portfolio holds the taker fill.
+    updates = engine.orders.stats()["updates"]
+    assert not {"illegal", "invalid", "overfill"} & set(updates), updates
+    assert updates.get("ok", 0) >= 4, updates
+    assert engine.orders.status(ids["taker"]) == OrderStatus.FILLED
+    assert engine.orders.status(ids["resting"]) == OrderStatus.CANCELLED
+    position = watcher.context.position(inst)
+    assert position is not None and float(position["quantity"]) == pytest.approx(filled)
     assert ids["bad"] in venue.execution.rejections
 
 
@@ -185,7 +199,8 @@ def test_forced_disconnect_loses_and_duplicates_nothing(sim):
         wait_for(lambda: len(watcher.fills) >= 1, what="a fill")
         sim.call(sim.disconnect_all)
         wait_for(lambda: ResetReason.RECONNECT in watcher.resets, what="a reconnect reset")
-        wait_for(lambda: venue.execution.user_stream_connects >= 2, what="the user stream to reconnect")
+        wait_for(lambda: venue.execution.user_stream_connects >= 2 and venue.execution.ready,
+                 what="the user stream and the order connection to come back")
         watcher.do(place)
         wait_for(lambda: len({f[0] for f in watcher.fills}) >= 2, what="a fill after the reconnect")
         assert_books_equal(engine, sim, inst, watcher)

@@ -30,10 +30,12 @@ FLAG_ASK, FLAG_SNAPSHOT, FLAG_LAST, FLAG_MAKER = 0x1, 0x2, 0x4, 0x10
 ONE_CONTINUATION = 1 << 12
 ASSET_PRECISION = RATE_PRECISION = 8
 
-ORDER_STATUS = {"PENDING_NEW": 1, "NEW": 2, "PARTIALLY_FILLED": 3, "FILLED": 4, "PENDING_CANCEL": 5,
-                "CANCELED": 6, "REJECTED": 7, "EXPIRED": 8, "EXPIRED_IN_MATCH": 9, "NEW_INSURANCE": 10,
-                "NEW_ADL": 11}
-ORDER_TYPE_COMMON = {"LIMIT": 1, "MARKET": 2, "LIMIT_MAKER": 7, "STOP_LOSS": 3, "STOP_LOSS_LIMIT": 4,
+# Binance's status words onto extrema's order states (types.pxd): NEW is ACCEPTED, PENDING_NEW SUBMITTED...
+ORDER_STATUS = {"PENDING_NEW": 1, "NEW": 2, "PARTIALLY_FILLED": 3, "FILLED": 4, "PENDING_CANCEL": 8,
+                "CANCELED": 5, "REJECTED": 6, "EXPIRED": 7, "EXPIRED_IN_MATCH": 7, "NEW_INSURANCE": 2,
+                "NEW_ADL": 2}
+STATUS_UNKNOWN = 10
+ORDER_TYPE_COMMON = {"LIMIT": 2, "MARKET": 1, "LIMIT_MAKER": 7, "STOP_LOSS": 3, "STOP_LOSS_LIMIT": 4,
                      "STOP_MARKET": 3, "STOP": 4, "TAKE_PROFIT_LIMIT": 6, "TAKE_PROFIT_MARKET": 5,
                      "TRAILING_STOP_MARKET": 8, "LIQUIDATION": 9}
 TIF = {"GTC": 1, "IOC": 2, "FOK": 3, "GTX": 4, "GTD": 5, "RPI": 6}
@@ -364,7 +366,7 @@ class ReferenceDecoder:
         side = need(o, "S", str)
         if side not in ("BUY", "SELL"):
             raise Drop("BAD_FIELD")
-        status = ORDER_STATUS.get(need(o, "X", str), 0)
+        status = ORDER_STATUS.get(need(o, "X", str), STATUS_UNKNOWN)
         otype_text = need(o, "o", str)
         otype = (6 if usdm else 5) if otype_text == "TAKE_PROFIT" else ORDER_TYPE_COMMON.get(otype_text, 0)
         tif = TIF.get(need(o, "f", str), 0)

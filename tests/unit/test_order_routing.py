@@ -9,7 +9,7 @@ from extrema.execution.orders import (FOREIGN_ID_BASE, OWNER_BITS, ClientOrderId
                                       TimeInForce, owner_of)
 
 
-def order_update(instrument_id, coid, *, status=OrderStatus.NEW, sell=False, price=100_00, qty=2_000,
+def order_update(instrument_id, coid, *, status=OrderStatus.ACCEPTED, sell=False, price=100_00, qty=2_000,
                  filled=0, venue_id=77):
     rec = extrema.empty_records(2)
     rec[0] = (RecordKind.ORDER_UPDATE, extrema.with_continuations(RecordFlag.ASK if sell else 0, 1),
@@ -66,7 +66,7 @@ def test_updates_and_fills_go_to_the_owner_only(setup):
     mine = ids.next(1)
     d.dispatch(np.concatenate([order_update(inst.id, mine, filled=500), fill(inst.id, mine)]))
     assert s0.orders == s2.orders == [] and s0.fills == s2.fills == []
-    assert s1.orders == [(mine, OrderStatus.NEW, "buy", 100.0, 2.0, 0.5, 1.5, 77, OrderType.LIMIT,
+    assert s1.orders == [(mine, OrderStatus.ACCEPTED, "buy", 100.0, 2.0, 0.5, 1.5, 77, OrderType.LIMIT,
                           TimeInForce.GTC)]
     assert s1.fills == [(mine, 5, 100.0, 0.5, True, 77, 3)]
 

@@ -120,7 +120,20 @@ def test_fees_in_quote_base_and_other_assets(reg):
     assert p.balance(Market.BINANCE_SPOT, "USDT") == Decimal("-100") - Decimal("0.10")
     assert p.balance(Market.BINANCE_SPOT, "BNB") == Decimal("-0.01")
     with pytest.raises(ValueError, match="unknown fee asset"):
-        p.fill(0, 1, "buy", 100_00, 1, fee_raw=1, fee_asset=99)
+        p.fill(0, 1, "buy", 100_00, 1, fee_raw=1, fee_asset=999_999)
+
+
+def test_a_decoders_fee_asset_id_means_the_same_asset_here(reg):
+    """FILL records carry the process-wide asset ids the decoders assign (extrema.asset_id): a fee in an
+    asset the portfolio has never seen is still charged in that asset, at the decoders' 8 decimals."""
+    from extrema import asset_id
+    p = Portfolio(reg, "average")
+    aid = asset_id("FEECOIN")                 # what a decoder does on seeing "N": "FEECOIN"
+    assert p.assets.get("FEECOIN") is None
+    p.fill(0, 1, "buy", 100_00, 100_000, fee_raw=50_000_000, fee_asset=aid)     # 0.5 FEECOIN
+    assert p.assets.code(aid) == "FEECOIN" and p.assets.precision(aid) == 8
+    assert p.balance(Market.BINANCE_SPOT, "FEECOIN") == Decimal("-0.5")
+    assert pos(p, 0, 1)["fees_other"] == pytest.approx(0.5)                     # rate 1.0 by default
 
 
 def test_margin_and_premium_balances_and_the_multiplier(reg):

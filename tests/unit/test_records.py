@@ -36,9 +36,10 @@ def test_kinds_and_flags_are_stable():
 def test_order_vocabulary_is_stable():
     # ORDER_UPDATE / FILL / POSITION payloads carry these numbers: they are journal format too.
     assert [s.name for s in extrema.OrderStatus] == [
-        "UNKNOWN", "PENDING_NEW", "NEW", "PARTIALLY_FILLED", "FILLED", "PENDING_CANCEL", "CANCELED", "REJECTED",
-        "EXPIRED", "EXPIRED_IN_MATCH", "NEW_INSURANCE", "NEW_ADL"]
-    assert [s.value for s in extrema.OrderStatus] == list(range(12))
+        "INITIALIZED", "SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "EXPIRED",
+        "PENDING_CANCEL", "PENDING_REPLACE", "UNKNOWN"]
+    assert [s.value for s in extrema.OrderStatus] == list(range(11))
+    assert [t.name for t in extrema.OrderType][:3] == ["UNKNOWN", "MARKET", "LIMIT"]
     assert [t.value for t in extrema.OrderType] == list(range(10))
     assert [t.value for t in extrema.TimeInForce] == list(range(7))
     assert [t.value for t in extrema.ExecType] == list(range(10))

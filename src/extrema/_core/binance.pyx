@@ -590,17 +590,17 @@ cdef inline uint64_t fnv1a(const char *s, size_t n) noexcept nogil:
 # ---------------------------------------------------------------------------------- enum mappings
 
 cdef int order_status_code(const char *s, size_t n) noexcept nogil:
-    if _eq(s, n, "NEW", 3): return t.ORDER_STATUS_NEW
+    if _eq(s, n, "NEW", 3): return t.ORDER_STATUS_ACCEPTED
     if _eq(s, n, "PARTIALLY_FILLED", 16): return t.ORDER_STATUS_PARTIALLY_FILLED
     if _eq(s, n, "FILLED", 6): return t.ORDER_STATUS_FILLED
-    if _eq(s, n, "CANCELED", 8): return t.ORDER_STATUS_CANCELED
+    if _eq(s, n, "CANCELED", 8): return t.ORDER_STATUS_CANCELLED
     if _eq(s, n, "PENDING_CANCEL", 14): return t.ORDER_STATUS_PENDING_CANCEL
     if _eq(s, n, "REJECTED", 8): return t.ORDER_STATUS_REJECTED
     if _eq(s, n, "EXPIRED", 7): return t.ORDER_STATUS_EXPIRED
-    if _eq(s, n, "EXPIRED_IN_MATCH", 16): return t.ORDER_STATUS_EXPIRED_IN_MATCH
-    if _eq(s, n, "PENDING_NEW", 11): return t.ORDER_STATUS_PENDING_NEW
-    if _eq(s, n, "NEW_INSURANCE", 13): return t.ORDER_STATUS_NEW_INSURANCE
-    if _eq(s, n, "NEW_ADL", 7): return t.ORDER_STATUS_NEW_ADL
+    if _eq(s, n, "EXPIRED_IN_MATCH", 16): return t.ORDER_STATUS_EXPIRED
+    if _eq(s, n, "PENDING_NEW", 11): return t.ORDER_STATUS_SUBMITTED
+    if _eq(s, n, "NEW_INSURANCE", 13): return t.ORDER_STATUS_ACCEPTED
+    if _eq(s, n, "NEW_ADL", 7): return t.ORDER_STATUS_ACCEPTED
     return -1
 
 

@@ -2,32 +2,20 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t, int32_t, uint8_t
 from extrema._core.types cimport Record
 from extrema._core.ex_money cimport ex_i128
 
-# Order statuses: the numbers of extrema.OrderStatus (execution/orders.py), carried in ORDER_UPDATE p0.
-cdef enum:
-    ST_INITIALIZED = 0
-    ST_SUBMITTED = 1
-    ST_ACCEPTED = 2
-    ST_PARTIALLY_FILLED = 3
-    ST_FILLED = 4
-    ST_CANCELLED = 5
-    ST_REJECTED = 6
-    ST_EXPIRED = 7
-    ST_PENDING_CANCEL = 8
-    ST_PENDING_REPLACE = 9
-    N_STATUS = 10
-
-# Order types (extrema.OrderType).
-cdef enum:
-    OT_UNKNOWN = 0
-    OT_MARKET = 1
-    OT_LIMIT = 2
-    OT_STOP_MARKET = 3
-    OT_STOP_LIMIT = 4
-    OT_TAKE_PROFIT_MARKET = 5
-    OT_TAKE_PROFIT_LIMIT = 6
-    OT_LIMIT_MAKER = 7
-    OT_TRAILING_STOP_MARKET = 8
-    N_ORDER_TYPES = 9
+# Order statuses and types: the one vocabulary of types.pxd (extrema.OrderStatus / OrderType), carried in
+# ORDER_UPDATE p0 / p1.
+from extrema._core.types cimport (
+    ORDER_STATUS_INITIALIZED as ST_INITIALIZED, ORDER_STATUS_SUBMITTED as ST_SUBMITTED,
+    ORDER_STATUS_ACCEPTED as ST_ACCEPTED, ORDER_STATUS_PARTIALLY_FILLED as ST_PARTIALLY_FILLED,
+    ORDER_STATUS_FILLED as ST_FILLED, ORDER_STATUS_CANCELLED as ST_CANCELLED, ORDER_STATUS_REJECTED as ST_REJECTED,
+    ORDER_STATUS_EXPIRED as ST_EXPIRED, ORDER_STATUS_PENDING_CANCEL as ST_PENDING_CANCEL,
+    ORDER_STATUS_PENDING_REPLACE as ST_PENDING_REPLACE, ORDER_STATUS_UNKNOWN as ST_UNKNOWN,
+    N_ORDER_STATUS as N_STATUS,
+    ORDER_TYPE_UNKNOWN as OT_UNKNOWN, ORDER_TYPE_MARKET as OT_MARKET, ORDER_TYPE_LIMIT as OT_LIMIT,
+    ORDER_TYPE_STOP_MARKET as OT_STOP_MARKET, ORDER_TYPE_STOP_LIMIT as OT_STOP_LIMIT,
+    ORDER_TYPE_TAKE_PROFIT_MARKET as OT_TAKE_PROFIT_MARKET, ORDER_TYPE_TAKE_PROFIT_LIMIT as OT_TAKE_PROFIT_LIMIT,
+    ORDER_TYPE_LIMIT_MAKER as OT_LIMIT_MAKER, ORDER_TYPE_TRAILING_STOP_MARKET as OT_TRAILING_STOP_MARKET,
+    ORDER_TYPE_LIQUIDATION as OT_LIQUIDATION, N_ORDER_TYPES)
 
 # Who an order / position belongs to: strategy index 0..63 (the low 6 bits of the engine's client order
 # ids), EXTERNAL for orders this engine did not place, ALL for the venue-wide aggregate.

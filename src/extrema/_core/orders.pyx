@@ -621,7 +621,7 @@ cdef class OrderTable:
         to = <int>r[1].ts_exchange
         reason = r[1].aux1
         stop = r[1].quantity
-        if (coid == 0 or iid == 0 or r[1].ts_exchange < 0 or r[1].ts_exchange >= N_STATUS or qty < 0 or cum < 0
+        if (coid == 0 or iid == 0 or r[1].ts_exchange < 0 or r[1].ts_exchange >= ST_UNKNOWN or qty < 0 or cum < 0
                 or price < 0 or (qty > 0 and cum > qty) or to == ST_INITIALIZED):
             self._update_codes[EV_INVALID] += 1
             self._event(EV_INVALID, coid, iid, 0, to if 0 <= to < N_STATUS else 0, 0, qty, side, now)

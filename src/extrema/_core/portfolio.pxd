@@ -67,9 +67,12 @@ cdef struct InstrumentSpec:
 cdef class AssetRegistry:
     cdef dict _ids
     cdef list _codes
-    cdef int32_t *_precision
+    cdef int32_t *_precision             # by process-wide asset id; -1 = not registered here
     cdef Py_ssize_t _cap
+    cdef readonly int32_t max_id
+    cdef int _reserve(self, int32_t aid) except -1
     cdef int32_t id_of(self, str code, int precision) except -1
+    cdef int32_t known(self, int32_t aid) except -1
     cdef inline int precision_of(self, int32_t asset) noexcept nogil:
         return self._precision[asset]
 

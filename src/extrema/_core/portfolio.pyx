@@ -47,6 +47,7 @@ from extrema._core.ex_money cimport ex_i128, ex_mul64, ex_scale10, ex_muldiv_tru
 from extrema._core.orders cimport OWNER_ALL, OWNER_EXTERNAL, N_OWNERS, MAX_STRATEGY_OWNERS
 from extrema._core.book cimport OrderBook
 from extrema._core.records cimport as_record_array, record_data
+from extrema._core.instruments import asset_id as _process_asset_id, asset_code as _process_asset_code
 
 cnp.import_array()
 
@@ -71,23 +72,42 @@ def _exact_decimal(value, int exponent):
 
 
 cdef class AssetRegistry:
-    """Asset codes (BTC, USDT, BNB...) by small int id (from 1; 0 means "the instrument's quote asset at
-    its price precision" in a FILL's fee asset field), each with the precision its raw amounts use."""
+    """The assets (BTC, USDT, BNB...) a portfolio holds amounts of, each with the precision its raw
+    amounts use. Ids are the process-wide asset ids (extrema.asset_id) the decoders write into FILL
+    and BALANCE records, so a record's fee asset id means the same asset here; 0 in a FILL's fee asset
+    field means "the instrument's quote asset at its price precision". An asset first seen in a record
+    takes the decoders' amount precision (8 decimals, Binance's)."""
 
     def __cinit__(self):
         self._ids = {}
-        self._codes = [None]
+        self._codes = []
         self._cap = 16
-        self._precision = <int32_t *>calloc(self._cap, sizeof(int32_t))
+        self._precision = <int32_t *>malloc(self._cap * sizeof(int32_t))
         if self._precision == NULL:
             raise MemoryError()
+        memset(self._precision, 0xFF, self._cap * sizeof(int32_t))     # -1: not registered here
+        self.max_id = 0
 
     def __dealloc__(self):
         free(self._precision)
 
+    cdef int _reserve(self, int32_t aid) except -1:
+        cdef Py_ssize_t cap = self._cap
+        cdef int32_t *p
+        if aid < cap:
+            return 0
+        while cap <= aid:
+            cap *= 2
+        p = <int32_t *>realloc(self._precision, cap * sizeof(int32_t))
+        if p == NULL:
+            raise MemoryError()
+        memset(p + self._cap, 0xFF, (cap - self._cap) * sizeof(int32_t))
+        self._precision = p
+        self._cap = cap
+        return 0
+
     cdef int32_t id_of(self, str code, int precision) except -1:
         cdef int32_t aid = self._ids.get(code, 0)
-        cdef int32_t *p
         if aid:
             if precision >= 0 and precision != self._precision[aid]:
                 raise ValueError(f"asset {code} is registered with precision {self._precision[aid]}, not {precision}")
@@ -98,29 +118,37 @@ cdef class AssetRegistry:
             precision = DEFAULT_ASSET_PRECISION
         if precision > 18:
             raise ValueError(f"asset precision must be 0..18, got {precision}")
-        aid = len(self._codes)
-        if aid >= self._cap:
-            p = <int32_t *>realloc(self._precision, 2 * self._cap * sizeof(int32_t))
-            if p == NULL:
-                raise MemoryError()
-            self._precision = p
-            self._cap *= 2
+        aid = _process_asset_id(code)
+        self._reserve(aid)
         self._precision[aid] = precision
         self._codes.append(code)
         self._ids[code] = aid
+        if aid > self.max_id:
+            self.max_id = aid
         return aid
+
+    cdef int32_t known(self, int32_t aid) except -1:
+        """`aid` registered here (an id the process knows but this registry has not seen is registered
+        now, at the decoders' precision); 0 if no asset has that id (ids start at 1)."""
+        if 0 < aid < self._cap and self._precision[aid] >= 0:
+            return aid
+        try:
+            code = _process_asset_code(aid)
+        except (KeyError, IndexError, ValueError):
+            return 0
+        return self.id_of(code, -1)
 
     def register(self, str code, int precision=-1):
         """The id of an asset (registering it, with `precision` decimals, default 8, if new)."""
         return self.id_of(code, precision)
 
     def code(self, int asset_id):
-        if not 0 < asset_id < len(self._codes):
+        if not (0 < asset_id < self._cap and self._precision[asset_id] >= 0):
             raise KeyError(f"no asset with id {asset_id}")
-        return self._codes[asset_id]
+        return _process_asset_code(asset_id)
 
     def precision(self, int asset_id):
-        if not 0 < asset_id < len(self._codes):
+        if not (0 < asset_id < self._cap and self._precision[asset_id] >= 0):
             raise KeyError(f"no asset with id {asset_id}")
         return self._precision[asset_id]
 
@@ -128,11 +156,15 @@ cdef class AssetRegistry:
         """The id of a registered asset, or None."""
         return self._ids.get(code)
 
+    def ids(self):
+        """The ids of the registered assets, in registration order."""
+        return [self._ids[c] for c in self._codes]
+
     def __len__(self):
-        return len(self._codes) - 1
+        return len(self._codes)
 
     def __iter__(self):
-        return iter(self._codes[1:])
+        return iter(list(self._codes))
 
 
 @cython.final
@@ -253,7 +285,7 @@ cdef class Portfolio:
         quote = inst.quote if inst.quote is not None else "USD"
         s.base_asset = self.assets.id_of(base.replace(".", ""), -1)
         s.quote_asset = self.assets.id_of(quote, -1)
-        self._grow_assets(len(self.assets) + 1)
+        self._grow_assets(self.assets.max_id + 1)
         s.value_factor = float(Fraction(mult_raw, 10 ** (s.price_precision + s.size_precision + mp)))
         s.loaded = 1
         return 0
@@ -385,11 +417,11 @@ cdef class Portfolio:
                 asset = s.quote_asset
                 fp = s.price_precision
             else:
-                if not 0 < fee_asset <= len(self.assets):
+                asset = self.assets.known(fee_asset)
+                if asset == 0:
                     raise ValueError(f"unknown fee asset id {fee_asset}")
-                asset = fee_asset
                 fp = self.assets.precision_of(asset)
-                self._grow_assets(len(self.assets) + 1)
+                self._grow_assets(self.assets.max_id + 1)
             fee_m18 = ex_scale10(fee, MONEY_PRECISION - fp)
             if asset == s.quote_asset:
                 fee_q = fee_m18
@@ -576,7 +608,7 @@ cdef class Portfolio:
         out = {}
         cdef Py_ssize_t m, a
         for m in range(MAX_MARKETS):
-            for a in range(1, len(self.assets) + 1):
+            for a in self.assets.ids():
                 if a < self._bal_assets and self._balances[m * self._bal_assets + a] != 0:
                     out[(Market(m), self.assets.code(a))] = _exact_decimal(
                         <object>self._balances[m * self._bal_assets + a], MONEY_PRECISION)

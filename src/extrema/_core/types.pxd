@@ -58,23 +58,27 @@ cdef enum:
 # Order vocabulary shared by every venue decoder and the execution layer (Python: records.OrderStatus...).
 # Values are part of the journal format (ORDER_UPDATE / FILL / POSITION payloads): never renumber.
 cdef enum:
-    ORDER_STATUS_UNKNOWN = 0          # a status string the decoder does not know (counted)
-    ORDER_STATUS_PENDING_NEW = 1
-    ORDER_STATUS_NEW = 2
+    # The engine's order states (one state machine for every venue, _core/orders.pyx); decoders map the
+    # venue's words onto them (Binance NEW -> ACCEPTED, PENDING_NEW -> SUBMITTED, CANCELED -> CANCELLED,
+    # EXPIRED_IN_MATCH -> EXPIRED, NEW_INSURANCE / NEW_ADL -> ACCEPTED; the exec type and the order type
+    # keep what the word said).
+    ORDER_STATUS_INITIALIZED = 0
+    ORDER_STATUS_SUBMITTED = 1
+    ORDER_STATUS_ACCEPTED = 2
     ORDER_STATUS_PARTIALLY_FILLED = 3
     ORDER_STATUS_FILLED = 4
-    ORDER_STATUS_PENDING_CANCEL = 5
-    ORDER_STATUS_CANCELED = 6
-    ORDER_STATUS_REJECTED = 7
-    ORDER_STATUS_EXPIRED = 8
-    ORDER_STATUS_EXPIRED_IN_MATCH = 9  # expired by self-trade prevention
-    ORDER_STATUS_NEW_INSURANCE = 10    # liquidation with the insurance fund (USD-M)
-    ORDER_STATUS_NEW_ADL = 11          # auto-deleveraging counter-order (USD-M)
+    ORDER_STATUS_CANCELLED = 5
+    ORDER_STATUS_REJECTED = 6
+    ORDER_STATUS_EXPIRED = 7
+    ORDER_STATUS_PENDING_CANCEL = 8
+    ORDER_STATUS_PENDING_REPLACE = 9
+    ORDER_STATUS_UNKNOWN = 10         # a status word the decoder does not know (counted)
+    N_ORDER_STATUS = 11
 
 cdef enum:
     ORDER_TYPE_UNKNOWN = 0
-    ORDER_TYPE_LIMIT = 1
-    ORDER_TYPE_MARKET = 2
+    ORDER_TYPE_MARKET = 1
+    ORDER_TYPE_LIMIT = 2
     ORDER_TYPE_STOP_MARKET = 3         # Binance spot STOP_LOSS, USD-M STOP_MARKET
     ORDER_TYPE_STOP_LIMIT = 4          # Binance spot STOP_LOSS_LIMIT, USD-M STOP
     ORDER_TYPE_TAKE_PROFIT_MARKET = 5  # Binance spot TAKE_PROFIT, USD-M TAKE_PROFIT_MARKET
@@ -82,6 +86,7 @@ cdef enum:
     ORDER_TYPE_LIMIT_MAKER = 7         # post-only limit
     ORDER_TYPE_TRAILING_STOP_MARKET = 8
     ORDER_TYPE_LIQUIDATION = 9
+    N_ORDER_TYPES = 10
 
 cdef enum:
     TIF_UNKNOWN = 0

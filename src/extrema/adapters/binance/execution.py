@@ -44,8 +44,7 @@ from extrema.execution.client import CancelRequest, ExecutionClient, OrderReques
 
 log = logging.getLogger("extrema.adapters.binance")
 
-_TERMINAL = {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED,
-             OrderStatus.EXPIRED_IN_MATCH}
+_TERMINAL = {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
 _KEEPALIVE_S = 30 * 60
 
 
@@ -64,7 +63,7 @@ class _Order:
         self.request = request
         self.instrument = instrument
         self.text = text
-        self.status = OrderStatus.PENDING_NEW
+        self.status = OrderStatus.SUBMITTED
         self.price = request.price
         self.quantity = request.quantity
 
@@ -143,6 +142,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
     def _publish(self, records):
         if records is None or not len(records):
             return
+        self._track(records)
         if self._emit is None:
             self._pending.append(records)
         else:
@@ -443,6 +443,14 @@ class BinanceExecution(VenuePart, ExecutionClient):
             _, old = self._finished.popitem(last=False)
             self._by_text.pop(old.text, None)
             self.decoder.forget_client_order_id(old.text)
+
+    @property
+    def ready(self):
+        """Orders can be sent and their updates will arrive: the order connection is up (and logged on /
+        subscribed) and the user data stream is connected."""
+        if self.ws_api is not None and not self.ws_api.ready:
+            return False
+        return self.user_data_on_ws_api or (self.session is not None and self.session.connected)
 
     @property
     def user_stream_connects(self):
