@@ -16,6 +16,7 @@ from extrema._core.book import OrderBook, BookSide, Side, CrossedBookError, BOOK
 from extrema._core.ring import Ring, RingConsumer, RingClosedError, ProducerGoneError, sweep_stale_rings
 from extrema._core.strategy import (
     Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, CandleView, OrderView, FillView,
+    MarkPriceView,
     ViewExpiredError)
 from extrema._core.bars import BarAggregator, Bar, candles_to_bars, BAR_DTYPE, BAR_RAW_DTYPE
 from extrema._core.dispatch import Dispatcher
@@ -53,7 +54,7 @@ __all__ = [
     "OrderBook", "BookSide", "Side", "CrossedBookError", "BOOK_LEVEL_DTYPE",
     "Ring", "RingConsumer", "RingClosedError", "ProducerGoneError", "sweep_stale_rings",
     "Strategy", "RecordView", "TradeView", "QuoteView", "BookView", "ResetView", "TimerView", "CandleView",
-    "OrderView", "FillView", "ClientOrderIds",
+    "OrderView", "FillView", "MarkPriceView", "ClientOrderIds",
     "BarAggregator", "Bar", "candles_to_bars", "BAR_DTYPE", "BAR_RAW_DTYPE",
     "ViewExpiredError", "Dispatcher", "Tensor", "FeatureVector",
     "Engine", "EngineBuilder", "Context", "Task", "FunctionTask", "CommandResponse", "RecordSource",

@@ -225,3 +225,29 @@ def test_malformed_frames_are_counted_and_the_book_stays_right(sim):
     finally:
         engine.stop()
     assert engine.error is None
+
+
+def test_usdm_mark_prices_reach_their_subscribers():
+    sim = BinanceSimulator(market="usdm", source=GeneratedMarket(seed=3, symbols=["BTCUSDT"], speed=5.0))
+    sim.start_in_thread()
+    marks = []
+
+    class Marks(Strategy):
+        def on_mark_price(self, m):
+            marks.append((m.instrument, m.mark_price, m.index_price, m.funding_rate, m.next_funding_us))
+    try:
+        registry = InstrumentRegistry()
+        venue = BinanceVenue.for_simulator(sim)
+        (inst,) = venue.load_instruments(registry, ["BTCUSDT"])
+        engine = (EngineBuilder(registry).venue(venue).strategy(Marks(), subscribe={inst: "mark_price"})
+                  .options(stop_when_sources_done=False).build())
+        engine.start()
+        try:
+            wait_for(lambda: len(marks) >= 2, what="two mark price updates (one a second)")
+        finally:
+            engine.stop()
+    finally:
+        sim.stop_thread()
+    name, mark, index, funding, next_funding = marks[-1]
+    assert name == "BTC_USDT_PERP" and mark > 0 and index > 0
+    assert funding == pytest.approx(0.0001) and next_funding > 1_700_000_000_000_000

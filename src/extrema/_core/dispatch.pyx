@@ -22,12 +22,12 @@ cimport numpy as cnp
 
 from extrema._core.types cimport (
     Record, KIND_BOOK_DELTA, KIND_BOOK_RESET, KIND_TRADE, KIND_QUOTE, KIND_TIMER, KIND_CANDLE,
-    KIND_ORDER_UPDATE, KIND_FILL, KIND_MAX, FLAG_LAST, FLAG_ASK)
+    KIND_ORDER_UPDATE, KIND_FILL, KIND_MARK_PRICE, KIND_MAX, FLAG_LAST, FLAG_ASK)
 from extrema._core.book cimport OrderBook, BookStatus, BOOK_OK, BOOK_STALE
 from extrema._core.strategy cimport (
     Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, CandleView, OrderView,
-    FillView, InstrumentScale, HookId, HOOK_BOOK, HOOK_TRADE, HOOK_QUOTE, HOOK_BOOK_RESET, HOOK_SCHEDULE,
-    HOOK_CANDLE, HOOK_ORDER, HOOK_FILL, N_HOOKS)
+    FillView, MarkPriceView, InstrumentScale, HookId, HOOK_BOOK, HOOK_TRADE, HOOK_QUOTE, HOOK_BOOK_RESET,
+    HOOK_SCHEDULE, HOOK_CANDLE, HOOK_ORDER, HOOK_FILL, HOOK_MARK_PRICE, N_HOOKS)
 from extrema._core.ring cimport RingConsumer
 from extrema._core.features cimport (
     Kernel, ScalarKernel, Vwap, TradeFlowImbalance, Microprice, BookImbalance, Atr, TrueRange)
@@ -95,7 +95,7 @@ cdef enum:
 # The hook each routable record kind calls.
 ROUTED_KINDS = {RecordKind.TRADE: "on_trade", RecordKind.QUOTE: "on_quote",
                 RecordKind.BOOK_DELTA: "on_book", RecordKind.BOOK_RESET: "on_book_reset",
-                RecordKind.CANDLE: "on_candle",
+                RecordKind.CANDLE: "on_candle", RecordKind.MARK_PRICE: "on_mark_price",
                 # by subscription only for orders placed outside the engine (foreign client ids)
                 RecordKind.ORDER_UPDATE: "on_order", RecordKind.FILL: "on_fill"}
 
@@ -152,6 +152,7 @@ cdef class Dispatcher:
     cdef CandleView _candle
     cdef OrderView _order
     cdef FillView _fill
+    cdef MarkPriceView _mark
     cdef readonly int64_t unowned_orders   # updates / fills with one of our ids but no such strategy
 
     def __cinit__(self):
@@ -190,6 +191,7 @@ cdef class Dispatcher:
         self._timer = TimerView.__new__(TimerView)
         self._order = OrderView.__new__(OrderView)
         self._fill = FillView.__new__(FillView)
+        self._mark = MarkPriceView.__new__(MarkPriceView)
         self._grow(1)
         if registry is not None:
             for instrument in registry:
@@ -239,7 +241,7 @@ cdef class Dispatcher:
         self._rebuild_features()
         self._rebuild_bars()
         for view in (self._trade, self._quote, self._bookv, self._reset, self._timer, self._candle,
-                     self._order, self._fill):
+                     self._order, self._fill, self._mark):
             (<RecordView>view)._scales = self._scales
             (<RecordView>view)._names = self._names
 
@@ -655,6 +657,8 @@ cdef class Dispatcher:
                 (<Strategy>self._strats[j]).on_order(<OrderView>view)
             elif hook == HOOK_FILL:
                 (<Strategy>self._strats[j]).on_fill(<FillView>view)
+            elif hook == HOOK_MARK_PRICE:
+                (<Strategy>self._strats[j]).on_mark_price(<MarkPriceView>view)
             self.delivered += 1
         except Exception as exc:
             self._hook_failed(j, HOOK_NAMES[hook], exc, repr(view))
@@ -752,6 +756,9 @@ cdef class Dispatcher:
             elif kind == KIND_CANDLE:
                 # A venue's own bar (e.g. a Binance kline), for the strategies subscribed to "candles".
                 if self._fan_out(mask, HOOK_CANDLE, self._candle, r):
+                    return i + 1
+            elif kind == KIND_MARK_PRICE:
+                if self._fan_out(mask, HOOK_MARK_PRICE, self._mark, r):
                     return i + 1
         return n
 

@@ -22,7 +22,8 @@ cdef enum HookId:
     HOOK_FILL = 10
     HOOK_POSITION = 11
     HOOK_RESPONSE = 12
-    N_HOOKS = 13
+    HOOK_MARK_PRICE = 13
+    N_HOOKS = 14
 
 
 # Engine-owned views handed to hooks: one object per kind per engine, re-pointed at each record, so an
@@ -62,6 +63,9 @@ cdef class CandleView(RecordView):
 cdef class OrderView(RecordView):
     pass
 
+cdef class MarkPriceView(RecordView):
+    pass
+
 cdef class FillView(RecordView):
     pass
 
@@ -87,3 +91,4 @@ cdef class Strategy:
     cpdef on_fill(self, FillView fill)
     cpdef on_position(self, object position)
     cpdef on_response(self, object response)
+    cpdef on_mark_price(self, MarkPriceView mark)

@@ -22,7 +22,7 @@ from libc.string cimport memcpy
 from extrema._core.ex_fixed cimport ex_raw_to_f64
 
 HOOK_NAMES = ("on_start", "on_stop", "on_book", "on_trade", "on_quote", "on_book_reset", "on_schedule",
-              "on_candle", "on_prediction", "on_order", "on_fill", "on_position", "on_response")
+              "on_candle", "on_prediction", "on_order", "on_fill", "on_position", "on_response", "on_mark_price")
 assert len(HOOK_NAMES) == N_HOOKS
 
 
@@ -489,6 +489,43 @@ cdef class FillView(RecordView):
                 f"{self.quantity} @ {self.price}{' maker' if self.maker else ''}")
 
 
+@cython.final
+cdef class MarkPriceView(RecordView):
+    """A derivatives mark price update (Binance USD-M markPrice): mark, index, estimated settle price,
+    funding rate and the next funding time."""
+
+    @property
+    def mark_price(self):
+        self._check()
+        return self._price(self._rec.price)
+
+    @property
+    def index_price(self):
+        self._check()
+        return self._price(self._rec.aux0)
+
+    @property
+    def settle_price(self):
+        """Estimated settle price (0.0 when the venue sends none)."""
+        self._check()
+        return self._price(self._rec.quantity)
+
+    @property
+    def funding_rate(self):
+        """Per funding interval, e.g. 0.0001 (0.0 for contracts without funding)."""
+        self._check()
+        return ex_raw_to_f64(self._rec.aux1, 8)
+
+    @property
+    def next_funding_us(self):
+        """When the next funding happens, µs since the epoch."""
+        self._check()
+        return self._rec.sequence
+
+    cdef str _describe(self):
+        return f"{self.instrument} mark {self.mark_price} index {self.index_price} funding {self.funding_rate}"
+
+
 cdef object _orders_module = None
 
 
@@ -584,6 +621,9 @@ cdef class Strategy:
         pass
 
     cpdef on_response(self, object response):
+        pass
+
+    cpdef on_mark_price(self, MarkPriceView mark):
         pass
 
     def __repr__(self):

@@ -19,7 +19,7 @@ SEND_FAILED_REASON = 3000          # ORDER_UPDATE reason of an order the executi
 _KEEP_REJECTIONS = 1024
 
 _KINDS = {"trades": RecordKind.TRADE, "quotes": RecordKind.QUOTE, "book": RecordKind.BOOK_DELTA,
-          "candles": RecordKind.CANDLE,
+          "candles": RecordKind.CANDLE, "mark_price": RecordKind.MARK_PRICE,
           # Updates and fills of orders extrema did not place (foreign client ids) on this instrument;
           # a strategy's own orders reach it without subscribing.
           "orders": RecordKind.ORDER_UPDATE, "fills": RecordKind.FILL}
@@ -51,7 +51,8 @@ class Context:
 
     def subscribe(self, instrument, *kinds):
         """Receive events of `kinds` for an instrument (name or Instrument): "trades", "quotes", "book",
-        "candles" (the venue's own bars, e.g. Binance klines), "orders" / "fills" (of orders placed
+        "candles" (the venue's own bars, e.g. Binance klines), "mark_price" (derivatives: mark, index,
+        funding), "orders" / "fills" (of orders placed
         outside this engine; a strategy's own orders and fills reach it without subscribing)."""
         if not kinds:
             raise ValueError(f"subscribe needs at least one kind: {', '.join(map(repr, _KINDS))}")

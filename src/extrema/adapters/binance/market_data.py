@@ -6,8 +6,8 @@ is subscribed once however many strategies share it):
     "trades"  -> <symbol>@trade          (or @aggTrade with trades="aggTrade")
     "quotes"  -> <symbol>@bookTicker
     "book"    -> <symbol>@depth@100ms    (spot; USD-M: depth_speed "0ms" | "100ms" | "250ms" | "500ms")
-    "candles" -> <symbol>@kline_<interval>
-    MARK_PRICE (USD-M) -> <symbol>@markPrice@1s
+    "candles" -> <symbol>@kline_<interval>       (closed klines only)
+    "mark_price" (USD-M) -> <symbol>@markPrice@1s
 
 Books follow Binance's documented synchronisation ("How to manage a local order book correctly",
 https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams and the USD-M page of the
@@ -58,7 +58,7 @@ def stream_names(market, instrument, kind, *, trades="trade", depth_speed="100ms
         return [f"{sym}@depth" if depth_speed == "1000ms" else f"{sym}@depth@{depth_speed}"]
     if kind == RecordKind.CANDLE:
         return [f"{sym}@kline_{kline_interval}"]
-    if kind == getattr(RecordKind, "MARK_PRICE", None) and market == Market.BINANCE_USDM:
+    if kind == RecordKind.MARK_PRICE and market == Market.BINANCE_USDM:
         return [f"{sym}@markPrice@1s"]
     return []
 
