@@ -1,9 +1,14 @@
-/* Batch helpers of the feature kernels (features.pyx): the loops without a recurrence, written so
- * that they vectorise on any x86-64 (SSE2 is baseline) and, where the CPU has it, with AVX2 -- chosen
- * at run time, so the wheel stays portable. Every operation here is correctly rounded per element
- * (sub, mul, add, fabs, max, sqrt; never a fused multiply-add: no "fma" target is enabled, so the
- * compiler cannot contract), so a vector lane computes exactly the bits the scalar step function
- * computes: batch == streaming holds bit for bit whichever variant runs. */
+/* Batch helpers of the feature kernels (features.pyx): the hot loops of the batch functions, written
+ * so that they vectorise on any x86-64 (SSE2 is baseline) and, where the CPU has them, use AVX2 and
+ * FMA -- chosen at run time, so the wheel stays portable.
+ *
+ * Bits: every operation here is correctly rounded (sub, mul, div, add, fabs, max, sqrt, and the fused
+ * multiply-add fma(a, b, c) = a * b + c rounded once). The build passes -ffp-contract=off, so the
+ * compiler never fuses a multiply-add on its own: every fma is an explicit __builtin_fma. Where the
+ * CPU has FMA it is the vfmadd instruction; elsewhere it is libm's fma(), which is correctly rounded
+ * too (in software if need be). So the same inputs give the same bits whichever variant runs, the
+ * streaming step functions (which call libm's fma) give the same bits as these loops, and the
+ * plain-Python reference can reproduce them exactly (tests/models/features_reference.py). */
 #ifndef EX_FEATURES_H
 #define EX_FEATURES_H
 
@@ -15,6 +20,7 @@
 #define EX_X86 1
 #include <immintrin.h>
 #define EX_AVX2 __attribute__((target("avx2")))
+#define EX_AVX2_FMA __attribute__((target("avx2,fma")))
 #else
 #define EX_X86 0
 #endif
@@ -32,6 +38,22 @@ static inline int ex_have_avx2(void) {
     return 0;
 #endif
 }
+
+/* 1 if the CPU runs AVX2 and FMA (evaluated once): the variant compiled with both. */
+static inline int ex_have_fma(void) {
+#if EX_X86
+    static int have = -1;
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+    }
+    return have;
+#else
+    return 0;
+#endif
+}
+
+#define EX_INLINE static inline __attribute__((always_inline))
 
 static inline uint64_t ex_bits(double x) { uint64_t u; memcpy(&u, &x, sizeof u); return u; }
 
@@ -159,5 +181,268 @@ static int ex_trange_run(const double *hi, const double *lo, const double *cl, d
     for (i = 1; i < n; i++) EX_TRANGE_BODY(i);
     return bad != 0;
 }
+
+/* ---- recurrences (EMA, MACD, RSI, ATR) --------------------------------------------------------- */
+/* Each smoothing step is one fused multiply-add on the dependency chain, v = fma(v, b, a * x) with
+ * b the decay and a = 1 - b: a * x is off the chain, so a step costs one fma latency (4 cycles on
+ * current x86) where TA-Lib's v = (x - v) * k + v costs a subtraction and an fma. The loops run while
+ * the inputs are finite and return how many they consumed; the caller carries on with the step
+ * function from there. */
+
+static inline int ex_fin(double x) { return __builtin_isfinite(x); }
+
+EX_INLINE Py_ssize_t ex_ema_body(const double *x, double *out, Py_ssize_t n, double *v_io, double a, double b) {
+    double v = *v_io;
+    Py_ssize_t i;
+    for (i = 0; i < n; i++) {
+        double xi = x[i];
+        if (!ex_fin(xi)) break;
+        v = __builtin_fma(v, b, a * xi);
+        out[i] = v;
+    }
+    *v_io = v;
+    return i;
+}
+
+/* MACD: the three EMAs in one pass (fast, slow, then the signal EMA of their difference); the three
+ * chains are independent, so a step costs one fma latency, not three. */
+EX_INLINE Py_ssize_t ex_macd_body(const double *x, double *line_out, double *sig_out, double *hist_out, Py_ssize_t n,
+                                  double *ef_io, double *es_io, double *sig_io, const double *k) {
+    double ef = *ef_io, es = *es_io, sig = *sig_io;
+    const double af = k[0], bf = k[1], as = k[2], bs = k[3], ag = k[4], bg = k[5];
+    Py_ssize_t i;
+    for (i = 0; i < n; i++) {
+        double xi = x[i], line;
+        if (!ex_fin(xi)) break;
+        ef = __builtin_fma(ef, bf, af * xi);
+        es = __builtin_fma(es, bs, as * xi);
+        line = ef - es;
+        sig = __builtin_fma(sig, bg, ag * line);
+        line_out[i] = line;
+        sig_out[i] = sig;
+        hist_out[i] = line - sig;
+    }
+    *ef_io = ef;
+    *es_io = es;
+    *sig_io = sig;
+    return i;
+}
+
+/* RSI after its seed: Wilder's smoothing of gains and losses, gain = fma(gain, b, a * up). */
+EX_INLINE Py_ssize_t ex_rsi_body(const double *x, double *out, Py_ssize_t n, double *prev_io, double *gain_io,
+                                 double *loss_io, double *value_io, double a, double b) {
+    double prev = *prev_io, gain = *gain_io, loss = *loss_io, value = *value_io;
+    Py_ssize_t i;
+    for (i = 0; i < n; i++) {
+        double v = x[i], change, up, total;
+        if (!ex_fin(v)) break;
+        change = v - prev;
+        prev = v;
+        up = change > 0.0 ? change : 0.0;
+        gain = __builtin_fma(gain, b, a * up);
+        loss = __builtin_fma(loss, b, a * (up - change));
+        total = gain + loss;
+        value = total > 0.0 ? 100.0 * (gain / total) : 0.0;
+        out[i] = value;
+    }
+    *prev_io = prev;
+    *gain_io = gain;
+    *loss_io = loss;
+    *value_io = value;
+    return i;
+}
+
+/* ATR after its seed, two bars per chain step. Wilder's v' = fma(v, b, a * tr) (TA-Lib's own form,
+ * #338: b = (period - 1) / period, a = 1 - b) is applied to the first bar of each pair; the second
+ * bar's value comes from the pair's starting value in one step, v'' = fma(v, b2, fma(a * tr1, b, a * tr2))
+ * with b2 = b * b, so the chain advances two bars per fma latency. `phase` is 1 between the two bars
+ * of a pair (then `anchor` is the value before the pair and `pending` is a * tr1). The true ranges of
+ * a block are computed first, vectorised, into `out`, which the chain then overwrites in place. */
+typedef struct {
+    double value, anchor, pending;
+    int phase;
+} ex_pair_state;
+
+#define EX_ATR_BLOCK 256
+
+EX_INLINE Py_ssize_t ex_atr_body(const double *hi, const double *lo, const double *cl, double *out, Py_ssize_t n,
+                                 ex_pair_state *st, double a, double b, double b2) {
+    /* Bar 0 is the previous bar (its close is the previous close); bars 1.. are new. Returns the
+     * index of the first bar not consumed (blocks are all-or-nothing: a block with a non-finite
+     * input is left to the caller). */
+    double v = st->value, anchor = st->anchor, pending = st->pending;
+    int phase = st->phase;
+    Py_ssize_t i = 1, e, j;
+    while (i < n) {
+        uint64_t bad = 0;
+        e = i + EX_ATR_BLOCK < n ? i + EX_ATR_BLOCK : n;
+        for (j = i; j < e; j++) {
+            double h_ = hi[j], l_ = lo[j], pc_ = cl[j - 1], c_ = cl[j];
+            double g_ = h_ - l_, d_;
+            d_ = __builtin_fabs(pc_ - h_); g_ = d_ > g_ ? d_ : g_;
+            d_ = __builtin_fabs(pc_ - l_); g_ = d_ > g_ ? d_ : g_;
+            out[j] = g_;
+            bad |= ex_bits(h_ - h_) | ex_bits(l_ - l_) | ex_bits(c_ - c_);
+        }
+        if (bad) break;
+        j = i;
+        if (phase) {
+            v = __builtin_fma(anchor, b2, __builtin_fma(pending, b, a * out[j]));
+            out[j++] = v;
+            phase = 0;
+        }
+        for (; j + 1 < e; j += 2) {
+            double u = a * out[j];
+            double w = __builtin_fma(u, b, a * out[j + 1]);
+            out[j] = __builtin_fma(v, b, u);
+            v = __builtin_fma(v, b2, w);
+            out[j + 1] = v;
+        }
+        if (j < e) {
+            anchor = v;
+            pending = a * out[j];
+            v = __builtin_fma(v, b, pending);
+            out[j] = v;
+            phase = 1;
+        }
+        i = e;
+    }
+    st->value = v;
+    st->anchor = anchor;
+    st->pending = pending;
+    st->phase = phase;
+    return i;
+}
+
+/* ---- running sums with a division per output (SMA, WMA) ------------------------------------------ */
+/* The running sums advance by one addition per input (sum += x_new - x_old, the difference off the
+ * chain; TA-Lib adds then subtracts, two additions on the chain), and the division by the divisor is
+ * done afterwards over sub-blocks of EX_DIV_SUB outputs, vectorised, so it overlaps the next
+ * sub-block's additions instead of capping the loop at one scalar division per output. Both run in
+ * unchecked blocks of EX_SUM_BLOCK inputs: a non-finite input leaves the sums non-finite for good (NaN
+ * and inf absorb + and -), so finite sums at the end of a block prove every input of it finite; a
+ * block that fails is undone and left to the caller's checked loop. */
+#define EX_SUM_BLOCK 4096
+#define EX_DIV_SUB 64
+
+EX_INLINE void ex_div_by(double *o, Py_ssize_t n, double d) {
+    Py_ssize_t j;
+    for (j = 0; j < n; j++) o[j] = o[j] / d;
+}
+
+/* SMA over the full windows: out[i] = total_i / p for i in [start, n), total_i = total_{i-1} + (x[i] - x[i - p]),
+ * start >= p. Returns the first index not done. */
+EX_INLINE Py_ssize_t ex_sma_body(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p,
+                                 double *total_io) {
+    double total = *total_io, dp = (double)p;
+    Py_ssize_t i = start, e, s, se, j;
+    while (i < n) {
+        double t0 = total;
+        e = i + EX_SUM_BLOCK < n ? i + EX_SUM_BLOCK : n;
+        for (s = i; s < e; s = se) {
+            se = s + EX_DIV_SUB < e ? s + EX_DIV_SUB : e;
+            for (j = s; j < se; j++) {
+                total += x[j] - x[j - p];
+                out[j] = total;
+            }
+            ex_div_by(out + s, se - s, dp);
+        }
+        if (!ex_fin(total)) {
+            total = t0;
+            break;
+        }
+        i = e;
+    }
+    *total_io = total;
+    return i;
+}
+
+/* WMA over the full windows (TA_WMA's sums: psub the plain sum, psum the weighted one, weights 1..p
+ * oldest to newest): psub += x[i] - x[i - p]; the output is (psum + p * x[i]) / divider; then
+ * psum += p * x[i] - psub, which slides every weight down by one. Both sums are rebuilt from the
+ * window every 8 * p outputs (TA-Lib's reseed, wma.c #255) -- after checking them, since a rebuild
+ * could wash a non-finite input out. x[start - p] must be the value that leaves first (the caller's
+ * `trailing`). */
+EX_INLINE Py_ssize_t ex_wma_body(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p,
+                                 double *psum_io, double *psub_io, int64_t *until_io, int64_t *rebuilds_io,
+                                 double divider) {
+    double psum = *psum_io, psub = *psub_io, dp = (double)p;
+    int64_t until = *until_io, rebuilds = *rebuilds_io;
+    Py_ssize_t i = start, e, s, se, j, k;
+    while (i < n) {
+        double sum0 = psum, sub0 = psub;
+        int64_t until0 = until, rebuilds0 = rebuilds;
+        int bad = 0;
+        e = i + EX_SUM_BLOCK < n ? i + EX_SUM_BLOCK : n;
+        for (s = i; s < e && !bad; s = se) {
+            se = s + EX_DIV_SUB < e ? s + EX_DIV_SUB : e;
+            for (j = s; j < se; j++) {
+                double px = x[j] * dp;
+                psub += x[j] - x[j - p];
+                if (--until <= 0) {
+                    if (!ex_fin(psum + psub)) { bad = 1; break; }
+                    until = 8 * p;
+                    psub = 0.0;
+                    psum = 0.0;
+                    for (k = 0; k < p; k++) {
+                        psub += x[j - p + 1 + k];
+                        psum += x[j - p + 1 + k] * (double)(k + 1);
+                    }
+                    rebuilds++;
+                    out[j] = psum;
+                    psum -= psub;
+                } else {
+                    out[j] = psum + px;
+                    psum += px - psub;
+                }
+            }
+            if (!bad) ex_div_by(out + s, se - s, divider);
+        }
+        if (bad || !ex_fin(psum)) {
+            psum = sum0;
+            psub = sub0;
+            until = until0;
+            rebuilds = rebuilds0;
+            break;
+        }
+        i = e;
+    }
+    *psum_io = psum;
+    *psub_io = psub;
+    *until_io = until;
+    *rebuilds_io = rebuilds;
+    return i;
+}
+
+/* The run-time variants: the same body compiled for AVX2 + FMA, and for the baseline (SSE2, libm's
+ * fma), picked once per call. */
+#if EX_X86
+#define EX_VARIANTS(ret, name, params, args)                                                   \
+    EX_AVX2_FMA static ret name##_fma params { return name##_body args; }                      \
+    static ret name##_base params { return name##_body args; }                                 \
+    static ret name params { return ex_have_fma() ? name##_fma args : name##_base args; }
+#else
+#define EX_VARIANTS(ret, name, params, args)                                                   \
+    static ret name params { return name##_body args; }
+#endif
+
+EX_VARIANTS(Py_ssize_t, ex_ema, (const double *x, double *out, Py_ssize_t n, double *v_io, double a, double b),
+            (x, out, n, v_io, a, b))
+EX_VARIANTS(Py_ssize_t, ex_macd, (const double *x, double *line_out, double *sig_out, double *hist_out, Py_ssize_t n,
+                                  double *ef_io, double *es_io, double *sig_io, const double *k),
+            (x, line_out, sig_out, hist_out, n, ef_io, es_io, sig_io, k))
+EX_VARIANTS(Py_ssize_t, ex_rsi, (const double *x, double *out, Py_ssize_t n, double *prev_io, double *gain_io,
+                                 double *loss_io, double *value_io, double a, double b),
+            (x, out, n, prev_io, gain_io, loss_io, value_io, a, b))
+EX_VARIANTS(Py_ssize_t, ex_atr, (const double *hi, const double *lo, const double *cl, double *out, Py_ssize_t n,
+                                 ex_pair_state *st, double a, double b, double b2),
+            (hi, lo, cl, out, n, st, a, b, b2))
+EX_VARIANTS(Py_ssize_t, ex_sma, (const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p,
+                                 double *total_io),
+            (x, out, start, n, p, total_io))
+EX_VARIANTS(Py_ssize_t, ex_wma, (const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p,
+                                 double *psum_io, double *psub_io, int64_t *until_io, int64_t *rebuilds_io,
+                                 double divider),
+            (x, out, start, n, p, psum_io, psub_io, until_io, rebuilds_io, divider))
 
 #endif /* EX_FEATURES_H */
