@@ -151,8 +151,8 @@ class Wma(_Model):
     """TA_WMA: weights 1..period (newest heaviest) kept as two running sums, periodSum and periodSub,
     rebuilt from the window (oldest first, weights counting up from 1) every 8 * period outputs.
     Warm after `period` values; period 1 copies the input. extrema's order of the steps (one
-    addition per sum on the chain): periodSub += x - trailing; output (periodSum + period * x) /
-    divider; periodSum += period * x - periodSub."""
+    addition per sum on the chain): periodSub += x - trailing; output fma(x, period, periodSum) /
+    divider; periodSum += fma(x, period, -periodSub)."""
 
     def __init__(self, period):
         super().__init__()
@@ -177,7 +177,6 @@ class Wma(_Model):
             self.period_sub += x
             self.period_sum += x * self.count
             return self.value
-        px = x * p
         self.period_sub += x - self.trailing
         self.until_reseed -= 1
         self.trailing = self.window[0]
@@ -191,8 +190,8 @@ class Wma(_Model):
             self.value = self.period_sum / self.divider
             self.period_sum -= self.period_sub
         else:
-            self.value = (self.period_sum + px) / self.divider
-            self.period_sum += px - self.period_sub
+            self.value = fma(x, float(p), self.period_sum) / self.divider
+            self.period_sum += fma(x, float(p), -self.period_sub)
         return self.value
 
 

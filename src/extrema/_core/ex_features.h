@@ -257,13 +257,14 @@ EX_INLINE Py_ssize_t ex_rsi_body(const double *x, double *out, Py_ssize_t n, dou
  * bar's value comes from the pair's starting value in one step, v'' = fma(v, b2, fma(a * tr1, b, a * tr2))
  * with b2 = b * b, so the chain advances two bars per fma latency. `phase` is 1 between the two bars
  * of a pair (then `anchor` is the value before the pair and `pending` is a * tr1). The true ranges of
- * a block are computed first, vectorised, into `out`, which the chain then overwrites in place. */
+ * a block are computed first, vectorised, into a scratch buffer that stays in L1; then the chain runs
+ * over them. */
 typedef struct {
     double value, anchor, pending;
     int phase;
 } ex_pair_state;
 
-#define EX_ATR_BLOCK 256
+#define EX_ATR_BLOCK 128
 
 EX_INLINE Py_ssize_t ex_atr_body(const double *hi, const double *lo, const double *cl, double *out, Py_ssize_t n,
                                  ex_pair_state *st, double a, double b, double b2) {
@@ -273,6 +274,7 @@ EX_INLINE Py_ssize_t ex_atr_body(const double *hi, const double *lo, const doubl
     double v = st->value, anchor = st->anchor, pending = st->pending;
     int phase = st->phase;
     Py_ssize_t i = 1, e, j;
+    double tr[EX_ATR_BLOCK];
     while (i < n) {
         uint64_t bad = 0;
         e = i + EX_ATR_BLOCK < n ? i + EX_ATR_BLOCK : n;
@@ -281,26 +283,26 @@ EX_INLINE Py_ssize_t ex_atr_body(const double *hi, const double *lo, const doubl
             double g_ = h_ - l_, d_;
             d_ = __builtin_fabs(pc_ - h_); g_ = d_ > g_ ? d_ : g_;
             d_ = __builtin_fabs(pc_ - l_); g_ = d_ > g_ ? d_ : g_;
-            out[j] = g_;
+            tr[j - i] = g_;
             bad |= ex_bits(h_ - h_) | ex_bits(l_ - l_) | ex_bits(c_ - c_);
         }
         if (bad) break;
         j = i;
         if (phase) {
-            v = __builtin_fma(anchor, b2, __builtin_fma(pending, b, a * out[j]));
+            v = __builtin_fma(anchor, b2, __builtin_fma(pending, b, a * tr[0]));
             out[j++] = v;
             phase = 0;
         }
         for (; j + 1 < e; j += 2) {
-            double u = a * out[j];
-            double w = __builtin_fma(u, b, a * out[j + 1]);
+            double u = a * tr[j - i];
+            double w = __builtin_fma(u, b, a * tr[j + 1 - i]);
             out[j] = __builtin_fma(v, b, u);
             v = __builtin_fma(v, b2, w);
             out[j + 1] = v;
         }
         if (j < e) {
             anchor = v;
-            pending = a * out[j];
+            pending = a * tr[j - i];
             v = __builtin_fma(v, b, pending);
             out[j] = v;
             phase = 1;
@@ -358,8 +360,9 @@ EX_INLINE Py_ssize_t ex_sma_body(const double *x, double *out, Py_ssize_t start,
 }
 
 /* WMA over the full windows (TA_WMA's sums: psub the plain sum, psum the weighted one, weights 1..p
- * oldest to newest): psub += x[i] - x[i - p]; the output is (psum + p * x[i]) / divider; then
- * psum += p * x[i] - psub, which slides every weight down by one. Both sums are rebuilt from the
+ * oldest to newest): psub += x[i] - x[i - p]; the output is fma(x[i], p, psum) / divider; then
+ * psum += fma(x[i], p, -psub), which slides every weight down by one. (The multiply-adds are fused
+ * to spare the adders: five additions per input would keep two FP add pipes busy for 2.5 cycles.) Both sums are rebuilt from the
  * window every 8 * p outputs (TA-Lib's reseed, wma.c #255) -- after checking them, since a rebuild
  * could wash a non-finite input out. x[start - p] must be the value that leaves first (the caller's
  * `trailing`). */
@@ -376,25 +379,30 @@ EX_INLINE Py_ssize_t ex_wma_body(const double *x, double *out, Py_ssize_t start,
         e = i + EX_SUM_BLOCK < n ? i + EX_SUM_BLOCK : n;
         for (s = i; s < e && !bad; s = se) {
             se = s + EX_DIV_SUB < e ? s + EX_DIV_SUB : e;
-            for (j = s; j < se; j++) {
-                double px = x[j] * dp;
-                psub += x[j] - x[j - p];
-                if (--until <= 0) {
-                    if (!ex_fin(psum + psub)) { bad = 1; break; }
-                    until = 8 * p;
-                    psub = 0.0;
-                    psum = 0.0;
-                    for (k = 0; k < p; k++) {
-                        psub += x[j - p + 1 + k];
-                        psum += x[j - p + 1 + k] * (double)(k + 1);
-                    }
-                    rebuilds++;
-                    out[j] = psum;
-                    psum -= psub;
-                } else {
-                    out[j] = psum + px;
-                    psum += px - psub;
+            j = s;
+            while (j < se) {
+                /* the plain steps before the next rebuild, without a test each */
+                Py_ssize_t m = (Py_ssize_t)(until - 1) < se - j ? (Py_ssize_t)(until - 1) : se - j, stop = j + m;
+                until -= m;
+                for (; j < stop; j++) {
+                    psub += x[j] - x[j - p];
+                    out[j] = __builtin_fma(x[j], dp, psum);
+                    psum += __builtin_fma(x[j], dp, -psub);
                 }
+                if (j == se) break;
+                /* the rebuild step: until reaches 0 here */
+                if (!ex_fin(psum + psub)) { bad = 1; break; }
+                until = 8 * p;
+                psub = 0.0;
+                psum = 0.0;
+                for (k = 0; k < p; k++) {
+                    psub += x[j - p + 1 + k];
+                    psum += x[j - p + 1 + k] * (double)(k + 1);
+                }
+                rebuilds++;
+                out[j] = psum;
+                psum -= psub;
+                j++;
             }
             if (!bad) ex_div_by(out + s, se - s, divider);
         }

@@ -344,7 +344,6 @@ cdef double wma_rebuild(WmaState *s) noexcept nogil:
 
 
 cdef inline double wma_step(WmaState *s, double x) noexcept nogil:
-    cdef double px
     if not ex_isfinite(x):
         return head_skip(&s.h)
     s.h.count += 1
@@ -360,7 +359,6 @@ cdef inline double wma_step(WmaState *s, double x) noexcept nogil:
     # TA_WMA's order (add x to periodSub, subtract the trailing value; add period * x to periodSum,
     # output, subtract periodSub) puts two additions per sum on the dependency chain; here the
     # differences are formed first, so one is (ex_features.h, ex_wma_body).
-    px = x * <double>s.period
     s.period_sub += x - s.trailing
     s.until_reseed -= 1
     s.trailing = win_oldest(&s.w)
@@ -370,8 +368,8 @@ cdef inline double wma_step(WmaState *s, double x) noexcept nogil:
         s.h.rebuilds += 1
         s.period_sum -= s.period_sub
     else:
-        s.h.value = (s.period_sum + px) / s.divider
-        s.period_sum += px - s.period_sub
+        s.h.value = fma(x, <double>s.period, s.period_sum) / s.divider
+        s.period_sum += fma(x, <double>s.period, -s.period_sub)
     return s.h.value
 
 
@@ -2175,7 +2173,7 @@ cdef Py_ssize_t ema_fast(EmaState *s, const double *x, double *out, Py_ssize_t n
 
 cdef Py_ssize_t wma_fast(WmaState *s, const double *x, double *out, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i = 0, j, p = s.period
-    cdef double v, px, value = NAN, psum = 0.0, psub = 0.0, trailing = 0.0, dp = <double>p, divider = s.divider
+    cdef double v, value = NAN, psum = 0.0, psub = 0.0, trailing = 0.0, dp = <double>p, divider = s.divider
     cdef int64_t until_reseed = 8 * p
     if p == 1:
         while i < n and ex_isfinite(x[i]):
@@ -2194,11 +2192,10 @@ cdef Py_ssize_t wma_fast(WmaState *s, const double *x, double *out, Py_ssize_t n
         if i == p - 1 and i < n and ex_isfinite(x[i]):
             # The first full window: nothing leaves yet (wma_step with trailing 0).
             v = x[i]
-            px = v * dp
             psub += v
             until_reseed -= 1
-            value = (psum + px) / divider
-            psum += px - psub
+            value = fma(v, dp, psum) / divider
+            psum += fma(v, dp, -psub)
             out[i] = value
             i += 1
             trailing = x[0]
@@ -2210,7 +2207,6 @@ cdef Py_ssize_t wma_fast(WmaState *s, const double *x, double *out, Py_ssize_t n
                 v = x[i]
                 if not ex_isfinite(v):
                     break
-                px = v * dp
                 psub += v - x[i - p]
                 until_reseed -= 1
                 if until_reseed <= 0:
@@ -2224,8 +2220,8 @@ cdef Py_ssize_t wma_fast(WmaState *s, const double *x, double *out, Py_ssize_t n
                     value = psum / divider
                     psum -= psub
                 else:
-                    value = (psum + px) / divider
-                    psum += px - psub
+                    value = fma(v, dp, psum) / divider
+                    psum += fma(v, dp, -psub)
                 out[i] = value
                 i += 1
             trailing = x[i - p]
