@@ -453,4 +453,49 @@ EX_VARIANTS(Py_ssize_t, ex_wma, (const double *x, double *out, Py_ssize_t start,
                                  double divider),
             (x, out, start, n, p, psum_io, psub_io, until_io, rebuilds_io, divider))
 
+/* ---- ROCP ---------------------------------------------------------------------------------------- */
+/* out[i] = (x[i] - x[i - p]) / x[i - p], 0 where x[i - p] is 0 (TA_ROCP), for i in [start, n), start >= p:
+ * the division is unconditional (by 1 where the reference is 0, then masked), so it vectorises. Blocks
+ * of EX_MAP_BLOCK; returns the start of the first block with a non-finite x[i] (x[i - p] was checked
+ * when it was x[i]). */
+#define EX_MAP_BLOCK 2048
+
+typedef double ex_v4d __attribute__((vector_size(32)));
+typedef int64_t ex_v4i __attribute__((vector_size(32)));
+
+EX_INLINE Py_ssize_t ex_rocp_body(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p) {
+    /* GCC's vector extensions (AVX2 in the avx2 variant, SSE2 pairs in the baseline one): written out
+     * because GCC turns the scalar select back into a branch around the division. */
+    const ex_v4d zero = {0.0, 0.0, 0.0, 0.0}, one = {1.0, 1.0, 1.0, 1.0};
+    Py_ssize_t i = start, e, j;
+    while (i < n) {
+        ex_v4i bad4 = {0, 0, 0, 0};
+        uint64_t bad = 0;
+        e = i + EX_MAP_BLOCK < n ? i + EX_MAP_BLOCK : n;
+        for (j = i; j + 4 <= e; j += 4) {
+            ex_v4d v, q, r;
+            ex_v4i nz;
+            memcpy(&v, x + j, sizeof v);
+            memcpy(&q, x + j - p, sizeof q);
+            nz = q != zero;
+            r = (v - q) / (ex_v4d)(((ex_v4i)q & nz) | ((ex_v4i)one & ~nz));
+            r = (ex_v4d)((ex_v4i)r & nz);
+            memcpy(out + j, &r, sizeof r);
+            bad4 |= (ex_v4i)(v - v);
+        }
+        for (; j < e; j++) {
+            double v = x[j], q = x[j - p];
+            out[j] = q != 0.0 ? (v - q) / q : 0.0;
+            bad |= ex_bits(v - v);
+        }
+        bad |= (uint64_t)(bad4[0] | bad4[1] | bad4[2] | bad4[3]);
+        if (bad) break;
+        i = e;
+    }
+    return i;
+}
+
+EX_VARIANTS(Py_ssize_t, ex_rocp, (const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p),
+            (x, out, start, n, p))
+
 #endif /* EX_FEATURES_H */

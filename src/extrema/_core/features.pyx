@@ -85,6 +85,7 @@ cdef extern from "ex_features.h":
                       ex_pair_state *st, double a, double b, double b2) noexcept nogil
     Py_ssize_t ex_sma(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p,
                       double *total_io) noexcept nogil
+    Py_ssize_t ex_rocp(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p) noexcept nogil
     Py_ssize_t ex_wma(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p,
                       double *psum_io, double *psub_io, int64_t *until_io, int64_t *rebuilds_io,
                       double divider) noexcept nogil
@@ -2522,6 +2523,10 @@ cdef Py_ssize_t returns_fast(ReturnsState *s, const double *x, double *out, Py_s
                 out[i] = value
                 i += 1
         else:
+            # Vectorised blocks (ex_rocp); the block with a bad input is redone here, up to it.
+            i = ex_rocp(x, out, i, n, p)
+            if i > p:
+                value = out[i - 1]
             while i < n:
                 v = x[i]
                 if not ex_isfinite(v):
