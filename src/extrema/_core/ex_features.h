@@ -498,4 +498,84 @@ EX_INLINE Py_ssize_t ex_rocp_body(const double *x, double *out, Py_ssize_t start
 EX_VARIANTS(Py_ssize_t, ex_rocp, (const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p),
             (x, out, start, n, p))
 
+/* ---- shifted rolling variance (STDDEV, BBANDS) ---------------------------------------------------- */
+/* TA-Lib's var.c sums of d = x - shift and d^2 over the window, the shift re-anchored on the window
+ * mean when the sums go stale. TA-Lib adds the new value's terms and subtracts the leaving one's (two
+ * additions per sum on the chain); here each sum takes the difference, s1 += dn - do and
+ * s2 += fma(dn, dn, -do * do), so one is. The staleness tests are var.c's, on the sums of the
+ * current window: the variance under 1e-6 of the mean squared deviation (k1 = 1e-6 / period), the
+ * leaving value's squared deviation over 1e6 times what is left, or every 32 windows. */
+/* Re-anchor on the mean of w[0:p] and rebuild the sums; returns the window's variance, floored to 0
+ * under 1e-12 of its scale (var.c's only dead zone). */
+static double ex_svar_reseed(const double *w, Py_ssize_t p, double inv, double *shift, double *s1, double *s2) {
+    Py_ssize_t j;
+    double acc = 0.0, e, m1, var, a1 = 0.0, a2 = 0.0, sh;
+    for (j = 0; j < p; j++) acc += w[j];
+    sh = acc * inv;
+    for (j = 0; j < p; j++) {
+        e = w[j] - sh;
+        a1 += e;
+        a2 += e * e;
+    }
+    m1 = a1 * inv;
+    var = a2 * inv - m1 * m1;
+    if (var < 0.000000000001 * (a2 * inv)) var = 0.0;
+    *shift = sh;
+    *s1 = a1;
+    *s2 = a2;
+    return var;
+}
+
+/* var_out[i] = the variance of x[i - p + 1 .. i] for i in [start, n), start >= p, while x[i] is finite;
+ * with mean_out, also the running total of the window (TA_SMA's, in the one-addition form: the caller
+ * divides it). Returns the first index not done. (The state is passed as separate scalars: held in a
+ * struct, GCC packed it into one vector register and paid a shuffle per step on the chain.) */
+EX_INLINE Py_ssize_t ex_svar_body(const double *x, double *var_out, double *mean_out, Py_ssize_t start,
+                                  Py_ssize_t n, Py_ssize_t p, double *shift_io, double *s1_io, double *s2_io,
+                                  double *total_io, int64_t *until_io, int64_t *rebuilds_io, double inv, double k1) {
+    double shift = *shift_io, s1 = *s1_io, s2 = *s2_io, total = *total_io;
+    int64_t until = *until_io, rebuilds = *rebuilds_io;
+    Py_ssize_t i;
+    for (i = start; i < n; i++) {
+        double v = x[i], old = x[i - p], dn, dO, dd, m1, var;
+        if (!ex_fin(v)) break;
+        dn = v - shift;
+        dO = old - shift;
+        dd = dO * dO;
+        s1 += dn - dO;
+        s2 += __builtin_fma(dn, dn, -dd);
+        m1 = s1 * inv;
+        var = s2 * inv - m1 * m1;
+        until -= 1;
+        if (var < k1 * s2 || dd > 1000000.0 * s2 || until <= 0) {
+            var = ex_svar_reseed(x + (i - p + 1), p, inv, &shift, &s1, &s2);
+            until = 32 * (int64_t)p;
+            rebuilds++;
+        }
+        var_out[i] = var;
+        if (mean_out) {
+            total += v - old;
+            mean_out[i] = total;
+        }
+    }
+    *shift_io = shift;
+    *s1_io = s1;
+    *s2_io = s2;
+    *total_io = total;
+    *until_io = until;
+    *rebuilds_io = rebuilds;
+    return i;
+}
+
+EX_INLINE Py_ssize_t ex_div_map_body(double *o, Py_ssize_t n, double d) {
+    ex_div_by(o, n, d);
+    return n;
+}
+
+EX_VARIANTS(Py_ssize_t, ex_svar, (const double *x, double *var_out, double *mean_out, Py_ssize_t start, Py_ssize_t n,
+                                  Py_ssize_t p, double *shift_io, double *s1_io, double *s2_io, double *total_io,
+                                  int64_t *until_io, int64_t *rebuilds_io, double inv, double k1),
+            (x, var_out, mean_out, start, n, p, shift_io, s1_io, s2_io, total_io, until_io, rebuilds_io, inv, k1))
+EX_VARIANTS(Py_ssize_t, ex_div_map, (double *o, Py_ssize_t n, double d), (o, n, d))
+
 #endif /* EX_FEATURES_H */
