@@ -578,4 +578,102 @@ EX_VARIANTS(Py_ssize_t, ex_svar, (const double *x, double *var_out, double *mean
             (x, var_out, mean_out, start, n, p, shift_io, s1_io, s2_io, total_io, until_io, rebuilds_io, inv, k1))
 EX_VARIANTS(Py_ssize_t, ex_div_map, (double *o, Py_ssize_t n, double d), (o, n, d))
 
+/* ---- BETA ---------------------------------------------------------------------------------------- */
+/* beta_step over arrays (features.pyx) with the divisions taken out of the serial loop: per block, the
+ * returns (price - prev) / prev of both series are computed vectorised into a scratch buffer (NaN
+ * marks a zero reference price, TA_IS_ZERO: the step then uses -shift, as beta_dev does), the loop
+ * reads the entering and the leaving return from it, and the outputs num / den are divided
+ * vectorised at the end of the block. Same operations as beta_step, so the same bits. */
+#define EX_BETA_BLOCK 256
+#define EX_BETA_MAX_PERIOD 1024
+
+typedef struct {
+    double shift_x, shift_y, sxx, sxy, syy, sx, sy, leaving_xx, leaving_yy;
+    int64_t until, rebuilds;
+} ex_beta_state;
+
+EX_INLINE void ex_returns_block(const double *x, double *r, Py_ssize_t n) {
+    /* r[j] = (x[j + 1] - x[j]) / x[j], NaN where |x[j]| < 1e-14 */
+    Py_ssize_t j;
+    for (j = 0; j < n; j++) {
+        double prev = x[j], q;
+        int zero = (prev > -1e-14) & (prev < 1e-14);
+        q = (x[j + 1] - prev) / (zero ? 1.0 : prev);
+        r[j] = zero ? __builtin_nan("") : q;
+    }
+}
+
+static inline double ex_beta_dev(double r, double shift) { return r == r ? r - shift : -shift; }
+
+/* The rebuild of beta_rebuild_array (features.pyx), called back: a function pointer keeps its
+ * arithmetic in one place. */
+typedef void (*ex_beta_rebuild_fn)(void *owner, const double *x, const double *y, ex_beta_state *st);
+
+EX_INLINE Py_ssize_t ex_beta_body(const double *x, const double *y, double *out, Py_ssize_t start, Py_ssize_t n,
+                                  Py_ssize_t p, ex_beta_state *st, ex_beta_rebuild_fn rebuild, void *owner) {
+    double rx[EX_BETA_BLOCK + EX_BETA_MAX_PERIOD], ry[EX_BETA_BLOCK + EX_BETA_MAX_PERIOD], den[EX_BETA_BLOCK];
+    double shift_x = st->shift_x, shift_y = st->shift_y, sxx = st->sxx, sxy = st->sxy, syy = st->syy;
+    double sx = st->sx, sy = st->sy, lxx = st->leaving_xx, lyy = st->leaving_yy, nn = (double)p;
+    int64_t until = st->until, rebuilds = st->rebuilds;
+    Py_ssize_t i = start, e, j;
+    while (i < n) {
+        uint64_t bad = 0;
+        Py_ssize_t base = i - p + 1;           /* rx[k] is the return into bar base + k */
+        e = i + EX_BETA_BLOCK < n ? i + EX_BETA_BLOCK : n;
+        for (j = i; j < e; j++) bad |= ex_bits(x[j] - x[j]) | ex_bits(y[j] - y[j]);
+        if (bad) break;
+        ex_returns_block(x + base - 1, rx, e - base);
+        ex_returns_block(y + base - 1, ry, e - base);
+        for (j = i; j < e; j++) {
+            double dx = ex_beta_dev(rx[j - base], shift_x), dy = ex_beta_dev(ry[j - base], shift_y);
+            double denom_scale, denom, ex, ey;
+            sxx += dx * dx;
+            sxy += dx * dy;
+            syy += dy * dy;
+            sx += dx;
+            sy += dy;
+            denom_scale = nn * sxx;
+            denom = denom_scale - sx * sx;
+            until -= 1;
+            if (denom < 0.000001 * denom_scale || lxx > 1000.0 * sxx || lyy > 1000.0 * syy || until <= 0) {
+                rebuild(owner, x + (j - p), y + (j - p), st);
+                shift_x = st->shift_x; shift_y = st->shift_y;
+                sxx = st->sxx; sxy = st->sxy; syy = st->syy; sx = st->sx; sy = st->sy;
+                until = 32 * (int64_t)p;
+                rebuilds++;
+                denom_scale = nn * sxx;
+                denom = denom_scale - sx * sx;
+                if (denom < 0.0) denom = 0.0;
+            }
+            ex = ex_beta_dev(rx[j - p + 1 - base], shift_x);
+            ey = ex_beta_dev(ry[j - p + 1 - base], shift_y);
+            if (denom > 1e-14 * denom_scale) {
+                out[j] = nn * sxy - sx * sy;
+                den[j - i] = denom;
+            } else {
+                out[j] = 0.0;
+                den[j - i] = 1.0;
+            }
+            lxx = ex * ex;
+            lyy = ey * ey;
+            sxx -= ex * ex;
+            sxy -= ex * ey;
+            syy -= ey * ey;
+            sx -= ex;
+            sy -= ey;
+        }
+        for (j = i; j < e; j++) out[j] = out[j] / den[j - i];
+        i = e;
+    }
+    st->shift_x = shift_x; st->shift_y = shift_y;
+    st->sxx = sxx; st->sxy = sxy; st->syy = syy; st->sx = sx; st->sy = sy;
+    st->leaving_xx = lxx; st->leaving_yy = lyy;
+    st->until = until; st->rebuilds = rebuilds;
+    return i;
+}
+
+EX_VARIANTS(Py_ssize_t, ex_beta, (const double *x, const double *y, double *out, Py_ssize_t start, Py_ssize_t n,
+                                  Py_ssize_t p, ex_beta_state *st, ex_beta_rebuild_fn rebuild, void *owner),
+            (x, y, out, start, n, p, st, rebuild, owner))
+
 #endif /* EX_FEATURES_H */

@@ -89,6 +89,14 @@ cdef extern from "ex_features.h":
                        Py_ssize_t p, double *shift_io, double *s1_io, double *s2_io, double *total_io,
                        int64_t *until_io, int64_t *rebuilds_io, double inv, double k1) noexcept nogil
     Py_ssize_t ex_div_map(double *o, Py_ssize_t n, double d) noexcept nogil
+    ctypedef struct ex_beta_state:
+        double shift_x, shift_y, sxx, sxy, syy, sx, sy, leaving_xx, leaving_yy
+        int64_t until, rebuilds
+    ctypedef void (*ex_beta_rebuild_fn)(void *owner, const double *x, const double *y,
+                                        ex_beta_state *st) noexcept nogil
+    enum: EX_BETA_MAX_PERIOD
+    Py_ssize_t ex_beta(const double *x, const double *y, double *out, Py_ssize_t start, Py_ssize_t n,
+                       Py_ssize_t p, ex_beta_state *st, ex_beta_rebuild_fn rebuild, void *owner) noexcept nogil
     Py_ssize_t ex_rocp(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p) noexcept nogil
     Py_ssize_t ex_wma(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p,
                       double *psum_io, double *psub_io, int64_t *until_io, int64_t *rebuilds_io,
@@ -2530,12 +2538,54 @@ cdef void beta_rebuild_array(BetaState *s, const double *x, const double *y) noe
         s.sy += ey
 
 
+cdef void beta_rebuild_cb(void *owner, const double *x, const double *y, ex_beta_state *es) noexcept nogil:
+    """ex_beta's rebuild: beta_rebuild_array on the owner's state, the results handed back."""
+    cdef BetaState *s = <BetaState *>owner
+    beta_rebuild_array(s, x, y)
+    es.shift_x = s.shift_x
+    es.shift_y = s.shift_y
+    es.sxx = s.sxx
+    es.sxy = s.sxy
+    es.syy = s.syy
+    es.sx = s.sx
+    es.sy = s.sy
+
+
 cdef Py_ssize_t beta_fast(BetaState *s, const double *x, const double *y, double *out, Py_ssize_t n) noexcept nogil:
-    """beta_step's operations over arrays (the state lives in *s: its sums are few and the divisions,
-    not the loads, set the pace)."""
+    """beta_step's operations over arrays: the first window here, then ex_beta (ex_features.h), which
+    takes the divisions out of the serial loop."""
     cdef Py_ssize_t i = 0, p = s.period
     cdef double dx, dy, denom, denom_scale, ex, ey, nn = s.n
+    cdef ex_beta_state es
     while i < n:
+        if i == p + 1 and p <= EX_BETA_MAX_PERIOD:
+            es.shift_x = s.shift_x
+            es.shift_y = s.shift_y
+            es.sxx = s.sxx
+            es.sxy = s.sxy
+            es.syy = s.syy
+            es.sx = s.sx
+            es.sy = s.sy
+            es.leaving_xx = s.leaving_xx
+            es.leaving_yy = s.leaving_yy
+            es.until = s.until_reseed
+            es.rebuilds = s.h.rebuilds
+            i = ex_beta(x, y, out, i, n, p, &es, beta_rebuild_cb, s)
+            s.shift_x = es.shift_x
+            s.shift_y = es.shift_y
+            s.sxx = es.sxx
+            s.sxy = es.sxy
+            s.syy = es.syy
+            s.sx = es.sx
+            s.sy = es.sy
+            s.leaving_xx = es.leaving_xx
+            s.leaving_yy = es.leaving_yy
+            s.until_reseed = es.until
+            s.h.rebuilds = es.rebuilds
+            if i > p + 1:
+                s.h.value = out[i - 1]
+            if i >= n:
+                break
         if not (ex_isfinite(x[i]) and ex_isfinite(y[i])):
             break
         if i == 0:
