@@ -293,17 +293,13 @@ class Macd(_Model):
 
 class _ShiftedVariance:
     """TA-Lib's cancellation-free rolling variance (var.c, issue #118/#243): sums of (x - shift) and
-    (x - shift)^2 over the window, with the shift re-anchored on the window mean (a fresh two-pass)
-    when the variance falls below 1e-6 of the mean squared deviation, when the value leaving the
-    window dwarfs what remains (1e6), or every 32 windows; a re-anchored variance under 1e-12 of its
-    scale is 0. TA-Lib adds the new value's terms and subtracts the leaving value's; extrema advances
-    each sum by their difference (s1 += dn - do, s2 += fma(dn, dn, -do * do)), and tests staleness
-    on the sums of the current window (the mean-square threshold as s2 * (1e-6 / period))."""
+    (x - shift)^2, with the shift re-anchored on the window mean (a fresh two-pass) when the variance
+    falls below 1e-6 of the mean squared deviation, when the value leaving the window dwarfs what
+    remains (1e6), or every 32 windows; a re-anchored variance under 1e-12 of its scale is 0."""
 
     def __init__(self, period):
         self.period = period
         self.inv = 1.0 / period
-        self.k1 = 1e-6 * self.inv
         self.shift = NAN
         self.s1 = 0.0
         self.s2 = 0.0
@@ -317,23 +313,19 @@ class _ShiftedVariance:
         self.s1 += d
         self.s2 += d * d
 
-    def step(self, x, old, window):
-        """x has just been appended to `window` (which now holds the full window, oldest first),
-        pushing out `old` (None for the first full window): return the window's variance."""
-        dn = x - self.shift
-        if old is None:
-            dd = 0.0
-            self.s1 += dn
-            self.s2 += dn * dn
-        else:
-            d_old = old - self.shift
-            dd = d_old * d_old
-            self.s1 += dn - d_old
-            self.s2 += fma(dn, dn, -dd)
+    def step(self, x, window):
+        """x has just been appended to `window` (which now holds the full window, oldest first):
+        return the window's variance and drop its oldest value from the sums."""
+        self.add(x)
         m1 = self.s1 * self.inv
         var = self.s2 * self.inv - m1 * m1
+        oldest = window[0]
+        d = oldest - self.shift
+        self.s1 -= d
+        d *= d
+        self.s2 -= d
         self.until_reseed -= 1
-        if var < self.k1 * self.s2 or dd > 1e6 * self.s2 or self.until_reseed <= 0:
+        if var < 1e-6 * (self.s2 * self.inv) or d > 1e6 * self.s2 or self.until_reseed <= 0:
             self.until_reseed = 32 * self.period
             acc = 0.0
             for v in window:
@@ -349,6 +341,9 @@ class _ShiftedVariance:
             var = self.s2 * self.inv - m1 * m1
             if var < 1e-12 * (self.s2 * self.inv):
                 var = 0.0
+            e = oldest - self.shift
+            self.s1 -= e
+            self.s2 -= e * e
         return var
 
 
@@ -367,18 +362,17 @@ class StdDev(_Model):
         if not _finite(x):
             return self._skip()
         self.count += 1
-        old = self.window[0] if len(self.window) == self.period else None
         self.window.append(x)
         if self.count < self.period:
             self.var.add(x)
             return self.value
-        v = self.var.step(x, old, self.window)
+        v = self.var.step(x, self.window)
         self.value = math.sqrt(v) * self.nbdev if self.nbdev != 1.0 else math.sqrt(v)
         return self.value
 
 
 class BollingerBands(_Model):
-    """TA_BBANDS with an SMA middle band: middle = SMA (Sma's running sum), the deviation is the
+    """TA_BBANDS with an SMA middle band: middle = SMA (TA_SMA's running sum), the deviation is the
     shifted-sum standard deviation of the same window; upper/lower = middle +- deviation * nbdev.
     Outputs (upper, middle, lower); warm after `period` values."""
 
@@ -396,14 +390,14 @@ class BollingerBands(_Model):
         if not _finite(x):
             return self._skip()
         self.count += 1
-        old = self.window[0] if len(self.window) == self.period else None
         self.window.append(x)
-        self.total += x if old is None else x - old
+        self.total += x
         if self.count < self.period:
             self.var.add(x)
             return self.value
         mid = self.total / self.period
-        v = self.var.step(x, old, self.window)
+        self.total -= self.window[0]
+        v = self.var.step(x, self.window)
         sd = math.sqrt(v) if v != 0.0 else 0.0
         if self.up == self.dn:
             t = sd * self.up

@@ -24,15 +24,13 @@ cdef struct Window:
     Py_ssize_t n           # values held, <= cap
 
 
-# TA-Lib's cancellation-free rolling variance (var.c): sums of (x - shift) and (x - shift)^2 over the
-# window, the shift re-anchored on the window mean when the sums go stale. Used by StdDev and
-# BollingerBands.
+# TA-Lib's cancellation-free rolling variance (var.c): sums of (x - shift) and (x - shift)^2, the
+# shift re-anchored on the window mean when the sums go stale. Used by StdDev and BollingerBands.
 cdef struct ShiftedVar:
     double shift
     double s1
     double s2
     double inv_period
-    double k1                           # 1e-6 / period: the cancellation threshold of the variance
     int64_t period
     int64_t until_reseed
     bint anchored

@@ -85,10 +85,6 @@ cdef extern from "ex_features.h":
                       ex_pair_state *st, double a, double b, double b2) noexcept nogil
     Py_ssize_t ex_sma(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p,
                       double *total_io) noexcept nogil
-    Py_ssize_t ex_svar(const double *x, double *var_out, double *mean_out, Py_ssize_t start, Py_ssize_t n,
-                       Py_ssize_t p, double *shift_io, double *s1_io, double *s2_io, double *total_io,
-                       int64_t *until_io, int64_t *rebuilds_io, double inv, double k1) noexcept nogil
-    Py_ssize_t ex_div_map(double *o, Py_ssize_t n, double d) noexcept nogil
     ctypedef struct ex_beta_state:
         double shift_x, shift_y, sxx, sxy, syy, sx, sy, leaving_xx, leaving_yy
         int64_t until, rebuilds
@@ -195,7 +191,6 @@ cdef inline bint gsum_stale(const GuardedSum *g) noexcept nogil:
 cdef inline void svar_init(ShiftedVar *v, int64_t period) noexcept nogil:
     v.period = period
     v.inv_period = 1.0 / <double>period
-    v.k1 = 0.000001 * v.inv_period
     v.shift = 0.0
     v.s1 = 0.0
     v.s2 = 0.0
@@ -236,30 +231,29 @@ cdef double svar_reseed(ShiftedVar *v, const Window *w) noexcept nogil:
     return var
 
 
-cdef inline double svar_step(ShiftedVar *v, double x, double old, bint full, const Window *w,
-                             int64_t *rebuilds) noexcept nogil:
-    """x has just been pushed into the window w, which is now full; `old` is the value it pushed out
-    (if `full`, i.e. the window was full before): return the window's variance (var.c's loop body,
-    with each sum advanced by one addition -- ex_features.h, ex_svar_body)."""
-    cdef double dn, d_old, dd, m1, var
-    dn = x - v.shift
-    if full:
-        d_old = old - v.shift
-        dd = d_old * d_old
-        v.s1 += dn - d_old
-        v.s2 += fma(dn, dn, -dd)
-    else:
-        dd = 0.0
-        v.s1 += dn
-        v.s2 += dn * dn
+cdef inline double svar_step(ShiftedVar *v, double x, const Window *w, int64_t *rebuilds) noexcept nogil:
+    """x has just been pushed into the full window w: return the window's variance and take the
+    oldest value (w's oldest, which leaves on the next push) out of the sums -- var.c's loop body."""
+    cdef double d, m1, var, oldest
+    d = x - v.shift
+    v.s1 += d
+    v.s2 += d * d
     m1 = v.s1 * v.inv_period
     var = v.s2 * v.inv_period - m1 * m1
+    oldest = win_oldest(w)
+    d = oldest - v.shift
+    v.s1 -= d
+    d *= d
+    v.s2 -= d
     v.until_reseed -= 1
     # Re-anchor when the variance has shrunk below 1e-6 of the mean squared deviation it is
     # extracted from, when the value that left dwarfs what remains, or every 32 windows (var.c).
-    if var < v.k1 * v.s2 or dd > 1000000.0 * v.s2 or v.until_reseed <= 0:
+    if var < 0.000001 * (v.s2 * v.inv_period) or d > 1000000.0 * v.s2 or v.until_reseed <= 0:
         var = svar_reseed(v, w)
         rebuilds[0] += 1
+        d = oldest - v.shift
+        v.s1 -= d
+        v.s2 -= d * d
     return var
 
 
@@ -503,17 +497,15 @@ cdef inline int stddev_init(StdDevState *s, int64_t period, double nbdev) noexce
 
 
 cdef inline double stddev_step(StdDevState *s, double x) noexcept nogil:
-    cdef double var, old
-    cdef bint full
+    cdef double var
     if not ex_isfinite(x):
         return head_skip(&s.h)
     s.h.count += 1
-    full = win_full(&s.w)
-    old = win_push(&s.w, x)
+    win_push(&s.w, x)
     if s.h.count < s.v.period:
         svar_add(&s.v, x)
         return s.h.value
-    var = svar_step(&s.v, x, old, full, &s.w, &s.h.rebuilds)
+    var = svar_step(&s.v, x, &s.w, &s.h.rebuilds)
     s.h.value = sqrt(var) * s.nbdev if s.nbdev != 1.0 else sqrt(var)
     return s.h.value
 
@@ -530,23 +522,19 @@ cdef inline int bbands_init(BBandsState *s, int64_t period, double up, double dn
 
 
 cdef inline double bbands_step(BBandsState *s, double x) noexcept nogil:
-    cdef double var, sd, mid, t, old
-    cdef bint full
+    cdef double var, sd, mid, t
     if not ex_isfinite(x):
         return head_skip(&s.h)
     s.h.count += 1
-    full = win_full(&s.w)
-    old = win_push(&s.w, x)
-    if full:
-        s.total += x - old
-    else:
-        s.total += x
+    win_push(&s.w, x)
+    s.total += x
     if s.h.count < s.v.period:
         svar_add(&s.v, x)
         return s.h.value
-    # The middle band is the SMA's running total (sma_step); the deviation is var.c's, on the same window.
+    # The middle band is TA_SMA's running total; the deviation is var.c's, on the same window.
     mid = s.total / <double>s.v.period
-    var = svar_step(&s.v, x, old, full, &s.w, &s.h.rebuilds)
+    s.total -= win_oldest(&s.w)
+    var = svar_step(&s.v, x, &s.w, &s.h.rebuilds)
     sd = sqrt(var) if var != 0.0 else 0.0
     s.h.value = mid
     if s.nbdev_up == s.nbdev_dn:
@@ -2355,14 +2343,35 @@ cdef Py_ssize_t macd_fast(MacdState *s, const double *x, double *line_out, doubl
     return i
 
 
+cdef double svar_reseed_array(ShiftedVar *v, const double *w, Py_ssize_t n) noexcept nogil:
+    """svar_reseed over a contiguous window w[0:n] (oldest first): same operations, same order."""
+    cdef Py_ssize_t j
+    cdef double acc = 0.0, e, m1, var
+    v.until_reseed = 32 * v.period
+    for j in range(n):
+        acc += w[j]
+    v.shift = acc * v.inv_period
+    v.s1 = 0.0
+    v.s2 = 0.0
+    for j in range(n):
+        e = w[j] - v.shift
+        v.s1 += e
+        v.s2 += e * e
+    m1 = v.s1 * v.inv_period
+    var = v.s2 * v.inv_period - m1 * m1
+    if var < 0.000000000001 * (v.s2 * v.inv_period):
+        var = 0.0
+    return var
+
+
 cdef Py_ssize_t svar_fast(ShiftedVar *sv, KernelHead *h, Window *win, double *total_io, bint want_mean,
                           const double *x, double *var_out, double *mean_out, Py_ssize_t n) noexcept nogil:
-    """svar_step (and, with want_mean, the SMA total beside it, as BBANDS fuses them) over an array:
-    var_out[i] = the window's variance, mean_out[i] = its running total (the caller divides it by the
-    period); NaN during warm-up. The loop from the second full window on is ex_svar (ex_features.h)."""
+    """TA-Lib's VAR loop (and, with want_mean, TA_SMA's running total beside it, as BBANDS fuses them):
+    var_out[i] = the window's variance, mean_out[i] = its SMA; NaN during warm-up."""
     cdef Py_ssize_t i = 0, p = sv.period
-    cdef double v, d, m1, var, total = 0.0
-    cdef double shift = 0.0, s1 = 0.0, s2 = 0.0, inv = sv.inv_period
+    cdef double v, d, m1, var, oldest, total = 0.0, mid = NAN
+    cdef double shift = 0.0, s1 = 0.0, s2 = 0.0, inv = sv.inv_period, dp = <double>p
+    cdef int64_t until_reseed = 32 * p
     cdef bint anchored = False
     while i < n and i < p - 1:
         v = x[i]
@@ -2379,22 +2388,46 @@ cdef Py_ssize_t svar_fast(ShiftedVar *sv, KernelHead *h, Window *win, double *to
         if want_mean:
             mean_out[i] = NAN
         i += 1
+    if i == p - 1:
+        while i < n:
+            v = x[i]
+            if not ex_isfinite(v):
+                break
+            # (anchored by now: StdDev and BBANDS need a period of 2 or more)
+            if want_mean:
+                total += v
+                mid = total / dp
+                total -= x[i - p + 1]
+                mean_out[i] = mid
+            d = v - shift
+            s1 += d
+            s2 += d * d
+            m1 = s1 * inv
+            var = s2 * inv - m1 * m1
+            oldest = x[i - p + 1]
+            d = oldest - shift
+            s1 -= d
+            d *= d
+            s2 -= d
+            until_reseed -= 1
+            if var < 0.000001 * (s2 * inv) or d > 1000000.0 * s2 or until_reseed <= 0:
+                sv.period = p
+                var = svar_reseed_array(sv, x + (i - p + 1), p)
+                h.rebuilds += 1
+                shift = sv.shift
+                s1 = sv.s1
+                s2 = sv.s2
+                until_reseed = sv.until_reseed
+                d = oldest - shift
+                s1 -= d
+                s2 -= d * d
+            var_out[i] = var
+            i += 1
     sv.shift = shift
     sv.s1 = s1
     sv.s2 = s2
+    sv.until_reseed = until_reseed
     sv.anchored = anchored
-    sv.until_reseed = 32 * p
-    if i == p - 1 and i < n and ex_isfinite(x[i]):
-        # The first full window (nothing leaves yet): svar_step, then the loop. (anchored by now:
-        # StdDev and BBANDS need a period of 2 or more)
-        total += x[i]
-        win_fill(win, x, p)
-        var_out[i] = svar_step(sv, x[i], 0.0, False, win, &h.rebuilds)
-        if want_mean:
-            mean_out[i] = total
-        i += 1
-        i = ex_svar(x, var_out, mean_out if want_mean else NULL, i, n, p, &sv.shift, &sv.s1, &sv.s2, &total,
-                    &sv.until_reseed, &h.rebuilds, inv, sv.k1)
     total_io[0] = total
     h.count = i
     win_fill(win, x, i)
@@ -2874,7 +2907,6 @@ def bbands(x, period=20, nbdev_up=2.0, nbdev_dn=2.0):
         fill_nan(d_lo, 0, k)
         start = k + svar_fast(&st.v, &st.h, &st.w, &st.total, True, src + k, d_lo + k, d_mid + k, n - k)
         warm = k + st.v.period - 1 if k + st.v.period - 1 < start else start
-        ex_div_map(d_mid + warm, start - warm, <double>st.v.period)    # the totals -> the SMA
         fill_nan(d_up, k, warm)
         ex_bbands_map(d_up + warm, d_mid + warm, d_lo + warm, start - warm, st.nbdev_up, st.nbdev_dn)
         if start > k:
