@@ -596,4 +596,204 @@ EX_VARIANTS(Py_ssize_t, ex_beta, (const double *x, const double *y, double *out,
                                   Py_ssize_t p, ex_beta_state *st, ex_beta_rebuild_fn rebuild, void *owner),
             (x, y, out, start, n, p, st, rebuild, owner))
 
+/* ---- TA-Lib's shifted rolling variance (STDDEV, BBANDS) ------------------------------------------- */
+/* var.c's loop, operation for operation (so the bits of TA-Lib and of svar_step in features.pyx),
+ * split in two passes per block: the serial pass runs only the running sums -- s1 += d, s2 += d * d,
+ * then the leaving value's terms out again: the dependency chains -- and records them; the second
+ * pass computes the variances and var.c's staleness tests from the records, vectorised. A block ends
+ * where the every-32-windows reseed falls; if a test fires earlier, the outputs up to it stand, the
+ * window is reseeded there (as var.c does) and the serial pass restarts after it. BBANDS' middle band
+ * (TA_SMA's total += x, output total / p, total -= oldest) runs beside it in the serial pass. */
+#ifndef EX_SVAR_BLOCK
+#define EX_SVAR_BLOCK 32
+#endif
+
+/* Re-anchor on the mean of w[0:p] and rebuild the sums (svar_reseed_array); returns the variance,
+ * floored to 0 under 1e-12 of its scale. */
+static double ex_svar_reseed(const double *w, Py_ssize_t p, double inv, double *shift, double *s1, double *s2) {
+    Py_ssize_t j;
+    double acc = 0.0, e, m1, var, a1 = 0.0, a2 = 0.0, sh;
+    for (j = 0; j < p; j++) acc += w[j];
+    sh = acc * inv;
+    for (j = 0; j < p; j++) {
+        e = w[j] - sh;
+        a1 += e;
+        a2 += e * e;
+    }
+    m1 = a1 * inv;
+    var = a2 * inv - m1 * m1;
+    if (var < 0.000000000001 * (a2 * inv)) var = 0.0;
+    *shift = sh;
+    *s1 = a1;
+    *s2 = a2;
+    return var;
+}
+
+/* Windows ending at i in [start, n) (start >= p - 1; the sums hold the window without its newest value
+ * on entry, as var.c's loop has them): var_out[i] = the variance, mean_out[i] (if not NULL) = the SMA.
+ * Stops at the first non-finite x[i]; returns the index reached. (The state is passed as separate
+ * scalars: held in a struct, GCC packed it into one vector register, a shuffle per step.) */
+EX_INLINE Py_ssize_t ex_svar_body(const double *x, double *var_out, double *mean_out, Py_ssize_t start,
+                                  Py_ssize_t n, Py_ssize_t p, double *shift_io, double *s1_io, double *s2_io,
+                                  double *total_io, int64_t *until_io, int64_t *rebuilds_io, double inv) {
+    double a1[EX_SVAR_BLOCK], a2[EX_SVAR_BLOCK], tm[EX_SVAR_BLOCK];
+    double shift = *shift_io, s1 = *s1_io, s2 = *s2_io, total = *total_io, dp = (double)p;
+    int64_t until = *until_io, rebuilds = *rebuilds_io;
+    Py_ssize_t i = start, e, j, k, m, t;
+    while (i < n) {
+        uint64_t bad = 0;
+        e = i + EX_SVAR_BLOCK < n ? i + EX_SVAR_BLOCK : n;
+        if ((int64_t)(e - i) > until) e = i + (Py_ssize_t)until;
+        for (j = i; j < e; j++) bad |= ex_bits(x[j] - x[j]);
+        if (bad) {
+            for (j = i; j < e && ex_fin(x[j]); j++) ;
+            e = j;
+            if (e == i) break;
+        }
+        m = e - i;
+        /* serial pass: the running sums only */
+        for (k = 0; k < m; k++) {
+            double v = x[i + k], old = x[i + k - p + 1], d;
+            d = v - shift;
+            s1 += d;
+            s2 += d * d;
+            a1[k] = s1;
+            a2[k] = s2;
+            d = old - shift;
+            s1 -= d;
+            d *= d;
+            s2 -= d;
+            if (mean_out) {
+                total += v;
+                tm[k] = total;
+                total -= old;
+            }
+        }
+        /* second pass: the outputs and the staleness tests */
+        /* (no early exit, so that it vectorises: the first test that fires is a min-reduction; the
+           outputs past it are rewritten after the reseed) */
+        t = m;
+        for (k = 0; k < m; k++) {
+            /* the leaving value's squared deviation and the sum without it, recomputed (the same
+               operations as the serial pass: the shift is constant within a block) */
+            double d = x[i + k - p + 1] - shift, dd = d * d, b2 = a2[k] - dd;
+            double m1 = a1[k] * inv, var = a2[k] * inv - m1 * m1;
+            Py_ssize_t cand = ((var < 0.000001 * (b2 * inv)) | (dd > 1000000.0 * b2)) ? k : m;
+            var_out[i + k] = var;
+            t = cand < t ? cand : t;
+        }
+        if (mean_out)
+            for (k = 0; k < m; k++) mean_out[i + k] = tm[k] / dp;
+        if (t == m && (int64_t)m == until) t = m - 1;     /* the periodic reseed, on the block's last window */
+        if (t < m) {
+            /* a reseed at window i + t: the outputs before it stand; redo from the next one */
+            double old = x[i + t - p + 1], d;
+            if (mean_out) total = tm[t] - old;
+            var_out[i + t] = ex_svar_reseed(x + (i + t - p + 1), p, inv, &shift, &s1, &s2);
+            d = old - shift;
+            s1 -= d;
+            s2 -= d * d;
+            until = 32 * (int64_t)p;
+            rebuilds++;
+            i += t + 1;
+        } else {
+            until -= m;
+            i = e;
+        }
+    }
+    *shift_io = shift;
+    *s1_io = s1;
+    *s2_io = s2;
+    *total_io = total;
+    *until_io = until;
+    *rebuilds_io = rebuilds;
+    return i;
+}
+
+EX_VARIANTS(Py_ssize_t, ex_svar, (const double *x, double *var_out, double *mean_out, Py_ssize_t start, Py_ssize_t n,
+                                  Py_ssize_t p, double *shift_io, double *s1_io, double *s2_io, double *total_io,
+                                  int64_t *until_io, int64_t *rebuilds_io, double inv),
+            (x, var_out, mean_out, start, n, p, shift_io, s1_io, s2_io, total_io, until_io, rebuilds_io, inv))
+
+/* ---- LinearRegression, short windows --------------------------------------------------------------- */
+/* For period <= EX_LINREG_DIRECT_MAX every window's sums are computed afresh, as TA-Lib's LINEARREG does
+ * (and as linreg_direct in features.pyx does for the streaming kernel): dy = y - the window's newest
+ * value, in order oldest to newest, sy += dy, q += j * dy, syy += dy * dy. No running sums, so no
+ * rounding drift and no staleness test; anchored on a window value, the sums err by at most ~p u of
+ * the window's range (squared), so the centred sums lose at most ~4 p^2 u relatively -- 1e-13 at
+ * p = 32. Four windows per vector (GCC vector extensions: AVX2 in the avx2 variant, SSE2 pairs in the
+ * baseline): lane by lane the same operations, so the same bits as the scalar step. Outputs as
+ * linreg_output: c = span, half_span, cxx, inv_cxx, inv_n. Windows end at i in [start, n),
+ * start >= p - 1; stops at the first non-finite x[i]. */
+#define EX_LINREG_DIRECT_MAX 32
+#define EX_LINREG_BLOCK 256
+
+EX_INLINE void ex_linreg_out(double ky, double sy, double q, double syy, const double *c, double *slope,
+                             double *icpt, double *r2) {
+    double cxy = q - c[1] * sy, cyy = syy - sy * sy * c[4], b = cxy * c[3], r;
+    r = cyy > 0.0 ? b * cxy / cyy : 0.0;
+    *slope = b;
+    *r2 = r > 1.0 ? 1.0 : r;
+    *icpt = (ky + sy * c[4]) - b * c[1];
+}
+
+EX_INLINE Py_ssize_t ex_linreg_direct_body(const double *x, double *slope, double *icpt, double *r2,
+                                           Py_ssize_t start, Py_ssize_t n, Py_ssize_t p, const double *c) {
+    const ex_v4d zero = {0.0, 0.0, 0.0, 0.0}, one = {1.0, 1.0, 1.0, 1.0};
+    const ex_v4d half = {c[1], c[1], c[1], c[1]}, inv_cxx = {c[3], c[3], c[3], c[3]};
+    const ex_v4d inv_n = {c[4], c[4], c[4], c[4]};
+    Py_ssize_t i = start, e, j, k;
+    while (i < n) {
+        uint64_t bad = 0;
+        e = i + EX_LINREG_BLOCK < n ? i + EX_LINREG_BLOCK : n;
+        for (j = i; j < e; j++) bad |= ex_bits(x[j] - x[j]);
+        if (bad) {
+            for (j = i; j < e && ex_fin(x[j]); j++) ;
+            e = j;
+            if (e == i) break;
+        }
+        for (j = i; j + 4 <= e; j += 4) {
+            ex_v4d ky, sy = zero, q = zero, syy = zero, cxy, cyy, b, r, cyy_ok, v;
+            ex_v4i pos, big;
+            memcpy(&ky, x + j, sizeof ky);
+            for (k = 0; k < p; k++) {
+                ex_v4d dy, jj = {(double)k, (double)k, (double)k, (double)k};
+                memcpy(&v, x + j - p + 1 + k, sizeof v);
+                dy = v - ky;
+                sy += dy;
+                q += jj * dy;
+                syy += dy * dy;
+            }
+            cxy = q - half * sy;
+            cyy = syy - sy * sy * inv_n;
+            b = cxy * inv_cxx;
+            pos = cyy > zero;
+            cyy_ok = (ex_v4d)(((ex_v4i)cyy & pos) | ((ex_v4i)one & ~pos));
+            r = (ex_v4d)((ex_v4i)(b * cxy / cyy_ok) & pos);
+            big = r > one;
+            r = (ex_v4d)(((ex_v4i)one & big) | ((ex_v4i)r & ~big));
+            memcpy(slope + j, &b, sizeof b);
+            memcpy(r2 + j, &r, sizeof r);
+            v = (ky + sy * inv_n) - b * half;
+            memcpy(icpt + j, &v, sizeof v);
+        }
+        for (; j < e; j++) {
+            double ky = x[j], sy = 0.0, q = 0.0, syy = 0.0;
+            for (k = 0; k < p; k++) {
+                double dy = x[j - p + 1 + k] - ky;
+                sy += dy;
+                q += (double)k * dy;
+                syy += dy * dy;
+            }
+            ex_linreg_out(ky, sy, q, syy, c, slope + j, icpt + j, r2 + j);
+        }
+        i = e;
+    }
+    return i;
+}
+
+EX_VARIANTS(Py_ssize_t, ex_linreg_direct, (const double *x, double *slope, double *icpt, double *r2, Py_ssize_t start,
+                                           Py_ssize_t n, Py_ssize_t p, const double *c),
+            (x, slope, icpt, r2, start, n, p, c))
+
 #endif /* EX_FEATURES_H */

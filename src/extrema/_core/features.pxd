@@ -160,9 +160,11 @@ cdef struct OlsState:
     Window wy
 
 # LinearRegression: y against its position j = 0 (oldest) .. n-1 in the window. The x side is exact
-# and constant (Sxx = n (n^2 - 1) / 12), so only three y sums run: of dy = y - anchor, of j * dy
-# (slid in O(1) with TA-Lib's identity: every retained value moves down one position) and of dy^2,
-# each with a rounding-error bound.
+# and constant (Sxx = n (n^2 - 1) / 12), so only three y sums are needed: of dy = y - anchor, of j * dy
+# and of dy^2. Up to EX_LINREG_DIRECT_MAX (32) values they are computed afresh for every window,
+# anchored on its newest value (as TA-Lib does; cheaper than the bookkeeping below at that size, and
+# exact to ~p^2 ulps); above, they are slid in O(1) with TA-Lib's identity (every retained value moves
+# down one position), each with a rounding-error bound that triggers a rebuild.
 cdef struct LinRegState:
     KernelHead h                        # h.value: the slope
     double intercept, r2

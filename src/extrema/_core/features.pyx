@@ -93,6 +93,12 @@ cdef extern from "ex_features.h":
     enum: EX_BETA_MAX_PERIOD
     Py_ssize_t ex_beta(const double *x, const double *y, double *out, Py_ssize_t start, Py_ssize_t n,
                        Py_ssize_t p, ex_beta_state *st, ex_beta_rebuild_fn rebuild, void *owner) noexcept nogil
+    Py_ssize_t ex_svar(const double *x, double *var_out, double *mean_out, Py_ssize_t start, Py_ssize_t n,
+                       Py_ssize_t p, double *shift_io, double *s1_io, double *s2_io, double *total_io,
+                       int64_t *until_io, int64_t *rebuilds_io, double inv) noexcept nogil
+    const Py_ssize_t LINREG_DIRECT_MAX "EX_LINREG_DIRECT_MAX"
+    Py_ssize_t ex_linreg_direct(const double *x, double *slope, double *icpt, double *r2, Py_ssize_t start,
+                                Py_ssize_t n, Py_ssize_t p, const double *c) noexcept nogil
     Py_ssize_t ex_rocp(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p) noexcept nogil
     Py_ssize_t ex_wma(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p,
                       double *psum_io, double *psub_io, int64_t *until_io, int64_t *rebuilds_io,
@@ -957,12 +963,32 @@ cdef inline double linreg_output(LinRegState *s) noexcept nogil:
     return slope
 
 
+cdef double linreg_direct(LinRegState *s) noexcept nogil:
+    """A short window's sums afresh, anchored on its newest value (ex_features.h, ex_linreg_direct:
+    the same operations in the same order), then the outputs."""
+    cdef Py_ssize_t j, n = s.w.n
+    cdef double dy, sy = 0.0, q = 0.0, syy = 0.0
+    s.ky = win_at(&s.w, n - 1)
+    for j in range(n):
+        dy = win_at(&s.w, j) - s.ky
+        sy += dy
+        q += <double>j * dy
+        syy += dy * dy
+    s.sy = sy
+    s.q = q
+    s.syy = syy
+    return linreg_output(s)
+
+
 cdef inline double linreg_step(LinRegState *s, double y) noexcept nogil:
     cdef double old
     cdef bint full
     if not ex_isfinite(y):
         return head_skip(&s.h)
     s.h.count += 1
+    if s.w.cap <= LINREG_DIRECT_MAX:
+        win_push(&s.w, y)
+        return linreg_direct(s) if win_full(&s.w) else s.h.value
     full = win_full(&s.w)
     old = win_push(&s.w, y)
     if s.h.count == 1:
@@ -2343,34 +2369,13 @@ cdef Py_ssize_t macd_fast(MacdState *s, const double *x, double *line_out, doubl
     return i
 
 
-cdef double svar_reseed_array(ShiftedVar *v, const double *w, Py_ssize_t n) noexcept nogil:
-    """svar_reseed over a contiguous window w[0:n] (oldest first): same operations, same order."""
-    cdef Py_ssize_t j
-    cdef double acc = 0.0, e, m1, var
-    v.until_reseed = 32 * v.period
-    for j in range(n):
-        acc += w[j]
-    v.shift = acc * v.inv_period
-    v.s1 = 0.0
-    v.s2 = 0.0
-    for j in range(n):
-        e = w[j] - v.shift
-        v.s1 += e
-        v.s2 += e * e
-    m1 = v.s1 * v.inv_period
-    var = v.s2 * v.inv_period - m1 * m1
-    if var < 0.000000000001 * (v.s2 * v.inv_period):
-        var = 0.0
-    return var
-
-
 cdef Py_ssize_t svar_fast(ShiftedVar *sv, KernelHead *h, Window *win, double *total_io, bint want_mean,
                           const double *x, double *var_out, double *mean_out, Py_ssize_t n) noexcept nogil:
     """TA-Lib's VAR loop (and, with want_mean, TA_SMA's running total beside it, as BBANDS fuses them):
     var_out[i] = the window's variance, mean_out[i] = its SMA; NaN during warm-up."""
     cdef Py_ssize_t i = 0, p = sv.period
-    cdef double v, d, m1, var, oldest, total = 0.0, mid = NAN
-    cdef double shift = 0.0, s1 = 0.0, s2 = 0.0, inv = sv.inv_period, dp = <double>p
+    cdef double v, d, total = 0.0
+    cdef double shift = 0.0, s1 = 0.0, s2 = 0.0, inv = sv.inv_period
     cdef int64_t until_reseed = 32 * p
     cdef bint anchored = False
     while i < n and i < p - 1:
@@ -2389,40 +2394,9 @@ cdef Py_ssize_t svar_fast(ShiftedVar *sv, KernelHead *h, Window *win, double *to
             mean_out[i] = NAN
         i += 1
     if i == p - 1:
-        while i < n:
-            v = x[i]
-            if not ex_isfinite(v):
-                break
-            # (anchored by now: StdDev and BBANDS need a period of 2 or more)
-            if want_mean:
-                total += v
-                mid = total / dp
-                total -= x[i - p + 1]
-                mean_out[i] = mid
-            d = v - shift
-            s1 += d
-            s2 += d * d
-            m1 = s1 * inv
-            var = s2 * inv - m1 * m1
-            oldest = x[i - p + 1]
-            d = oldest - shift
-            s1 -= d
-            d *= d
-            s2 -= d
-            until_reseed -= 1
-            if var < 0.000001 * (s2 * inv) or d > 1000000.0 * s2 or until_reseed <= 0:
-                sv.period = p
-                var = svar_reseed_array(sv, x + (i - p + 1), p)
-                h.rebuilds += 1
-                shift = sv.shift
-                s1 = sv.s1
-                s2 = sv.s2
-                until_reseed = sv.until_reseed
-                d = oldest - shift
-                s1 -= d
-                s2 -= d * d
-            var_out[i] = var
-            i += 1
+        # (anchored by now: StdDev and BBANDS need a period of 2 or more) The loop is ex_svar.
+        i = ex_svar(x, var_out, mean_out if want_mean else NULL, i, n, p, &shift, &s1, &s2, &total,
+                    &until_reseed, &h.rebuilds, inv)
     sv.shift = shift
     sv.s1 = s1
     sv.s2 = s2
@@ -2677,6 +2651,31 @@ cdef Py_ssize_t linreg_fast(LinRegState *s, const double *x, double *slope, doub
     """linreg_step's operations, reading the departing value and the rebuild window from the array."""
     cdef Py_ssize_t i = 0, p = s.w.cap
     cdef double v
+    cdef double c[5]
+    if p <= LINREG_DIRECT_MAX:
+        # Short windows: every window's sums afresh (ex_linreg_direct), as linreg_step does.
+        while i < n and i < p - 1:
+            if not ex_isfinite(x[i]):
+                break
+            slope[i] = NAN
+            icpt[i] = NAN
+            r2[i] = NAN
+            i += 1
+        if i == p - 1:
+            c[0] = s.span
+            c[1] = s.half_span
+            c[2] = s.cxx
+            c[3] = s.inv_cxx
+            c[4] = s.inv_n
+            i = ex_linreg_direct(x, slope, icpt, r2, i, n, p, c)
+            if i >= p:
+                s.h.value = slope[i - 1]
+                s.intercept = icpt[i - 1]
+                s.r2 = r2[i - 1]
+                s.ky = x[i - 1]
+        s.h.count = i
+        win_fill(&s.w, x, i)
+        return i
     while i < n and i < p:
         v = x[i]
         if not ex_isfinite(v):
@@ -2782,6 +2781,18 @@ cdef cnp.ndarray _empty(Py_ssize_t n):
     return cnp.PyArray_EMPTY(1, dims, cnp.NPY_FLOAT64, 0)
 
 
+cdef tuple _empty3(Py_ssize_t n):
+    """Three output arrays of length n, as the rows of one (3, n) array: one allocation instead of
+    three. (At 1M values, glibc keeps one 24 MB block on its heap between calls -- under its 32 MB
+    mmap ceiling -- while three 8 MB blocks freed together exceed its trim threshold and come back
+    as fresh pages, ~1300 page faults per call measured; see benches/README.md.)"""
+    cdef cnp.npy_intp dims[2]
+    dims[0] = 3
+    dims[1] = n
+    cdef cnp.ndarray a = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT64, 0)
+    return a[0], a[1], a[2]
+
+
 cdef inline const double *_src(cnp.ndarray a):
     return <const double *>cnp.PyArray_DATA(a)
 
@@ -2867,7 +2878,8 @@ def macd(x, fast=12, slow=26, signal=9):
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
     cdef Py_ssize_t k = 0
-    cdef cnp.ndarray line = _empty(n), sig = _empty(n), hist = _empty(n)
+    cdef cnp.ndarray line, sig, hist
+    line, sig, hist = _empty3(n)
     cdef const double *src = _src(xa)
     cdef double *d_line = _dst(line)
     cdef double *d_sig = _dst(sig)
@@ -2890,7 +2902,8 @@ def bbands(x, period=20, nbdev_up=2.0, nbdev_dn=2.0):
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
     cdef Py_ssize_t k = 0
-    cdef cnp.ndarray upper = _empty(n), middle = _empty(n), lower = _empty(n)
+    cdef cnp.ndarray upper, middle, lower
+    upper, middle, lower = _empty3(n)
     cdef const double *src = _src(xa)
     cdef double *d_up = _dst(upper)
     cdef double *d_mid = _dst(middle)
@@ -3017,7 +3030,8 @@ def linear_regression(x, period):
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
     cdef Py_ssize_t k = 0
-    cdef cnp.ndarray slope = _empty(n), intercept = _empty(n), r2 = _empty(n)
+    cdef cnp.ndarray slope, intercept, r2
+    slope, intercept, r2 = _empty3(n)
     cdef const double *src = _src(xa)
     cdef double *d_slope = _dst(slope)
     cdef double *d_icpt = _dst(intercept)
@@ -3042,7 +3056,8 @@ def rolling_ols(x, y, period):
     cdef cnp.ndarray xa = _as_series(x, "x"), ya = _as_series(y, "y")
     cdef Py_ssize_t i, n = _same_length([xa, ya], ("x", "y"))
     cdef Py_ssize_t k = 0
-    cdef cnp.ndarray slope = _empty(n), intercept = _empty(n), r2 = _empty(n)
+    cdef cnp.ndarray slope, intercept, r2
+    slope, intercept, r2 = _empty3(n)
     cdef const double *sx = _src(xa)
     cdef const double *sy = _src(ya)
     cdef double *d_slope = _dst(slope)
