@@ -147,41 +147,6 @@ static void ex_bbands_map(double *upper, const double *middle, double *lower, Py
     }
 }
 
-/* ---- true range (TRANGE, ATR) ------------------------------------------------------------------ */
-/* out[i - 1] = TA-Lib's true range of bar i against the close of bar i - 1, for i in [1, n); returns
- * nonzero if any of hi[1..n), lo[1..n), cl[1..n) is not finite (x - x is +0 for a finite x, NaN
- * otherwise; the OR of the bit patterns is 0 exactly when all are +0). The max is written as
- * `v > g ? v : g`, TA-Lib's comparison, which is maxsd / maxpd: the same value lane by lane. */
-#define EX_TRANGE_BODY(I)                                                        \
-    do {                                                                         \
-        double h_ = hi[I], l_ = lo[I], pc_ = cl[(I) - 1], c_ = cl[I];            \
-        double g_ = h_ - l_, v_;                                                 \
-        v_ = __builtin_fabs(pc_ - h_); g_ = v_ > g_ ? v_ : g_;                   \
-        v_ = __builtin_fabs(pc_ - l_); g_ = v_ > g_ ? v_ : g_;                   \
-        out[(I) - 1] = g_;                                                             \
-        bad |= ex_bits(h_ - h_) | ex_bits(l_ - l_) | ex_bits(c_ - c_);           \
-    } while (0)
-
-#if EX_X86
-EX_AVX2 static int ex_trange_run_avx2(const double *hi, const double *lo, const double *cl, double *out,
-                                      Py_ssize_t n) {
-    uint64_t bad = 0;
-    Py_ssize_t i;
-    for (i = 1; i < n; i++) EX_TRANGE_BODY(i);
-    return bad != 0;
-}
-#endif
-
-static int ex_trange_run(const double *hi, const double *lo, const double *cl, double *out, Py_ssize_t n) {
-    uint64_t bad = 0;
-    Py_ssize_t i;
-#if EX_X86
-    if (ex_have_avx2()) return ex_trange_run_avx2(hi, lo, cl, out, n);
-#endif
-    for (i = 1; i < n; i++) EX_TRANGE_BODY(i);
-    return bad != 0;
-}
-
 /* ---- recurrences (EMA, MACD, RSI, ATR) --------------------------------------------------------- */
 /* Each smoothing step is one fused multiply-add on the dependency chain, v = fma(v, b, a * x) with
  * b the decay and a = 1 - b: a * x is off the chain, so a step costs one fma latency (4 cycles on
@@ -252,19 +217,46 @@ EX_INLINE Py_ssize_t ex_rsi_body(const double *x, double *out, Py_ssize_t n, dou
     return i;
 }
 
+#define EX_ATR_BLOCK 128
+
+/* TRANGE: out[j] = the true range of bar j against the close of bar j - 1, for j in [1, n) (bar 0 is the
+ * previous bar), in blocks computed vectorised into an L1 scratch buffer with the finiteness check
+ * (the OR of the bits of x - x: 0 exactly when all are finite), then stored. Returns the first bar of
+ * the first block with a non-finite input (or n). */
+EX_INLINE Py_ssize_t ex_trange_blocks_body(const double *hi, const double *lo, const double *cl, double *out,
+                                           Py_ssize_t n) {
+    double tr[EX_ATR_BLOCK];
+    Py_ssize_t i = 1, e, j;
+    while (i < n) {
+        uint64_t bad = 0;
+        e = i + EX_ATR_BLOCK < n ? i + EX_ATR_BLOCK : n;
+        for (j = i; j < e; j++) {
+            double h_ = hi[j], l_ = lo[j], pc_ = cl[j - 1], c_ = cl[j];
+            double g_ = h_ - l_, d_;
+            d_ = __builtin_fabs(pc_ - h_); g_ = d_ > g_ ? d_ : g_;
+            d_ = __builtin_fabs(pc_ - l_); g_ = d_ > g_ ? d_ : g_;
+            tr[j - i] = g_;
+            bad |= ex_bits(h_ - h_) | ex_bits(l_ - l_) | ex_bits(c_ - c_);
+        }
+        if (bad) break;
+        memcpy(out + i, tr, (size_t)(e - i) * sizeof(double));
+        i = e;
+    }
+    return i;
+}
+
 /* ATR after its seed, two bars per chain step. Wilder's v' = fma(v, b, a * tr) (TA-Lib's own form,
  * #338: b = (period - 1) / period, a = 1 - b) is applied to the first bar of each pair; the second
  * bar's value comes from the pair's starting value in one step, v'' = fma(v, b2, fma(a * tr1, b, a * tr2))
  * with b2 = b * b, so the chain advances two bars per fma latency. `phase` is 1 between the two bars
  * of a pair (then `anchor` is the value before the pair and `pending` is a * tr1). The true ranges of
- * a block are computed first, vectorised, into a scratch buffer that stays in L1; then the chain runs
- * over them. */
+ * a block are computed first, vectorised, into a scratch buffer that stays in L1; the chain replaces
+ * them with the values in place, and the block is copied out. */
 typedef struct {
     double value, anchor, pending;
     int phase;
 } ex_pair_state;
 
-#define EX_ATR_BLOCK 128
 
 EX_INLINE Py_ssize_t ex_atr_body(const double *hi, const double *lo, const double *cl, double *out, Py_ssize_t n,
                                  ex_pair_state *st, double a, double b, double b2) {
@@ -290,23 +282,25 @@ EX_INLINE Py_ssize_t ex_atr_body(const double *hi, const double *lo, const doubl
         j = i;
         if (phase) {
             v = __builtin_fma(anchor, b2, __builtin_fma(pending, b, a * tr[0]));
-            out[j++] = v;
+            tr[0] = v;
+            j++;
             phase = 0;
         }
         for (; j + 1 < e; j += 2) {
             double u = a * tr[j - i];
             double w = __builtin_fma(u, b, a * tr[j + 1 - i]);
-            out[j] = __builtin_fma(v, b, u);
+            tr[j - i] = __builtin_fma(v, b, u);
             v = __builtin_fma(v, b2, w);
-            out[j + 1] = v;
+            tr[j + 1 - i] = v;
         }
         if (j < e) {
             anchor = v;
             pending = a * tr[j - i];
             v = __builtin_fma(v, b, pending);
-            out[j] = v;
+            tr[j - i] = v;
             phase = 1;
         }
+        memcpy(out + i, tr, (size_t)(e - i) * sizeof(double));
         i = e;
     }
     st->value = v;
@@ -445,6 +439,9 @@ EX_VARIANTS(Py_ssize_t, ex_rsi, (const double *x, double *out, Py_ssize_t n, dou
 EX_VARIANTS(Py_ssize_t, ex_atr, (const double *hi, const double *lo, const double *cl, double *out, Py_ssize_t n,
                                  ex_pair_state *st, double a, double b, double b2),
             (hi, lo, cl, out, n, st, a, b, b2))
+EX_VARIANTS(Py_ssize_t, ex_trange_blocks, (const double *hi, const double *lo, const double *cl, double *out,
+                                           Py_ssize_t n),
+            (hi, lo, cl, out, n))
 EX_VARIANTS(Py_ssize_t, ex_sma, (const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p,
                                  double *total_io),
             (x, out, start, n, p, total_io))

@@ -71,8 +71,6 @@ cdef extern from "ex_features.h":
     void ex_stddev_map(double *a, Py_ssize_t n, double nbdev) noexcept nogil
     void ex_bbands_map(double *upper, const double *middle, double *lower, Py_ssize_t n, double up,
                        double dn) noexcept nogil
-    bint ex_trange_run(const double *hi, const double *lo, const double *cl, double *out,
-                       Py_ssize_t n) noexcept nogil
     ctypedef struct ex_pair_state:
         double value, anchor, pending
         int phase
@@ -83,6 +81,8 @@ cdef extern from "ex_features.h":
                       double *loss_io, double *value_io, double a, double b) noexcept nogil
     Py_ssize_t ex_atr(const double *hi, const double *lo, const double *cl, double *out, Py_ssize_t n,
                       ex_pair_state *st, double a, double b, double b2) noexcept nogil
+    Py_ssize_t ex_trange_blocks(const double *hi, const double *lo, const double *cl, double *out,
+                                Py_ssize_t n) noexcept nogil
     Py_ssize_t ex_sma(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p,
                       double *total_io) noexcept nogil
     ctypedef struct ex_beta_state:
@@ -2408,11 +2408,6 @@ cdef Py_ssize_t svar_fast(ShiftedVar *sv, KernelHead *h, Window *win, double *to
     return i
 
 
-cdef enum:
-    # Bars per vectorised true-range block (TRANGE): the check and the hand-over are per block.
-    TR_BLOCK = 16384
-
-
 cdef Py_ssize_t atr_fast(AtrState *s, const double *hi, const double *lo, const double *cl, double *out,
                          Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i = 0, p = s.period
@@ -2463,13 +2458,9 @@ cdef Py_ssize_t trange_fast(TrueRangeState *s, const double *hi, const double *l
     if n > 0 and ex_isfinite(hi[0]) and ex_isfinite(lo[0]) and ex_isfinite(cl[0]):
         out[0] = NAN
         i = 1
-        # Vectorised blocks while every input is finite; the block with a bad input is redone by the
-        # checked loop, up to that input.
-        while i < n:
-            e = i + TR_BLOCK if i + TR_BLOCK < n else n
-            if ex_trange_run(hi + i - 1, lo + i - 1, cl + i - 1, out + i, e - i + 1):
-                break
-            i = e
+        # Vectorised blocks while every input is finite (ex_trange_blocks); the block with a bad input
+        # is redone by the checked loop, up to that input.
+        i = ex_trange_blocks(hi, lo, cl, out, n)
         prev_close = cl[i - 1]
         if i > 1:
             value = out[i - 1]
