@@ -723,8 +723,10 @@ cdef inline int rvol_init(RealizedVolState *s, int64_t period) noexcept nogil:
 cdef void rvol_rebuild(RealizedVolState *s) noexcept nogil:
     cdef Py_ssize_t i
     gsum_clear(&s.s)
+    # gsum_add, not a bare sum: the rebuilt sum's own rounding belongs in its bound (a large term
+    # rebuilt into it must still trigger a rebuild when it leaves).
     for i in range(s.w.n):
-        s.s.sum += win_at(&s.w, i)
+        gsum_add(&s.s, win_at(&s.w, i))
 
 
 cdef inline double rvol_step(RealizedVolState *s, double x) noexcept nogil:
@@ -1158,9 +1160,9 @@ cdef void vwap_rebuild(VwapState *s) noexcept nogil:
     cdef Py_ssize_t i
     gsum_clear(&s.rpv)
     gsum_clear(&s.rv)
-    for i in range(s.wv.n):
-        s.rpv.sum += win_at(&s.wp, i) * win_at(&s.wv, i)
-        s.rv.sum += win_at(&s.wv, i)
+    for i in range(s.wv.n):     # gsum_add: see rvol_rebuild
+        gsum_add(&s.rpv, win_at(&s.wp, i) * win_at(&s.wv, i))
+        gsum_add(&s.rv, win_at(&s.wv, i))
 
 
 cdef inline double vwap_step(VwapState *s, double price, double volume) noexcept nogil:
@@ -1204,12 +1206,12 @@ cdef void flow_rebuild(FlowState *s) noexcept nogil:
     cdef double v
     gsum_clear(&s.buy)
     gsum_clear(&s.sell)
-    for i in range(s.w.n):
-        v = win_at(&s.w, i)
+    for i in range(s.w.n):     # gsum_add: see rvol_rebuild (a 1e6 trade rebuilt into the buy sum
+        v = win_at(&s.w, i)     # left ~1e-10 of garbage behind it when it went)
         if ex_signbit(v):
-            s.sell.sum -= v
+            gsum_add(&s.sell, -v)
         else:
-            s.buy.sum += v
+            gsum_add(&s.buy, v)
 
 
 cdef inline double flow_step(FlowState *s, double size, bint is_buy) noexcept nogil:
