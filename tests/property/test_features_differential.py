@@ -4,8 +4,9 @@ stretches, gaps (jumps up to 1e4x) and single-value spikes.
 
 * TA-Lib: every kernel TA-Lib has equals it within 1e-9 relative. The absolute floor (1e-12 of the
   series' magnitude) is there for outputs that cross zero -- the MACD line and histogram, slopes,
-  returns -- where TA-Lib's FMA-dispatched build (EMA, MACD, ATR use fused multiply-adds on CPUs that
-  have them) rounds differently from a portable build by an ulp of the *inputs*.
+  returns -- where an ulp of the *inputs* is not small relative to the output: extrema's recurrences
+  (EMA, MACD, RSI, ATR, SMA, WMA) are TA-Lib's rearranged for a shorter dependency chain, and
+  TA-Lib's own FMA-dispatched build rounds differently from its portable one.
 * Reference: the TA-Lib transcriptions must match to the last bit; the whole-window definitions
   (exact rational arithmetic) within 1e-9 of the quantity's natural scale.
 * Streaming: the value after each update() equals the batch output at that index, bit for bit.

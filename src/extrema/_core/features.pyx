@@ -13,10 +13,15 @@ From Cython, `update_c()` is the compiled API: `cdef double v = k.update_c(x)` w
 Conventions (every kernel)
 --------------------------
 * Warm-up: the value is NaN until the kernel has seen enough accepted inputs (per class below); then
-  `is_ready` is True. Where TA-Lib has the indicator, the warm-up, the seeding and the arithmetic are
+  `is_ready` is True. Where TA-Lib has the indicator, the warm-up, the seeding and the definition are
   TA-Lib's (C library 0.6+/0.8 default compatibility, no unstable period), so the first non-NaN index
-  of a batch equals TA-Lib's lookback and the values agree to 1e-9 (bit-identical except where
-  TA-Lib's FMA-dispatched build fuses a multiply-add: EMA, MACD, ATR; see tests/property).
+  of a batch equals TA-Lib's lookback and the values agree to 1e-9 (tests/property). STDDEV, BBANDS,
+  TRANGE, ROCP and BETA do TA-Lib's arithmetic operation for operation (bit-identical). The
+  recurrences are rearranged so that each step puts one operation on the dependency chain -- EMA,
+  MACD, RSI: v = fma(v, b, a * x); ATR: two bars per fma; SMA, WMA: one addition per running sum --
+  which agrees with TA-Lib to a few ulps of the inputs' scale; LINEARREG sums windows of up to 32
+  values afresh, as TA-Lib does. Every fused multiply-add is explicit and correctly rounded (the FMA
+  instruction, or libm's fma() where the CPU lacks it), so the results are the same on every machine.
 * Bad input is skipped, never propagated: an update with a NaN or +-inf input (or an input invalid
   for the kernel, e.g. a negative volume, a non-positive price for log returns) leaves the state and
   the value unchanged and increments `skipped`. A batch holds the previous value at that index. So a
