@@ -971,16 +971,26 @@ cdef inline double linreg_output(LinRegState *s) noexcept nogil:
 
 
 cdef double linreg_direct(LinRegState *s) noexcept nogil:
-    """A short window's sums afresh, anchored on its newest value (ex_features.h, ex_linreg_direct:
-    the same operations in the same order), then the outputs."""
-    cdef Py_ssize_t j, n = s.w.n
-    cdef double dy, sy = 0.0, q = 0.0, syy = 0.0
-    s.ky = win_at(&s.w, n - 1)
-    for j in range(n):
-        dy = win_at(&s.w, j) - s.ky
+    """A full short window's sums afresh, anchored on its newest value (ex_features.h,
+    ex_linreg_direct: the same operations in the same order, oldest to newest -- the ring read as its
+    two contiguous runs), then the outputs."""
+    cdef Py_ssize_t k, cap = s.w.cap, pos = s.w.pos
+    cdef const double *buf = s.w.buf
+    cdef double dy, sy = 0.0, q = 0.0, syy = 0.0, j = 0.0, ky
+    ky = buf[pos - 1] if pos > 0 else buf[cap - 1]
+    s.ky = ky
+    for k in range(pos, cap):
+        dy = buf[k] - ky
         sy += dy
-        q += <double>j * dy
+        q += j * dy
         syy += dy * dy
+        j += 1.0
+    for k in range(pos):
+        dy = buf[k] - ky
+        sy += dy
+        q += j * dy
+        syy += dy * dy
+        j += 1.0
     s.sy = sy
     s.q = q
     s.syy = syy
