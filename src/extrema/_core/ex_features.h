@@ -19,25 +19,10 @@
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
 #define EX_X86 1
 #include <immintrin.h>
-#define EX_AVX2 __attribute__((target("avx2")))
 #define EX_AVX2_FMA __attribute__((target("avx2,fma")))
 #else
 #define EX_X86 0
 #endif
-
-/* 1 if the CPU runs AVX2 (evaluated once). */
-static inline int ex_have_avx2(void) {
-#if EX_X86
-    static int have = -1;
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx2") ? 1 : 0;
-    }
-    return have;
-#else
-    return 0;
-#endif
-}
 
 /* 1 if the CPU runs AVX2 and FMA (evaluated once): the variant compiled with both. */
 static inline int ex_have_fma(void) {
@@ -65,10 +50,10 @@ typedef int64_t ex_v4i __attribute__((vector_size(32)));
 typedef double ex_v2d __attribute__((vector_size(16)));
 typedef int64_t ex_v2i __attribute__((vector_size(16)));
 
-/* ---- square-root maps (STDDEV, BBANDS) --------------------------------------------------------- */
+/* ---- square roots (STDDEV, BBANDS) ----------------------------------------------------------------- */
 /* libm's sqrt() carries errno handling (a compare and a call for negative input) that stops the
  * compiler vectorising; the variances here are never negative, and the sqrt instruction is correctly
- * rounded, so the values are those of the scalar sqrt. */
+ * rounded, so the values are those of the scalar sqrt (ex_svar_map uses the SSE2 pair form). */
 
 static inline double ex_sqrt1(double v) {
 #if EX_X86
@@ -76,83 +61,6 @@ static inline double ex_sqrt1(double v) {
 #else
     return __builtin_sqrt(v);
 #endif
-}
-
-#if EX_X86
-EX_AVX2 static void ex_stddev_map_avx2(double *a, Py_ssize_t n, double nbdev) {
-    Py_ssize_t i = 0;
-    if (nbdev != 1.0) {
-        __m256d k = _mm256_set1_pd(nbdev);
-        for (; i + 4 <= n; i += 4)
-            _mm256_storeu_pd(a + i, _mm256_mul_pd(_mm256_sqrt_pd(_mm256_loadu_pd(a + i)), k));
-        for (; i < n; i++) a[i] = ex_sqrt1(a[i]) * nbdev;
-    } else {
-        for (; i + 4 <= n; i += 4)
-            _mm256_storeu_pd(a + i, _mm256_sqrt_pd(_mm256_loadu_pd(a + i)));
-        for (; i < n; i++) a[i] = ex_sqrt1(a[i]);
-    }
-}
-#endif
-
-static void ex_stddev_map(double *a, Py_ssize_t n, double nbdev) {
-    Py_ssize_t i = 0;
-#if EX_X86
-    if (ex_have_avx2()) { ex_stddev_map_avx2(a, n, nbdev); return; }
-    if (nbdev != 1.0) {
-        __m128d k = _mm_set1_pd(nbdev);
-        for (; i + 2 <= n; i += 2) _mm_storeu_pd(a + i, _mm_mul_pd(_mm_sqrt_pd(_mm_loadu_pd(a + i)), k));
-    } else {
-        for (; i + 2 <= n; i += 2) _mm_storeu_pd(a + i, _mm_sqrt_pd(_mm_loadu_pd(a + i)));
-    }
-#endif
-    if (nbdev != 1.0) { for (; i < n; i++) a[i] = ex_sqrt1(a[i]) * nbdev; }
-    else { for (; i < n; i++) a[i] = ex_sqrt1(a[i]); }
-}
-
-/* BBANDS: `lower` holds the variances on entry and the lower band on exit (bbands_step's arithmetic:
- * sd = var != 0 ? sqrt(var) : +0 -- a mask, lane by lane -- then middle +- sd * nbdev; with equal
- * factors bbands_step forms the product once, which is the same value). */
-#if EX_X86
-EX_AVX2 static void ex_bbands_map_avx2(double *upper, const double *middle, double *lower, Py_ssize_t n,
-                                       double up, double dn) {
-    Py_ssize_t i = 0;
-    __m256d ku = _mm256_set1_pd(up), kd = _mm256_set1_pd(dn);
-    for (; i + 4 <= n; i += 4) {
-        __m256d v = _mm256_loadu_pd(lower + i);
-        __m256d sd = _mm256_andnot_pd(_mm256_cmp_pd(v, _mm256_setzero_pd(), _CMP_EQ_OQ), _mm256_sqrt_pd(v));
-        __m256d m = _mm256_loadu_pd(middle + i);
-        _mm256_storeu_pd(upper + i, _mm256_add_pd(m, _mm256_mul_pd(sd, ku)));
-        _mm256_storeu_pd(lower + i, _mm256_sub_pd(m, _mm256_mul_pd(sd, kd)));
-    }
-    for (; i < n; i++) {
-        double sd = lower[i] != 0.0 ? ex_sqrt1(lower[i]) : 0.0;
-        upper[i] = middle[i] + sd * up;
-        lower[i] = middle[i] - sd * dn;
-    }
-}
-#endif
-
-static void ex_bbands_map(double *upper, const double *middle, double *lower, Py_ssize_t n,
-                          double up, double dn) {
-    Py_ssize_t i = 0;
-#if EX_X86
-    if (ex_have_avx2()) { ex_bbands_map_avx2(upper, middle, lower, n, up, dn); return; }
-    {
-        __m128d ku = _mm_set1_pd(up), kd = _mm_set1_pd(dn);
-        for (; i + 2 <= n; i += 2) {
-            __m128d v = _mm_loadu_pd(lower + i);
-            __m128d sd = _mm_andnot_pd(_mm_cmpeq_pd(v, _mm_setzero_pd()), _mm_sqrt_pd(v));
-            __m128d m = _mm_loadu_pd(middle + i);
-            _mm_storeu_pd(upper + i, _mm_add_pd(m, _mm_mul_pd(sd, ku)));
-            _mm_storeu_pd(lower + i, _mm_sub_pd(m, _mm_mul_pd(sd, kd)));
-        }
-    }
-#endif
-    for (; i < n; i++) {
-        double sd = lower[i] != 0.0 ? ex_sqrt1(lower[i]) : 0.0;
-        upper[i] = middle[i] + sd * up;
-        lower[i] = middle[i] - sd * dn;
-    }
 }
 
 /* ---- recurrences (EMA, MACD, RSI, ATR) --------------------------------------------------------- */
@@ -693,9 +601,44 @@ static double ex_svar_reseed(const double *w, Py_ssize_t p, double inv, double *
  * on entry, as var.c's loop has them): var_out[i] = the variance, mean_out[i] (if not NULL) = the SMA.
  * Stops at the first non-finite x[i]; returns the index reached. (The state is passed as separate
  * scalars: held in a struct, GCC packed it into one vector register, a shuffle per step.) */
-EX_INLINE Py_ssize_t ex_svar_body(const double *x, double *var_out, double *mean_out, Py_ssize_t start,
+/* The outputs of a finished stretch of windows, from their variances (in var_out) and SMAs, while they
+ * are in L1: stddev_step's sqrt(var) * nbdev (mode 1), or bbands_step's bands (mode 2: var_out becomes
+ * the lower band). The square roots run in the divider, beside the next block's additions. */
+#define EX_SVAR_VAR 0
+#define EX_SVAR_STDDEV 1
+#define EX_SVAR_BBANDS 2
+
+EX_INLINE void ex_svar_map(int mode, double *var, double *mean, double *upper, Py_ssize_t m, double f1, double f2) {
+    Py_ssize_t k = 0;
+    if (mode == EX_SVAR_STDDEV) {
+#if EX_X86
+        for (; k + 2 <= m; k += 2) {
+            __m128d r = _mm_sqrt_pd(_mm_loadu_pd(var + k));
+            _mm_storeu_pd(var + k, f1 != 1.0 ? _mm_mul_pd(r, _mm_set1_pd(f1)) : r);
+        }
+#endif
+        for (; k < m; k++) var[k] = f1 != 1.0 ? ex_sqrt1(var[k]) * f1 : ex_sqrt1(var[k]);
+    } else if (mode == EX_SVAR_BBANDS) {
+#if EX_X86
+        for (; k + 2 <= m; k += 2) {
+            __m128d v = _mm_loadu_pd(var + k), md = _mm_loadu_pd(mean + k);
+            __m128d sd = _mm_andnot_pd(_mm_cmpeq_pd(v, _mm_setzero_pd()), _mm_sqrt_pd(v));
+            _mm_storeu_pd(upper + k, _mm_add_pd(md, _mm_mul_pd(sd, _mm_set1_pd(f1))));
+            _mm_storeu_pd(var + k, _mm_sub_pd(md, _mm_mul_pd(sd, _mm_set1_pd(f2))));
+        }
+#endif
+        for (; k < m; k++) {
+            double sd = var[k] != 0.0 ? ex_sqrt1(var[k]) : 0.0;
+            upper[k] = mean[k] + sd * f1;
+            var[k] = mean[k] - sd * f2;
+        }
+    }
+}
+
+EX_INLINE Py_ssize_t ex_svar_body(const double *x, double *var_out, double *mean_out, double *upper, Py_ssize_t start,
                                   Py_ssize_t n, Py_ssize_t p, double *shift_io, double *s1_io, double *s2_io,
-                                  double *total_io, int64_t *until_io, int64_t *rebuilds_io, double inv) {
+                                  double *total_io, int64_t *until_io, int64_t *rebuilds_io, double inv, int mode,
+                                  double f1, double f2) {
     double a1[EX_SVAR_BLOCK], a2[EX_SVAR_BLOCK], tm[EX_SVAR_BLOCK];
     double shift = *shift_io, s1 = *s1_io, s2 = *s2_io, total = *total_io, dp = (double)p;
     int64_t until = *until_io, rebuilds = *rebuilds_io;
@@ -755,9 +698,11 @@ EX_INLINE Py_ssize_t ex_svar_body(const double *x, double *var_out, double *mean
             s2 -= d * d;
             until = 32 * (int64_t)p;
             rebuilds++;
+            ex_svar_map(mode, var_out + i, mean_out ? mean_out + i : NULL, upper ? upper + i : NULL, t + 1, f1, f2);
             i += t + 1;
         } else {
             until -= m;
+            ex_svar_map(mode, var_out + i, mean_out ? mean_out + i : NULL, upper ? upper + i : NULL, m, f1, f2);
             i = e;
         }
     }
@@ -770,10 +715,12 @@ EX_INLINE Py_ssize_t ex_svar_body(const double *x, double *var_out, double *mean
     return i;
 }
 
-EX_VARIANTS(Py_ssize_t, ex_svar, (const double *x, double *var_out, double *mean_out, Py_ssize_t start, Py_ssize_t n,
-                                  Py_ssize_t p, double *shift_io, double *s1_io, double *s2_io, double *total_io,
-                                  int64_t *until_io, int64_t *rebuilds_io, double inv),
-            (x, var_out, mean_out, start, n, p, shift_io, s1_io, s2_io, total_io, until_io, rebuilds_io, inv))
+EX_VARIANTS(Py_ssize_t, ex_svar, (const double *x, double *var_out, double *mean_out, double *upper, Py_ssize_t start,
+                                  Py_ssize_t n, Py_ssize_t p, double *shift_io, double *s1_io, double *s2_io,
+                                  double *total_io, int64_t *until_io, int64_t *rebuilds_io, double inv, int mode,
+                                  double f1, double f2),
+            (x, var_out, mean_out, upper, start, n, p, shift_io, s1_io, s2_io, total_io, until_io, rebuilds_io, inv,
+             mode, f1, f2))
 
 /* ---- LinearRegression, short windows --------------------------------------------------------------- */
 /* For period <= EX_LINREG_DIRECT_MAX every window's sums are computed afresh, as TA-Lib's LINEARREG does

@@ -73,9 +73,6 @@ cdef extern from *:
 # correctly rounded fma() otherwise). Same per-element operations as the step functions, which call
 # libm's fma(), so the same bits.
 cdef extern from "ex_features.h":
-    void ex_stddev_map(double *a, Py_ssize_t n, double nbdev) noexcept nogil
-    void ex_bbands_map(double *upper, const double *middle, double *lower, Py_ssize_t n, double up,
-                       double dn) noexcept nogil
     ctypedef struct ex_pair_state:
         double value, anchor, pending
         int phase
@@ -98,9 +95,11 @@ cdef extern from "ex_features.h":
     enum: EX_BETA_MAX_PERIOD
     Py_ssize_t ex_beta(const double *x, const double *y, double *out, Py_ssize_t start, Py_ssize_t n,
                        Py_ssize_t p, ex_beta_state *st, ex_beta_rebuild_fn rebuild, void *owner) noexcept nogil
-    Py_ssize_t ex_svar(const double *x, double *var_out, double *mean_out, Py_ssize_t start, Py_ssize_t n,
-                       Py_ssize_t p, double *shift_io, double *s1_io, double *s2_io, double *total_io,
-                       int64_t *until_io, int64_t *rebuilds_io, double inv) noexcept nogil
+    Py_ssize_t ex_svar(const double *x, double *var_out, double *mean_out, double *upper, Py_ssize_t start,
+                       Py_ssize_t n, Py_ssize_t p, double *shift_io, double *s1_io, double *s2_io, double *total_io,
+                       int64_t *until_io, int64_t *rebuilds_io, double inv, int mode, double f1,
+                       double f2) noexcept nogil
+    int EX_SVAR_STDDEV, EX_SVAR_BBANDS
     const Py_ssize_t LINREG_DIRECT_MAX "EX_LINREG_DIRECT_MAX"
     Py_ssize_t ex_linreg_direct(const double *x, double *slope, double *icpt, double *r2, Py_ssize_t start,
                                 Py_ssize_t n, Py_ssize_t p, const double *c) noexcept nogil
@@ -2387,9 +2386,11 @@ cdef Py_ssize_t macd_fast(MacdState *s, const double *x, double *line_out, doubl
 
 
 cdef Py_ssize_t svar_fast(ShiftedVar *sv, KernelHead *h, Window *win, double *total_io, bint want_mean,
-                          const double *x, double *var_out, double *mean_out, Py_ssize_t n) noexcept nogil:
-    """TA-Lib's VAR loop (and, with want_mean, TA_SMA's running total beside it, as BBANDS fuses them):
-    var_out[i] = the window's variance, mean_out[i] = its SMA; NaN during warm-up."""
+                          const double *x, double *var_out, double *mean_out, double *upper, int mode, double f1,
+                          double f2, Py_ssize_t n) noexcept nogil:
+    """TA-Lib's VAR loop (and, with want_mean, TA_SMA's running total beside it, as BBANDS fuses them),
+    mapped to the outputs by ex_svar (mode EX_SVAR_STDDEV: var_out[i] = the standard deviation times
+    f1; EX_SVAR_BBANDS: upper / mean_out / var_out = the bands, factors f1 / f2); NaN during warm-up."""
     cdef Py_ssize_t i = 0, p = sv.period
     cdef double v, d, total = 0.0
     cdef double shift = 0.0, s1 = 0.0, s2 = 0.0, inv = sv.inv_period
@@ -2412,8 +2413,8 @@ cdef Py_ssize_t svar_fast(ShiftedVar *sv, KernelHead *h, Window *win, double *to
         i += 1
     if i == p - 1:
         # (anchored by now: StdDev and BBANDS need a period of 2 or more) The loop is ex_svar.
-        i = ex_svar(x, var_out, mean_out if want_mean else NULL, i, n, p, &shift, &s1, &s2, &total,
-                    &until_reseed, &h.rebuilds, inv)
+        i = ex_svar(x, var_out, mean_out if want_mean else NULL, upper, i, n, p, &shift, &s1, &s2, &total,
+                    &until_reseed, &h.rebuilds, inv, mode, f1, f2)
     sv.shift = shift
     sv.s1 = s1
     sv.s2 = s2
@@ -2922,14 +2923,13 @@ def bbands(x, period=20, nbdev_up=2.0, nbdev_dn=2.0):
         raise MemoryError()
     cdef Py_ssize_t start, warm
     with nogil:
-        # The fast path leaves the variances in d_lo; the bands are a map over them.
         k = skip_leading(&st.h, src, d_mid, n)
         fill_nan(d_up, 0, k)
         fill_nan(d_lo, 0, k)
-        start = k + svar_fast(&st.v, &st.h, &st.w, &st.total, True, src + k, d_lo + k, d_mid + k, n - k)
+        start = k + svar_fast(&st.v, &st.h, &st.w, &st.total, True, src + k, d_lo + k, d_mid + k, d_up + k,
+                              EX_SVAR_BBANDS, st.nbdev_up, st.nbdev_dn, n - k)
         warm = k + st.v.period - 1 if k + st.v.period - 1 < start else start
         fill_nan(d_up, k, warm)
-        ex_bbands_map(d_up + warm, d_mid + warm, d_lo + warm, start - warm, st.nbdev_up, st.nbdev_dn)
         if start > k:
             st.h.value = d_mid[start - 1]
             st.upper = d_up[start - 1]
@@ -2953,13 +2953,12 @@ def stddev(x, period, nbdev=1.0):
     cdef StdDevState st
     if stddev_init(&st, _period(period, "period", 2), _factor(nbdev, "nbdev")) != 0:
         raise MemoryError()
-    cdef Py_ssize_t start, warm
+    cdef Py_ssize_t start
     cdef double unused_total = 0.0
     with nogil:
         k = skip_leading(&st.h, src, dst, n)
-        start = k + svar_fast(&st.v, &st.h, &st.w, &unused_total, False, src + k, dst + k, NULL, n - k)
-        warm = k + st.v.period - 1 if k + st.v.period - 1 < start else start
-        ex_stddev_map(dst + warm, start - warm, st.nbdev)
+        start = k + svar_fast(&st.v, &st.h, &st.w, &unused_total, False, src + k, dst + k, NULL, NULL,
+                              EX_SVAR_STDDEV, st.nbdev, 1.0, n - k)
         if start > k:
             st.h.value = dst[start - 1]
         for i in range(start, n):
