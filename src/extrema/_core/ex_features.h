@@ -497,23 +497,41 @@ static inline double ex_beta_dev(double r, double shift) { return r == r ? r - s
  * arithmetic in one place. */
 typedef void (*ex_beta_rebuild_fn)(void *owner, const double *x, const double *y, ex_beta_state *st);
 
+/* dev[k] = ex_beta_dev(r[k], shift) for k in [0, n), vectorised (a NaN return marks a zero reference). */
+EX_INLINE void ex_beta_devs(const double *r, double *dev, Py_ssize_t n, double shift) {
+    const ex_v4d sh = {shift, shift, shift, shift}, neg = -sh;     /* -shift, as ex_beta_dev (not 0 - shift) */
+    Py_ssize_t k;
+    for (k = 0; k + 4 <= n; k += 4) {
+        ex_v4d v, d;
+        ex_v4i ok;
+        memcpy(&v, r + k, sizeof v);
+        ok = v == v;
+        d = (ex_v4d)(((ex_v4i)(v - sh) & ok) | ((ex_v4i)neg & ~ok));
+        memcpy(dev + k, &d, sizeof d);
+    }
+    for (; k < n; k++) dev[k] = ex_beta_dev(r[k], shift);
+}
+
 EX_INLINE Py_ssize_t ex_beta_body(const double *x, const double *y, double *out, Py_ssize_t start, Py_ssize_t n,
                                   Py_ssize_t p, ex_beta_state *st, ex_beta_rebuild_fn rebuild, void *owner) {
-    double rx[EX_BETA_BLOCK + EX_BETA_MAX_PERIOD], ry[EX_BETA_BLOCK + EX_BETA_MAX_PERIOD], den[EX_BETA_BLOCK];
+    double rx[EX_BETA_BLOCK + EX_BETA_MAX_PERIOD], ry[EX_BETA_BLOCK + EX_BETA_MAX_PERIOD];
+    double ddx[EX_BETA_BLOCK + EX_BETA_MAX_PERIOD], ddy[EX_BETA_BLOCK + EX_BETA_MAX_PERIOD], den[EX_BETA_BLOCK];
     double shift_x = st->shift_x, shift_y = st->shift_y, sxx = st->sxx, sxy = st->sxy, syy = st->syy;
     double sx = st->sx, sy = st->sy, lxx = st->leaving_xx, lyy = st->leaving_yy, nn = (double)p;
     int64_t until = st->until, rebuilds = st->rebuilds;
     Py_ssize_t i = start, e, j;
     while (i < n) {
         uint64_t bad = 0;
-        Py_ssize_t base = i - p + 1;           /* rx[k] is the return into bar base + k */
+        Py_ssize_t base = i - p + 1;           /* rx[k], ddx[k]: the return into bar base + k, its deviation */
         e = i + EX_BETA_BLOCK < n ? i + EX_BETA_BLOCK : n;
         for (j = i; j < e; j++) bad |= ex_bits(x[j] - x[j]) | ex_bits(y[j] - y[j]);
         if (bad) break;
         ex_returns_block(x + base - 1, rx, e - base);
         ex_returns_block(y + base - 1, ry, e - base);
+        ex_beta_devs(rx, ddx, e - base, shift_x);
+        ex_beta_devs(ry, ddy, e - base, shift_y);
         for (j = i; j < e; j++) {
-            double dx = ex_beta_dev(rx[j - base], shift_x), dy = ex_beta_dev(ry[j - base], shift_y);
+            double dx = ddx[j - base], dy = ddy[j - base];
             double denom_scale, denom, ex, ey;
             sxx += dx * dx;
             sxy += dx * dy;
@@ -523,7 +541,7 @@ EX_INLINE Py_ssize_t ex_beta_body(const double *x, const double *y, double *out,
             denom_scale = nn * sxx;
             denom = denom_scale - sx * sx;
             until -= 1;
-            if (denom < 0.000001 * denom_scale || lxx > 1000.0 * sxx || lyy > 1000.0 * syy || until <= 0) {
+            if ((denom < 0.000001 * denom_scale) | (lxx > 1000.0 * sxx) | (lyy > 1000.0 * syy) | (until <= 0)) {
                 rebuild(owner, x + (j - p), y + (j - p), st);
                 shift_x = st->shift_x; shift_y = st->shift_y;
                 sxx = st->sxx; sxy = st->sxy; syy = st->syy; sx = st->sx; sy = st->sy;
@@ -532,9 +550,12 @@ EX_INLINE Py_ssize_t ex_beta_body(const double *x, const double *y, double *out,
                 denom_scale = nn * sxx;
                 denom = denom_scale - sx * sx;
                 if (denom < 0.0) denom = 0.0;
+                /* the deviations still to be read (the leaving ones from this step on), on the new shift */
+                ex_beta_devs(rx + (j - p + 1 - base), ddx + (j - p + 1 - base), e - (j - p + 1), shift_x);
+                ex_beta_devs(ry + (j - p + 1 - base), ddy + (j - p + 1 - base), e - (j - p + 1), shift_y);
             }
-            ex = ex_beta_dev(rx[j - p + 1 - base], shift_x);
-            ey = ex_beta_dev(ry[j - p + 1 - base], shift_y);
+            ex = ddx[j - p + 1 - base];
+            ey = ddy[j - p + 1 - base];
             if (denom > 1e-14 * denom_scale) {
                 out[j] = nn * sxy - sx * sy;
                 den[j - i] = denom;
