@@ -24,18 +24,34 @@
 #define EX_X86 0
 #endif
 
-/* 1 if the CPU runs AVX2 and FMA (evaluated once): the variant compiled with both. */
+/* 1 if the CPU runs AVX2 and FMA (evaluated once): the variant compiled with both. ex_force_baseline
+ * makes the dispatch take the baseline variants (tests/unit/test_features.py checks that both give
+ * the same bits). */
+static int ex_fma_state = -1;
+
 static inline int ex_have_fma(void) {
 #if EX_X86
-    static int have = -1;
-    if (have < 0) {
+    if (ex_fma_state < 0) {
         __builtin_cpu_init();
-        have = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+        ex_fma_state = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
     }
-    return have;
+    return ex_fma_state;
 #else
     return 0;
 #endif
+}
+
+/* Returns 1 if the AVX2 + FMA variants were in use before the call. */
+static inline int ex_force_baseline(int baseline) {
+    int was = ex_have_fma();
+#if EX_X86
+    ex_fma_state = -1;
+    if (baseline) ex_fma_state = 0;
+    else (void)ex_have_fma();
+#else
+    (void)baseline;
+#endif
+    return was;
 }
 
 #define EX_INLINE static inline __attribute__((always_inline))

@@ -76,6 +76,7 @@ cdef extern from "ex_features.h":
     ctypedef struct ex_pair_state:
         double value, anchor, pending
         int phase
+    int ex_force_baseline(int baseline) noexcept nogil
     Py_ssize_t ex_ema(const double *x, double *out, Py_ssize_t n, double *v_io, double a, double b) noexcept nogil
     Py_ssize_t ex_macd(const double *x, double *line_out, double *sig_out, double *hist_out, Py_ssize_t n,
                        double *ef_io, double *es_io, double *sig_io, const double *k) noexcept nogil
@@ -109,6 +110,13 @@ cdef extern from "ex_features.h":
                       double divider) noexcept nogil
 
 MAX_PERIOD = 1 << 24
+
+
+def _use_baseline_loops(bint baseline):
+    """Testing hook: make the batch functions run their baseline loops (SSE2, libm's fma) instead of
+    the AVX2 + FMA ones chosen for this CPU (False: back to the CPU's choice). Returns whether the
+    AVX2 + FMA loops were in use. Both must give the same bits (tests/unit/test_features.py)."""
+    return bool(ex_force_baseline(baseline))
 
 
 # ---------------------------------------------------------------------------------------------------
