@@ -366,6 +366,36 @@ def test_rebuilds_are_rare_so_updates_stay_o1_amortised():
     assert F.Ema(5).rebuilds == 0
 
 
+def test_bar_kernels_skip_a_bar_with_any_one_bad_input():
+    """ATR and TRANGE over long series (many vectorised blocks) with a NaN or inf in only the high,
+    only the low or only the close of a bar: that bar is skipped -- the output is that of the series
+    without it, the previous value held -- in batch and in streaming alike."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    close = 100.0 * np.exp(np.cumsum(rng.standard_normal(n) * 1e-2))
+    high, low = close * (1 + rng.random(n) * 1e-2), close * (1 - rng.random(n) * 1e-2)
+    bad = {300: (0, NAN), 301: (1, math.inf), 1200: (2, NAN), 1201: (2, -math.inf), 2500: (0, -math.inf),
+           2777: (1, NAN), 2999: (2, math.inf)}
+    dirty = [high.copy(), low.copy(), close.copy()]
+    for i, (col, v) in bad.items():
+        dirty[col][i] = v
+    keep = np.ones(n, bool)
+    keep[list(bad)] = False
+    for batch, cls, args in ((F.atr, F.Atr, (14,)), (F.trange, F.TrueRange, ())):
+        clean = batch(high[keep], low[keep], close[keep], *args)
+        expected = np.empty(n)
+        j, last = 0, NAN
+        for i in range(n):
+            if keep[i]:
+                last = clean[j]
+                j += 1
+            expected[i] = last
+        np.testing.assert_array_equal(batch(*dirty, *args), expected)
+        k = cls(*args)
+        np.testing.assert_array_equal([k.update(*row) for row in zip(*dirty)], expected)
+        assert (k.count, k.skipped) == (n - len(bad), len(bad))
+
+
 def test_baseline_loops_give_the_same_bits(walk):
     """The batch loops exist twice -- AVX2 + FMA where the CPU has both, SSE2 with libm's correctly
     rounded fma() otherwise -- and must compute the same bits (every fma explicit, no contraction).

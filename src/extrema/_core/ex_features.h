@@ -212,7 +212,9 @@ EX_INLINE Py_ssize_t ex_atr_body(const double *hi, const double *lo, const doubl
             d = (ex_v2d)((ex_v2i)(pc - l) & absmask);
             m = d > g;
             g = (ex_v2d)(((ex_v2i)d & m) | ((ex_v2i)g & ~m));
-            bad2 |= (ex_v2i)(h - h) | (ex_v2i)(l - l) | (ex_v2i)(c - c);
+            /* a non-finite high or low makes the true range, and so the chain, non-finite for good
+               (tested once per block, on v); a NaN close would only drop out of the max: tested */
+            bad2 |= (ex_v2i)(c - c);
             u = va * g;
             w = __builtin_fma(u[0], b, u[1]);
             r[0] = __builtin_fma(v, b, u[0]);
@@ -230,7 +232,7 @@ EX_INLINE Py_ssize_t ex_atr_body(const double *hi, const double *lo, const doubl
             phase = 1;
         }
         bad |= (uint64_t)(bad2[0] | bad2[1]);
-        if (bad) {
+        if (bad || !ex_fin(v)) {
             v = v0;
             anchor = anchor0;
             pending = pending0;
