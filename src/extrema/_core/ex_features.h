@@ -154,7 +154,7 @@ EX_INLINE Py_ssize_t ex_rsi_body(const double *x, double *out, Py_ssize_t n, dou
  * bar's value comes from the pair's starting value in one step, v'' = fma(v, b2, fma(a * tr1, b, a * tr2))
  * with b2 = b * b, so the chain advances two bars per fma latency. `phase` is 1 between the two bars
  * of a pair (then `anchor` is the value before the pair and `pending` is a * tr1). One fused loop,
- * a pair of true ranges per 2-lane vector, each pair stored as soon as it is known: a block pass of
+ * four true ranges per vector, each four values stored as soon as they are known: a block pass of
  * true ranges into a scratch buffer, then the chain, then a copy out, measured up to 1.8x slower when
  * the arrays' addresses collide modulo 4 KiB (a load waits on an unrelated store with the same low
  * address bits), which numpy's page-aligned allocations make common. */
@@ -178,15 +178,15 @@ EX_INLINE Py_ssize_t ex_atr_body(const double *hi, const double *lo, const doubl
     /* Bar 0 is the previous bar (its close is the previous close); bars 1.. are new. Blocks of
      * EX_ATR_BLOCK bars are all-or-nothing: the first with a non-finite input is undone and left to
      * the caller; returns its first bar (or n). */
-    const ex_v2i absmask = {0x7fffffffffffffffLL, 0x7fffffffffffffffLL};
-    const ex_v2d va = {a, a};
+    const ex_v4i absmask = {0x7fffffffffffffffLL, 0x7fffffffffffffffLL, 0x7fffffffffffffffLL, 0x7fffffffffffffffLL};
+    const ex_v4d va = {a, a, a, a};
     double v = st->value, anchor = st->anchor, pending = st->pending;
     int phase = st->phase;
     Py_ssize_t i = 1, e, j;
     while (i < n) {
         double v0 = v, anchor0 = anchor, pending0 = pending;
         int phase0 = phase;
-        ex_v2i bad2 = {0, 0};
+        ex_v4i bad4 = {0, 0, 0, 0};
         uint64_t bad = 0;
         e = i + EX_ATR_BLOCK < n ? i + EX_ATR_BLOCK : n;
         j = i;
@@ -197,30 +197,43 @@ EX_INLINE Py_ssize_t ex_atr_body(const double *hi, const double *lo, const doubl
             out[j++] = v;
             phase = 0;
         }
-        for (; j + 1 < e; j += 2) {
-            ex_v2d h, l, pc, c, g, d, u;
-            ex_v2i m;
-            double w, r[2];
+        for (; j + 4 <= e; j += 4) {
+            /* four bars' true ranges in one vector (ex_true_range, lane by lane), two pairs of the chain */
+            ex_v4d h, l, pc, c, g, d, u, r;
+            ex_v4i m;
+            double w;
             memcpy(&h, hi + j, sizeof h);
             memcpy(&l, lo + j, sizeof l);
             memcpy(&pc, cl + j - 1, sizeof pc);
             memcpy(&c, cl + j, sizeof c);
-            g = h - l;                                  /* ex_true_range, lane by lane */
-            d = (ex_v2d)((ex_v2i)(pc - h) & absmask);
+            g = h - l;
+            d = (ex_v4d)((ex_v4i)(pc - h) & absmask);
             m = d > g;
-            g = (ex_v2d)(((ex_v2i)d & m) | ((ex_v2i)g & ~m));
-            d = (ex_v2d)((ex_v2i)(pc - l) & absmask);
+            g = (ex_v4d)(((ex_v4i)d & m) | ((ex_v4i)g & ~m));
+            d = (ex_v4d)((ex_v4i)(pc - l) & absmask);
             m = d > g;
-            g = (ex_v2d)(((ex_v2i)d & m) | ((ex_v2i)g & ~m));
+            g = (ex_v4d)(((ex_v4i)d & m) | ((ex_v4i)g & ~m));
             /* a non-finite high or low makes the true range, and so the chain, non-finite for good
                (tested once per block, on v); a NaN close would only drop out of the max: tested */
-            bad2 |= (ex_v2i)(c - c);
+            bad4 |= (ex_v4i)(c - c);
             u = va * g;
             w = __builtin_fma(u[0], b, u[1]);
             r[0] = __builtin_fma(v, b, u[0]);
             v = __builtin_fma(v, b2, w);
             r[1] = v;
-            memcpy(out + j, r, sizeof r);
+            w = __builtin_fma(u[2], b, u[3]);
+            r[2] = __builtin_fma(v, b, u[2]);
+            v = __builtin_fma(v, b2, w);
+            r[3] = v;
+            memcpy(out + j, &r, sizeof r);
+        }
+        for (; j + 1 < e; j += 2) {
+            double u0 = a * ex_true_range(hi[j], lo[j], cl[j - 1]), u1 = a * ex_true_range(hi[j + 1], lo[j + 1], cl[j]);
+            double w = __builtin_fma(u0, b, u1);
+            bad |= ex_bits(cl[j] - cl[j]) | ex_bits(cl[j + 1] - cl[j + 1]);
+            out[j] = __builtin_fma(v, b, u0);
+            v = __builtin_fma(v, b2, w);
+            out[j + 1] = v;
         }
         if (j < e) {
             double g = ex_true_range(hi[j], lo[j], cl[j - 1]);
@@ -231,7 +244,7 @@ EX_INLINE Py_ssize_t ex_atr_body(const double *hi, const double *lo, const doubl
             out[j] = v;
             phase = 1;
         }
-        bad |= (uint64_t)(bad2[0] | bad2[1]);
+        bad |= (uint64_t)(bad4[0] | bad4[1] | bad4[2] | bad4[3]);
         if (bad || !ex_fin(v)) {
             v = v0;
             anchor = anchor0;
