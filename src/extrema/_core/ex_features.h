@@ -650,7 +650,7 @@ EX_VARIANTS(Py_ssize_t, ex_beta, (const double *x, const double *y, double *out,
 #define EX_SVAR_BLOCK 32
 #endif
 
-/* Re-anchor on the mean of w[0:p] and rebuild the sums (svar_reseed_array); returns the variance,
+/* Re-anchor on the mean of w[0:p] and rebuild the sums (svar_reseed, on an array); returns the variance,
  * floored to 0 under 1e-12 of its scale. */
 static double ex_svar_reseed(const double *w, Py_ssize_t p, double inv, double *shift, double *s1, double *s2) {
     Py_ssize_t j;
