@@ -6,16 +6,23 @@ Figures (see benches/README.md for what each one means):
   2. streaming update from Python      kernel.update(x) in a Python for loop vs talipp's indicator.add(x)
                                        (ns per update; target: >= 15x faster than talipp)
   3. batch on 1M samples               features.xxx(array) vs TA-Lib's function on the same array
-                                       (ms per call; target: at least as fast as TA-Lib), and vs a
-                                       vectorised numpy formulation where one exists
+                                       (ms per call, outputs allocated by each call on both sides;
+                                       target: at least as fast as TA-Lib), and vs a vectorised numpy
+                                       formulation where one exists (timed on its own, after)
 
 Contenders of one figure are timed interleaved (harness.measure); every batch output is cross-checked
 against TA-Lib / numpy after timing, so a figure cannot come from a kernel that computed something else.
+The batch figure runs with glibc's malloc told to keep freed memory (mallopt, see _steady_heap): with
+its defaults, whether an 8-24 MB output comes back as fresh pages (page faults, ~1300 per call for a
+3-output function at 1M) depends on what the *previous* contender freed, so one side's allocation
+pattern was billed to the other. Page faults per call are recorded in each row's note.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
+import resource
 import subprocess
 import sys
 import sysconfig
@@ -341,7 +348,36 @@ def _numpy_zscore(x, p):
     return (x[p - 1:] - win.mean(axis=1)) / win.std(axis=1)
 
 
+def _steady_heap(ctx) -> bool:
+    """Keep freed memory on the heap for the rest of the process (glibc mallopt: no mmap for blocks
+    under 1 GiB, no trimming under 2 GiB), so that every call of the batch figure finds its outputs'
+    pages already mapped, whichever contender freed them. Returns False where this is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 1 << 30) == 1 and libc.mallopt(m_trim_threshold, (1 << 31) - 1) == 1
+    except (OSError, AttributeError):
+        ok = False
+    ctx.log("heap: glibc mallopt(M_MMAP_THRESHOLD=1 GiB, M_TRIM_THRESHOLD=2 GiB) for the batch figure" if ok
+            else "heap: mallopt unavailable (not glibc); batch figures include page faults of fresh outputs")
+    return ok
+
+
+def _minflt() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _counted(fn, faults: list):
+    """A Case body that also records the page faults of each call."""
+    def body(st):
+        before = _minflt()
+        fn()
+        faults.append(_minflt() - before)
+    return body
+
+
 def _batch(ctx, p, F, w) -> list:
+    steady = _steady_heap(ctx)
     try:
         import talib
         ctx.log(f"peer: TA-Lib {talib.__version__} (C library {talib.__ta_version__.decode()})")
@@ -396,13 +432,17 @@ def _batch(ctx, p, F, w) -> list:
         "trade-flow imbalance(100)": (lambda: ref.TradeFlowImbalance(100), (size, buy), 100),
     }
     rows = []
+    repeats = max(ctx.repeats, 5 if ctx.quick else 15)
     for label, ours, theirs, numpy_ref in specs:
-        cases = {"extrema": Case(lambda st, f=ours: f(), 1)}
+        # extrema and its peer interleaved, call for call; the numpy formulation (10-400 ms, heavy on
+        # temporaries) timed on its own afterwards, so that it never runs between the two.
+        faults = {"extrema": [], "talib": []}
+        cases = {"extrema": Case(_counted(ours, faults["extrema"]), 1)}
         if theirs:
-            cases["talib"] = Case(lambda st, f=theirs: f(), 1)
+            cases["talib"] = Case(_counted(theirs, faults["talib"]), 1)
+        t = ctx.measure(cases, repeats=repeats)
         if numpy_ref:
-            cases["numpy"] = Case(lambda st, f=numpy_ref: f(), 1)
-        t = ctx.measure(cases)
+            t.update(ctx.measure({"numpy": Case(lambda st, f=numpy_ref: f(), 1)}))
         if theirs:
             _cross_check(ctx, label, ours(), theirs(), 1e-12 * float(np.max(np.abs(x))))
         elif ref is not None and label in models:
@@ -410,6 +450,12 @@ def _batch(ctx, p, F, w) -> list:
             _check_tail(ctx, label, ours(), make(), cols, warm)
         ex = t["extrema"]
         note = f"median of {len(ex.samples)}, spread {ex.spread:.0%}"
+        flt = lambda k: max(sorted(faults[k])[len(faults[k]) // 2], 0)   # noqa: E731 (median, timed calls)
+        note += f"; page faults per call: extrema {flt('extrema')}"
+        if theirs:
+            note += f", TA-Lib {flt('talib')}"
+        if not steady:
+            note += " (default malloc)"
         if numpy_ref:
             note += f"; numpy reference {t['numpy'].median / 1e6:.2f} ms ({t['numpy'].median / ex.median:.1f}x extrema's time)"
         elif theirs:

@@ -3,9 +3,13 @@
 Two kinds of model live here, and each class says which one it is:
 
 * TA-Lib transcriptions (Ema, Sma, Wma, Rsi, Macd, BollingerBands, StdDev, TrueRange, Atr, Beta,
-  Returns): the indicator exactly as the TA-Lib C library computes it -- same seeding, same
-  operation order, same re-anchoring of running sums -- in plain Python floats. The compiled kernels
-  must equal these to the last bit, and both must equal TA-Lib (tests/property) within 1e-9.
+  Returns): the indicator as the TA-Lib C library computes it -- same warm-up, same seeding, same
+  re-anchoring of running sums -- in plain Python floats. Where extrema rearranges TA-Lib's
+  arithmetic to shorten the dependency chain of a recurrence (EMA, MACD, RSI, ATR: one fused
+  multiply-add per step; SMA, WMA: one addition per running sum per step; each class says how), the
+  model follows extrema's order, with the fused multiply-add computed exactly (`fma` below). The
+  compiled kernels must equal these to the last bit, and both must equal TA-Lib (tests/property)
+  within 1e-9.
 * Definitions (ZScore, RealizedVolatility, LinearRegression, RollingOls, Vwap, BookImbalance,
   Microprice, TradeFlowImbalance, LogReturns): the textbook formula over the whole window, in exact
   rational arithmetic (fractions.Fraction: every float is a dyadic rational) or math.fsum (correctly
@@ -34,6 +38,33 @@ TA_EPSILON = 1e-14     # TA-Lib's TA_IS_ZERO band (ta_utility.h)
 
 def _finite(*xs):
     return all(math.isfinite(x) for x in xs)
+
+
+def fma(a, b, c):
+    """a * b + c rounded once (IEEE 754 fusedMultiplyAdd, C's fma()): exact in rationals, then one
+    correctly rounded conversion (int / int true division is correctly rounded in CPython). For the
+    finite operands used here; math.fma where Python has it (3.13+)."""
+    if _math_fma is not None:
+        return _math_fma(a, b, c)
+    exact = Fraction(a) * Fraction(b) + Fraction(c)
+    if exact == 0:
+        # The sign of an exact zero: -0 only when both a * b and c are zeros of negative sign.
+        prod_neg = math.copysign(1.0, a) * math.copysign(1.0, b) < 0
+        return -0.0 if (prod_neg and math.copysign(1.0, c) < 0) else 0.0
+    return float(exact)
+
+
+_math_fma = getattr(math, "fma", None)
+
+
+def ema_coefficients(period):
+    """(a, b): TA-Lib's k = 2 / (period + 1) and 1 - k, the one that is >= 1/2 rounded once and the
+    other 1 minus it (exact), so a + b == 1."""
+    if period <= 3:
+        a = 2.0 / (period + 1)
+        return a, 1.0 - a
+    b = float(period - 1) / float(period + 1)
+    return 1.0 - b, b
 
 
 def run(model, *columns):
@@ -66,8 +97,9 @@ class _Model:
 # ---------------------------------------------------------------------------------------------------
 
 class Sma(_Model):
-    """TA_SMA: running sum started at 0.0; output = sum / period, then the oldest value leaves.
-    Warm after `period` values."""
+    """TA_SMA: running sum of the window started at 0.0, output = sum / period. Warm after `period`
+    values. TA-Lib adds the new value, divides, then subtracts the leaving one; extrema adds
+    (new - leaving), one addition per step on the chain (the sum differs from TA-Lib's by rounding)."""
 
     def __init__(self, period):
         super().__init__()
@@ -79,22 +111,26 @@ class Sma(_Model):
         if not _finite(x):
             return self._skip()
         self.count += 1
+        if self.count > self.period:
+            self.total += x - self.window[0]
+        else:
+            self.total += x
         self.window.append(x)
-        self.total += x
         if self.count >= self.period:
             self.value = self.total / self.period
-            self.total -= self.window[0]
         return self.value
 
 
 class Ema(_Model):
     """TA_EMA, default compatibility: seeded with the SMA of the first `period` values (summed from
-    0.0 in order), then prev = (x - prev) * k + prev, k = 2 / (period + 1). Warm after `period`."""
+    0.0 in order), then TA-Lib's prev = (x - prev) * k + prev, k = 2 / (period + 1), as extrema
+    computes it: prev = fma(prev, b, a * x) with a = k and b = 1 - k (ema_coefficients). Warm after
+    `period`."""
 
     def __init__(self, period):
         super().__init__()
         self.period = period
-        self.k = 2.0 / (period + 1)
+        self.a, self.b = ema_coefficients(period)
         self.seed = 0.0
 
     def update(self, x):
@@ -107,14 +143,16 @@ class Ema(_Model):
             self.seed += x
             self.value = self.seed / self.period
         else:
-            self.value = (x - self.value) * self.k + self.value
+            self.value = fma(self.value, self.b, self.a * x)
         return self.value
 
 
 class Wma(_Model):
     """TA_WMA: weights 1..period (newest heaviest) kept as two running sums, periodSum and periodSub,
     rebuilt from the window (oldest first, weights counting up from 1) every 8 * period outputs.
-    Warm after `period` values; period 1 copies the input."""
+    Warm after `period` values; period 1 copies the input. extrema's order of the steps (one
+    addition per sum on the chain): periodSub += x - trailing; output fma(x, period, periodSum) /
+    divider; periodSum += fma(x, period, -periodSub)."""
 
     def __init__(self, period):
         super().__init__()
@@ -139,10 +177,9 @@ class Wma(_Model):
             self.period_sub += x
             self.period_sum += x * self.count
             return self.value
-        self.period_sub += x
-        self.period_sub -= self.trailing
-        self.period_sum += x * p
+        self.period_sub += x - self.trailing
         self.until_reseed -= 1
+        self.trailing = self.window[0]
         if self.until_reseed <= 0:
             self.until_reseed = 8 * p
             self.period_sub = 0.0
@@ -150,22 +187,27 @@ class Wma(_Model):
             for w, v in enumerate(self.window, 1):
                 self.period_sub += v
                 self.period_sum += v * w
-        self.trailing = self.window[0]
-        self.value = self.period_sum / self.divider
-        self.period_sum -= self.period_sub
+            self.value = self.period_sum / self.divider
+            self.period_sum -= self.period_sub
+        else:
+            self.value = fma(x, float(p), self.period_sum) / self.divider
+            self.period_sum += fma(x, float(p), -self.period_sub)
         return self.value
 
 
 class Rsi(_Model):
     """TA_RSI (Wilder): the first value only sets the previous price; the next `period` changes are
     summed (gains, and losses as positive numbers) and scaled by 1/period; then each change updates
-    avg = (avg * (period - 1) + change) * (1/period). RSI = 100 * gain / (gain + loss), 0 when both
+    avg = (avg * (period - 1) + change) / period, which extrema computes as avg = fma(avg, b, a * change)
+    with b = (period - 1) / period and a = 1 - b. RSI = 100 * gain / (gain + loss), 0 when both
     are 0 (a flat series). Warm after period + 1 values."""
 
     def __init__(self, period=14):
         super().__init__()
         self.period = period
         self.inv = 1.0 / period
+        self.b = float(period - 1) / float(period)
+        self.a = 1.0 - self.b
         self.gain = 0.0
         self.loss = 0.0
         self.prev = NAN
@@ -192,12 +234,8 @@ class Rsi(_Model):
                 self.gain *= self.inv
                 self.value = self._rsi()
             return self.value
-        self.loss *= float(self.period - 1)
-        self.gain *= float(self.period - 1)
-        self.gain += up
-        self.loss += up - change
-        self.loss *= self.inv
-        self.gain *= self.inv
+        self.gain = fma(self.gain, self.b, self.a * up)
+        self.loss = fma(self.loss, self.b, self.a * (up - change))
         self.value = self._rsi()
         return self.value
 
@@ -207,7 +245,8 @@ class Macd(_Model):
     (the fast one with the SMA of the last `fast` values of that first window), the MACD line is
     fast - slow, the signal EMA is seeded with the plain average of the first `signal` MACD values.
     Every output is NaN until the signal is seeded, after slow + signal - 1 values. fast > slow is
-    swapped, as TA-Lib does. Outputs: (macd, signal, histogram)."""
+    swapped, as TA-Lib does. Outputs: (macd, signal, histogram). Each EMA steps as Ema does:
+    fma(prev, b, a * x) with ema_coefficients(p)."""
 
     outputs = 3
 
@@ -216,9 +255,9 @@ class Macd(_Model):
         if slow < fast:
             fast, slow = slow, fast
         self.fast, self.slow, self.signal = fast, slow, signal
-        self.kf = 2.0 / (fast + 1)
-        self.ks = 2.0 / (slow + 1)
-        self.kg = 2.0 / (signal + 1)
+        self.af, self.bf = ema_coefficients(fast)
+        self.as_, self.bs = ema_coefficients(slow)
+        self.ag, self.bg = ema_coefficients(signal)
         self.slow_seed = 0.0
         self.fast_seed = 0.0
         self.ema_fast = self.ema_slow = self.sig = 0.0
@@ -237,8 +276,8 @@ class Macd(_Model):
             self.ema_slow = self.slow_seed / s
             self.ema_fast = self.fast_seed / self.fast
         else:
-            self.ema_fast = (x - self.ema_fast) * self.kf + self.ema_fast
-            self.ema_slow = (x - self.ema_slow) * self.ks + self.ema_slow
+            self.ema_fast = fma(self.ema_fast, self.bf, self.af * x)
+            self.ema_slow = fma(self.ema_slow, self.bs, self.as_ * x)
         macd = self.ema_fast - self.ema_slow
         if n < s + g - 1:
             self.sig += macd
@@ -247,7 +286,7 @@ class Macd(_Model):
             self.sig += macd
             self.sig = self.sig / g
         else:
-            self.sig = (macd - self.sig) * self.kg + self.sig
+            self.sig = fma(self.sig, self.bg, self.ag * macd)
         self.value = (macd, self.sig, macd - self.sig)
         return self.value
 
@@ -399,13 +438,19 @@ class TrueRange(_Model):
 class Atr(_Model):
     """TA_ATR: the mean of the first `period` true ranges (from the second bar), then Wilder's
     smoothing atr = a * tr + b * atr with b = (period - 1) / period and a = 1 - b (TA-Lib's #338
-    two-coefficient form). Warm after period + 1 bars."""
+    two-coefficient form). Warm after period + 1 bars. As extrema computes it, the smoothing steps go
+    in pairs: the first bar of a pair is TA-Lib's FMA build's atr = fma(atr, b, a * tr); the second
+    is computed from the value before the pair, fma(before, b * b, fma(a * tr1, b, a * tr2)), so the
+    compiled loop's dependency chain has one fused multiply-add per two bars."""
 
     def __init__(self, period=14):
         super().__init__()
         self.period = period
         self.beta = float(period - 1) / float(period)
         self.alpha = 1.0 - self.beta
+        self.beta2 = self.beta * self.beta
+        self.anchor = self.pending = 0.0
+        self.second = False
         self.prev_close = NAN
         self.seed = 0.0
 
@@ -421,8 +466,14 @@ class Atr(_Model):
             elif n == self.period:
                 self.seed += tr
                 self.value = self.seed / self.period
+            elif not self.second:
+                self.anchor = self.value
+                self.pending = self.alpha * tr
+                self.value = fma(self.value, self.beta, self.pending)
+                self.second = True
             else:
-                self.value = self.alpha * tr + self.beta * self.value
+                self.value = fma(self.anchor, self.beta2, fma(self.pending, self.beta, self.alpha * tr))
+                self.second = False
         self.prev_close = close
         return self.value
 

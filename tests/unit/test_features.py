@@ -347,13 +347,14 @@ def test_rolling_sums_do_not_drift_over_a_long_run():
 def test_rebuilds_are_rare_so_updates_stay_o1_amortised():
     """An O(period) rebuild of a kernel's running sums happens when its rounding bound (or TA-Lib's
     re-anchoring rule) calls for it; on a market-like walk that is rare enough that the amortised
-    cost of an update stays O(1)."""
+    cost of an update stays O(1). (LinearRegression at 33, the shortest window that slides its sums:
+    shorter ones sum each window afresh and never rebuild.)"""
     rng = np.random.default_rng(3)
     n = 100_000
     price = np.round(30_000.0 * np.exp(np.cumsum(rng.standard_normal(n) * 5e-4)), 2)
     other = price * np.exp(np.cumsum(rng.standard_normal(n) * 2e-4))
     size = rng.exponential(0.5, n)
-    cases = [(F.ZScore(20), (price,)), (F.RealizedVolatility(20), (price,)), (F.LinearRegression(20), (price,)),
+    cases = [(F.ZScore(20), (price,)), (F.RealizedVolatility(20), (price,)), (F.LinearRegression(33), (price,)),
              (F.RollingOls(20), (other, price)), (F.Vwap(100), (price, size)), (F.StdDev(20), (price,)),
              (F.Wma(20), (price,)), (F.Beta(5), (other, price)), (F.TradeFlowImbalance(100), (size, size > 0.5))]
     for k, cols in cases:
@@ -363,6 +364,69 @@ def test_rebuilds_are_rare_so_updates_stay_o1_amortised():
         # at most one rebuild per 4 windows on average: the rebuild work is <= 1/4 of the updates'
         assert k.rebuilds * period <= n / 4, (type(k).__name__, k.rebuilds)
     assert F.Ema(5).rebuilds == 0
+
+
+def test_bar_kernels_skip_a_bar_with_any_one_bad_input():
+    """ATR and TRANGE over long series (many vectorised blocks) with a NaN or inf in only the high,
+    only the low or only the close of a bar: that bar is skipped -- the output is that of the series
+    without it, the previous value held -- in batch and in streaming alike."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    close = 100.0 * np.exp(np.cumsum(rng.standard_normal(n) * 1e-2))
+    high, low = close * (1 + rng.random(n) * 1e-2), close * (1 - rng.random(n) * 1e-2)
+    bad = {300: (0, NAN), 301: (1, math.inf), 1200: (2, NAN), 1201: (2, -math.inf), 2500: (0, -math.inf),
+           2777: (1, NAN), 2999: (2, math.inf)}
+    dirty = [high.copy(), low.copy(), close.copy()]
+    for i, (col, v) in bad.items():
+        dirty[col][i] = v
+    keep = np.ones(n, bool)
+    keep[list(bad)] = False
+    for batch, cls, args in ((F.atr, F.Atr, (14,)), (F.trange, F.TrueRange, ())):
+        clean = batch(high[keep], low[keep], close[keep], *args)
+        expected = np.empty(n)
+        j, last = 0, NAN
+        for i in range(n):
+            if keep[i]:
+                last = clean[j]
+                j += 1
+            expected[i] = last
+        np.testing.assert_array_equal(batch(*dirty, *args), expected)
+        k = cls(*args)
+        np.testing.assert_array_equal([k.update(*row) for row in zip(*dirty)], expected)
+        assert (k.count, k.skipped) == (n - len(bad), len(bad))
+
+
+def test_baseline_loops_give_the_same_bits(walk):
+    """The batch loops exist twice -- AVX2 + FMA where the CPU has both, SSE2 with libm's correctly
+    rounded fma() otherwise -- and must compute the same bits (every fma explicit, no contraction).
+    Runs both on this machine: with a hundred NaN gaps and a spike so that the fast paths hand over
+    to the step functions too."""
+    rng = np.random.default_rng(11)
+    x = 30_000.0 * np.exp(np.cumsum(rng.standard_normal(20_000) * 1e-3))
+    y = x * np.exp(np.cumsum(rng.standard_normal(len(x)) * 5e-4))
+    high, low = x * (1 + rng.random(len(x)) * 1e-3), x * (1 - rng.random(len(x)) * 1e-3)
+    gappy = x.copy()
+    gappy[rng.integers(100, len(x), 100)] = np.nan
+    gappy[5000] *= 1e4
+    calls = []
+    for s in (x, gappy):
+        calls += [lambda s=s: F.ema(s, 14), lambda s=s: F.sma(s, 20), lambda s=s: F.wma(s, 20),
+                  lambda s=s: F.rsi(s, 14), lambda s=s: F.macd(s), lambda s=s: F.bbands(s),
+                  lambda s=s: F.stddev(s, 20, 1.5), lambda s=s: F.returns(s, 10),
+                  lambda s=s: F.linear_regression(s, 14), lambda s=s: F.linear_regression(s, 40),
+                  lambda s=s: F.beta(y, s, 5), lambda s=s: F.atr(high, low, s, 14),
+                  lambda s=s: F.trange(high, low, s)]
+    fast = [c() for c in calls]
+    was_fast = core_features._use_baseline_loops(True)
+    try:
+        base = [c() for c in calls]
+    finally:
+        core_features._use_baseline_loops(False)
+    assert core_features._use_baseline_loops(False) == was_fast
+    for a, b in zip(fast, base):
+        for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+            assert np.array_equal(u, v, equal_nan=True)
+            assert np.array_equal(np.signbit(u), np.signbit(v))
 
 
 # ----------------------------------------------------------------------- Cython, without the GIL

@@ -61,16 +61,18 @@ cdef struct OlsSums:
     double ex, ey, exx, eyy, exy        # rounding-error bounds of the sums above
 
 
+# The smoothing recurrences (EMA, MACD, RSI, ATR) step as v = fma(v, b, a * x): b the decay, a = 1 - b
+# (see ex_features.h for why, and features.pyx for how that relates to TA-Lib's arithmetic).
 cdef struct EmaState:
     KernelHead h
     int64_t period
-    double k
+    double a, b
     double seed
 
 cdef struct SmaState:
     KernelHead h
     int64_t period
-    double total
+    double total                        # the sum of the window (of the values so far while it fills)
     Window w
 
 cdef struct WmaState:
@@ -87,6 +89,7 @@ cdef struct RsiState:
     KernelHead h
     int64_t period
     double inv_period
+    double a, b
     double gain
     double loss
     double prev
@@ -94,7 +97,7 @@ cdef struct RsiState:
 cdef struct MacdState:
     KernelHead h                        # h.value: the MACD line
     int64_t fast, slow, signal
-    double k_fast, k_slow, k_signal
+    double coef[6]                      # a, b of the fast, the slow and the signal EMA
     double slow_seed, fast_seed
     double ema_fast, ema_slow
     double signal_sum                   # the signal EMA once seeded
@@ -123,10 +126,15 @@ cdef struct TrueRangeState:
     KernelHead h
     double prev_close
 
+# ATR advances two bars per chain step (ex_features.h, ex_atr_body): the first bar of a pair is
+# Wilder's step, the second is computed from the value before the pair.
 cdef struct AtrState:
     KernelHead h
     int64_t period
-    double alpha, beta
+    double alpha, beta, beta2           # beta = (period - 1) / period, alpha = 1 - beta, beta2 = beta * beta
+    double anchor                       # the value before the current pair (phase 1)
+    double pending                      # alpha * the true range of the pair's first bar (phase 1)
+    int phase                           # 1 between the two bars of a pair
     double seed
     double prev_close
     double true_range                   # of the last accepted bar (NaN for the first)
@@ -152,9 +160,11 @@ cdef struct OlsState:
     Window wy
 
 # LinearRegression: y against its position j = 0 (oldest) .. n-1 in the window. The x side is exact
-# and constant (Sxx = n (n^2 - 1) / 12), so only three y sums run: of dy = y - anchor, of j * dy
-# (slid in O(1) with TA-Lib's identity: every retained value moves down one position) and of dy^2,
-# each with a rounding-error bound.
+# and constant (Sxx = n (n^2 - 1) / 12), so only three y sums are needed: of dy = y - anchor, of j * dy
+# and of dy^2. Up to EX_LINREG_DIRECT_MAX (32) values they are computed afresh for every window,
+# anchored on its newest value (as TA-Lib does; cheaper than the bookkeeping below at that size, and
+# exact to ~p^2 ulps); above, they are slid in O(1) with TA-Lib's identity (every retained value moves
+# down one position), each with a rounding-error bound that triggers a rebuild.
 cdef struct LinRegState:
     KernelHead h                        # h.value: the slope
     double intercept, r2

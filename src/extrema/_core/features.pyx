@@ -13,10 +13,15 @@ From Cython, `update_c()` is the compiled API: `cdef double v = k.update_c(x)` w
 Conventions (every kernel)
 --------------------------
 * Warm-up: the value is NaN until the kernel has seen enough accepted inputs (per class below); then
-  `is_ready` is True. Where TA-Lib has the indicator, the warm-up, the seeding and the arithmetic are
+  `is_ready` is True. Where TA-Lib has the indicator, the warm-up, the seeding and the definition are
   TA-Lib's (C library 0.6+/0.8 default compatibility, no unstable period), so the first non-NaN index
-  of a batch equals TA-Lib's lookback and the values agree to 1e-9 (bit-identical except where
-  TA-Lib's FMA-dispatched build fuses a multiply-add: EMA, MACD, ATR; see tests/property).
+  of a batch equals TA-Lib's lookback and the values agree to 1e-9 (tests/property). STDDEV, BBANDS,
+  TRANGE, ROCP and BETA do TA-Lib's arithmetic operation for operation (bit-identical). The
+  recurrences are rearranged so that each step puts one operation on the dependency chain -- EMA,
+  MACD, RSI: v = fma(v, b, a * x); ATR: two bars per fma; SMA, WMA: one addition per running sum --
+  which agrees with TA-Lib to a few ulps of the inputs' scale; LINEARREG sums windows of up to 32
+  values afresh, as TA-Lib does. Every fused multiply-add is explicit and correctly rounded (the FMA
+  instruction, or libm's fma() where the CPU lacks it), so the results are the same on every machine.
 * Bad input is skipped, never propagated: an update with a NaN or +-inf input (or an input invalid
   for the kernel, e.g. a negative volume, a non-positive price for log returns) leaves the state and
   the value unchanged and increments `skipped`. A batch holds the previous value at that index. So a
@@ -31,7 +36,7 @@ Conventions (every kernel)
 cimport cython
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free
-from libc.math cimport NAN, isnan, sqrt, log, fabs
+from libc.math cimport NAN, isnan, sqrt, log, fabs, fma
 
 import numpy as np
 cimport numpy as cnp
@@ -63,17 +68,55 @@ cdef extern from *:
     # TA-Lib's TA_IS_ZERO band (TA_EPSILON), used where TA-Lib uses it (BETA's zero-price guard).
     const double TA_EPSILON "EX_TA_EPSILON"
 
-# The loops without a recurrence, vectorised (SSE2, or AVX2 where the CPU has it; never FMA): the
-# square-root maps of STDDEV / BBANDS and the true range. Same per-element operations as the step
-# functions, so the same bits.
+# The batch hot loops (ex_features.h): vectorised maps (SSE2, or AVX2 where the CPU has it) and the
+# recurrences with explicit fused multiply-adds (the FMA instruction where the CPU has it, libm's
+# correctly rounded fma() otherwise). Same per-element operations as the step functions, which call
+# libm's fma(), so the same bits.
 cdef extern from "ex_features.h":
-    void ex_stddev_map(double *a, Py_ssize_t n, double nbdev) noexcept nogil
-    void ex_bbands_map(double *upper, const double *middle, double *lower, Py_ssize_t n, double up,
-                       double dn) noexcept nogil
-    bint ex_trange_run(const double *hi, const double *lo, const double *cl, double *out,
-                       Py_ssize_t n) noexcept nogil
+    ctypedef struct ex_pair_state:
+        double value, anchor, pending
+        int phase
+    int ex_force_baseline(int baseline) noexcept nogil
+    Py_ssize_t ex_ema(const double *x, double *out, Py_ssize_t n, double *v_io, double a, double b) noexcept nogil
+    Py_ssize_t ex_macd(const double *x, double *line_out, double *sig_out, double *hist_out, Py_ssize_t n,
+                       double *ef_io, double *es_io, double *sig_io, const double *k) noexcept nogil
+    Py_ssize_t ex_rsi(const double *x, double *out, Py_ssize_t n, double *prev_io, double *gain_io,
+                      double *loss_io, double *value_io, double a, double b) noexcept nogil
+    Py_ssize_t ex_atr(const double *hi, const double *lo, const double *cl, double *out, Py_ssize_t n,
+                      ex_pair_state *st, double a, double b, double b2) noexcept nogil
+    Py_ssize_t ex_trange_blocks(const double *hi, const double *lo, const double *cl, double *out,
+                                Py_ssize_t n) noexcept nogil
+    Py_ssize_t ex_sma(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p,
+                      double *total_io) noexcept nogil
+    ctypedef struct ex_beta_state:
+        double shift_x, shift_y, sxx, sxy, syy, sx, sy, leaving_xx, leaving_yy
+        int64_t until, rebuilds
+    ctypedef void (*ex_beta_rebuild_fn)(void *owner, const double *x, const double *y,
+                                        ex_beta_state *st) noexcept nogil
+    enum: EX_BETA_MAX_PERIOD
+    Py_ssize_t ex_beta(const double *x, const double *y, double *out, Py_ssize_t start, Py_ssize_t n,
+                       Py_ssize_t p, ex_beta_state *st, ex_beta_rebuild_fn rebuild, void *owner) noexcept nogil
+    Py_ssize_t ex_svar(const double *x, double *var_out, double *mean_out, double *upper, Py_ssize_t start,
+                       Py_ssize_t n, Py_ssize_t p, double *shift_io, double *s1_io, double *s2_io, double *total_io,
+                       int64_t *until_io, int64_t *rebuilds_io, double inv, int mode, double f1,
+                       double f2) noexcept nogil
+    int EX_SVAR_STDDEV, EX_SVAR_BBANDS
+    const Py_ssize_t LINREG_DIRECT_MAX "EX_LINREG_DIRECT_MAX"
+    Py_ssize_t ex_linreg_direct(const double *x, double *slope, double *icpt, double *r2, Py_ssize_t start,
+                                Py_ssize_t n, Py_ssize_t p, const double *c) noexcept nogil
+    Py_ssize_t ex_rocp(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p) noexcept nogil
+    Py_ssize_t ex_wma(const double *x, double *out, Py_ssize_t start, Py_ssize_t n, Py_ssize_t p,
+                      double *psum_io, double *psub_io, int64_t *until_io, int64_t *rebuilds_io,
+                      double divider) noexcept nogil
 
 MAX_PERIOD = 1 << 24
+
+
+def _use_baseline_loops(bint baseline):
+    """Testing hook: make the batch functions run their baseline loops (SSE2, libm's fma) instead of
+    the AVX2 + FMA ones chosen for this CPU (False: back to the CPU's choice). Returns whether the
+    AVX2 + FMA loops were in use. Both must give the same bits (tests/unit/test_features.py)."""
+    return bool(ex_force_baseline(baseline))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -236,10 +279,22 @@ cdef inline double svar_step(ShiftedVar *v, double x, const Window *w, int64_t *
 # EMA, SMA, WMA, RSI, MACD (TA-Lib)
 # ---------------------------------------------------------------------------------------------------
 
+cdef inline void ema_coefficients(int64_t period, double *a, double *b) noexcept nogil:
+    """TA-Lib's k = 2 / (period + 1) as the weight a = k of the new value and the decay b = 1 - k.
+    The one of the two that is >= 1/2 is rounded once and the other is 1 minus it, which is exact
+    (Sterbenz), so a + b is exactly 1."""
+    if period <= 3:
+        a[0] = 2.0 / <double>(period + 1)
+        b[0] = 1.0 - a[0]
+    else:
+        b[0] = <double>(period - 1) / <double>(period + 1)
+        a[0] = 1.0 - b[0]
+
+
 cdef inline void ema_init(EmaState *s, int64_t period) noexcept nogil:
     head_init(&s.h)
     s.period = period
-    s.k = 2.0 / <double>(period + 1)
+    ema_coefficients(period, &s.a, &s.b)
     s.seed = 0.0
 
 
@@ -248,7 +303,9 @@ cdef inline double ema_step(EmaState *s, double x) noexcept nogil:
         return head_skip(&s.h)
     s.h.count += 1
     if s.h.count > s.period:
-        s.h.value = (x - s.h.value) * s.k + s.h.value
+        # TA-Lib: (x - v) * k + v, a subtraction and a multiply-add on the dependency chain; this is
+        # the same weighted mean (1 - k) v + k x with only the fma on it (ex_features.h).
+        s.h.value = fma(s.h.value, s.b, s.a * x)
     else:
         # TA-Lib seeds with the plain average of the first `period` values, summed from 0.0.
         s.seed += x
@@ -265,15 +322,19 @@ cdef inline int sma_init(SmaState *s, int64_t period) noexcept nogil:
 
 
 cdef inline double sma_step(SmaState *s, double x) noexcept nogil:
+    cdef double old
     if not ex_isfinite(x):
         return head_skip(&s.h)
     s.h.count += 1
-    win_push(&s.w, x)
-    s.total += x
+    old = win_push(&s.w, x)
+    # TA_SMA adds the new value to its running total and subtracts the leaving one: two additions on
+    # the dependency chain. The difference of the two is formed first here, so one is (ex_features.h).
+    if s.h.count > s.period:
+        s.total += x - old
+    else:
+        s.total += x
     if s.h.count >= s.period:
-        # TA_SMA: divide the running total, then take the oldest value out of it.
         s.h.value = s.total / <double>s.period
-        s.total -= win_oldest(&s.w)
     return s.h.value
 
 
@@ -322,17 +383,20 @@ cdef inline double wma_step(WmaState *s, double x) noexcept nogil:
         s.period_sum += x * <double>s.h.count
         return s.h.value
     # periodSum holds x1 + 2 x2 + ... ; periodSub the plain sum: one subtraction shifts every weight.
-    s.period_sub += x
-    s.period_sub -= s.trailing
-    s.period_sum += x * <double>s.period
+    # TA_WMA's order (add x to periodSub, subtract the trailing value; add period * x to periodSum,
+    # output, subtract periodSub) puts two additions per sum on the dependency chain; here the
+    # differences are formed first, so one is (ex_features.h, ex_wma_body).
+    s.period_sub += x - s.trailing
     s.until_reseed -= 1
+    s.trailing = win_oldest(&s.w)
     if s.until_reseed <= 0:
         s.until_reseed = 8 * s.period
-        wma_rebuild(s)
+        s.h.value = wma_rebuild(s) / s.divider
         s.h.rebuilds += 1
-    s.trailing = win_oldest(&s.w)
-    s.h.value = s.period_sum / s.divider
-    s.period_sum -= s.period_sub
+        s.period_sum -= s.period_sub
+    else:
+        s.h.value = fma(x, <double>s.period, s.period_sum) / s.divider
+        s.period_sum += fma(x, <double>s.period, -s.period_sub)
     return s.h.value
 
 
@@ -340,6 +404,9 @@ cdef inline void rsi_init(RsiState *s, int64_t period) noexcept nogil:
     head_init(&s.h)
     s.period = period
     s.inv_period = 1.0 / <double>period
+    # Wilder's smoothing (g (period - 1) + up) / period as decay b = (period - 1) / period and a = 1 - b.
+    s.b = <double>(period - 1) / <double>period
+    s.a = 1.0 - s.b
     s.gain = 0.0
     s.loss = 0.0
     s.prev = NAN
@@ -364,12 +431,9 @@ cdef inline double rsi_step(RsiState *s, double x) noexcept nogil:
     # Branch-free split into gain and loss (TA-Lib #410): up - change is the exact loss.
     up = change if change > 0.0 else 0.0
     if s.h.count > s.period + 1:
-        s.loss *= <double>(s.period - 1)
-        s.gain *= <double>(s.period - 1)
-        s.gain += up
-        s.loss += up - change
-        s.loss *= s.inv_period
-        s.gain *= s.inv_period
+        # TA-Lib multiplies by period - 1, adds, divides by period: three operations on the chain.
+        s.gain = fma(s.gain, s.b, s.a * up)
+        s.loss = fma(s.loss, s.b, s.a * (up - change))
         s.h.value = rsi_value(s)
     else:
         s.gain += up
@@ -391,9 +455,9 @@ cdef inline void macd_init(MacdState *s, int64_t fast, int64_t slow, int64_t sig
     s.fast = fast
     s.slow = slow
     s.signal = signal
-    s.k_fast = 2.0 / <double>(fast + 1)
-    s.k_slow = 2.0 / <double>(slow + 1)
-    s.k_signal = 2.0 / <double>(signal + 1)
+    ema_coefficients(fast, &s.coef[0], &s.coef[1])
+    ema_coefficients(slow, &s.coef[2], &s.coef[3])
+    ema_coefficients(signal, &s.coef[4], &s.coef[5])
     s.slow_seed = 0.0
     s.fast_seed = 0.0
     s.ema_fast = 0.0
@@ -411,8 +475,8 @@ cdef inline double macd_step(MacdState *s, double x) noexcept nogil:
     s.h.count += 1
     n = s.h.count
     if n > s.slow:
-        s.ema_fast = (x - s.ema_fast) * s.k_fast + s.ema_fast
-        s.ema_slow = (x - s.ema_slow) * s.k_slow + s.ema_slow
+        s.ema_fast = fma(s.ema_fast, s.coef[1], s.coef[0] * x)
+        s.ema_slow = fma(s.ema_slow, s.coef[3], s.coef[2] * x)
     else:
         # Both EMAs are seeded on the bar `slow`; the fast one with the last `fast` values of that
         # first window (TA_MACD: "the fast window is the tail of the slow window").
@@ -430,7 +494,7 @@ cdef inline double macd_step(MacdState *s, double x) noexcept nogil:
             s.signal_sum += line
             s.signal_sum = s.signal_sum / <double>s.signal
         else:
-            s.signal_sum = (line - s.signal_sum) * s.k_signal + s.signal_sum
+            s.signal_sum = fma(s.signal_sum, s.coef[5], s.coef[4] * line)
         s.h.value = line
         s.signal_value = s.signal_sum
         s.histogram = line - s.signal_sum
@@ -594,6 +658,10 @@ cdef inline void atr_init(AtrState *s, int64_t period) noexcept nogil:
     # TA-Lib #338: beta first, alpha = 1 - beta, so alpha + beta is exactly 1.
     s.beta = <double>(period - 1) / <double>period
     s.alpha = 1.0 - s.beta
+    s.beta2 = s.beta * s.beta
+    s.anchor = 0.0
+    s.pending = 0.0
+    s.phase = 0
     s.seed = 0.0
     s.prev_close = NAN
     s.true_range = NAN
@@ -610,7 +678,17 @@ cdef inline double atr_step(AtrState *s, double high, double low, double close) 
         s.true_range = tr
         n = s.h.count - 1
         if n > s.period:
-            s.h.value = s.alpha * tr + s.beta * s.h.value
+            # Wilder's smoothing, two bars per chain step (ex_features.h, ex_atr_body): the first bar
+            # of a pair is TA-Lib's own fma(v, beta, alpha * tr); the second comes from the value
+            # before the pair, so the dependency chain has one fma per two bars.
+            if s.phase == 0:
+                s.anchor = s.h.value
+                s.pending = s.alpha * tr
+                s.h.value = fma(s.h.value, s.beta, s.pending)
+                s.phase = 1
+            else:
+                s.h.value = fma(s.anchor, s.beta2, fma(s.pending, s.beta, s.alpha * tr))
+                s.phase = 0
         else:
             s.seed += tr
             if n == s.period:
@@ -657,8 +735,10 @@ cdef inline int rvol_init(RealizedVolState *s, int64_t period) noexcept nogil:
 cdef void rvol_rebuild(RealizedVolState *s) noexcept nogil:
     cdef Py_ssize_t i
     gsum_clear(&s.s)
+    # gsum_add, not a bare sum: the rebuilt sum's own rounding belongs in its bound (a large term
+    # rebuilt into it must still trigger a rebuild when it leaves).
     for i in range(s.w.n):
-        s.s.sum += win_at(&s.w, i)
+        gsum_add(&s.s, win_at(&s.w, i))
 
 
 cdef inline double rvol_step(RealizedVolState *s, double x) noexcept nogil:
@@ -897,12 +977,42 @@ cdef inline double linreg_output(LinRegState *s) noexcept nogil:
     return slope
 
 
+cdef double linreg_direct(LinRegState *s) noexcept nogil:
+    """A full short window's sums afresh, anchored on its newest value (ex_features.h,
+    ex_linreg_direct: the same operations in the same order, oldest to newest -- the ring read as its
+    two contiguous runs), then the outputs."""
+    cdef Py_ssize_t k, cap = s.w.cap, pos = s.w.pos
+    cdef const double *buf = s.w.buf
+    cdef double dy, sy = 0.0, q = 0.0, syy = 0.0, j = 0.0, ky
+    ky = buf[pos - 1] if pos > 0 else buf[cap - 1]
+    s.ky = ky
+    for k in range(pos, cap):
+        dy = buf[k] - ky
+        sy += dy
+        q += j * dy
+        syy += dy * dy
+        j += 1.0
+    for k in range(pos):
+        dy = buf[k] - ky
+        sy += dy
+        q += j * dy
+        syy += dy * dy
+        j += 1.0
+    s.sy = sy
+    s.q = q
+    s.syy = syy
+    return linreg_output(s)
+
+
 cdef inline double linreg_step(LinRegState *s, double y) noexcept nogil:
     cdef double old
     cdef bint full
     if not ex_isfinite(y):
         return head_skip(&s.h)
     s.h.count += 1
+    if s.w.cap <= LINREG_DIRECT_MAX:
+        win_push(&s.w, y)
+        return linreg_direct(s) if win_full(&s.w) else s.h.value
     full = win_full(&s.w)
     old = win_push(&s.w, y)
     if s.h.count == 1:
@@ -1072,9 +1182,9 @@ cdef void vwap_rebuild(VwapState *s) noexcept nogil:
     cdef Py_ssize_t i
     gsum_clear(&s.rpv)
     gsum_clear(&s.rv)
-    for i in range(s.wv.n):
-        s.rpv.sum += win_at(&s.wp, i) * win_at(&s.wv, i)
-        s.rv.sum += win_at(&s.wv, i)
+    for i in range(s.wv.n):     # gsum_add: see rvol_rebuild
+        gsum_add(&s.rpv, win_at(&s.wp, i) * win_at(&s.wv, i))
+        gsum_add(&s.rv, win_at(&s.wv, i))
 
 
 cdef inline double vwap_step(VwapState *s, double price, double volume) noexcept nogil:
@@ -1118,12 +1228,12 @@ cdef void flow_rebuild(FlowState *s) noexcept nogil:
     cdef double v
     gsum_clear(&s.buy)
     gsum_clear(&s.sell)
-    for i in range(s.w.n):
-        v = win_at(&s.w, i)
+    for i in range(s.w.n):     # gsum_add: see rvol_rebuild (a 1e6 trade rebuilt into the buy sum
+        v = win_at(&s.w, i)     # left ~1e-10 of garbage behind it when it went)
         if ex_signbit(v):
-            s.sell.sum -= v
+            gsum_add(&s.sell, -v)
         else:
-            s.buy.sum += v
+            gsum_add(&s.buy, v)
 
 
 cdef inline double flow_step(FlowState *s, double size, bint is_buy) noexcept nogil:
@@ -2068,47 +2178,30 @@ cdef inline void fill_nan(double *out, Py_ssize_t start, Py_ssize_t end) noexcep
         out[j] = NAN
 
 
-cdef enum:
-    # Inputs per unchecked block of the batch fast paths (see sma_fast).
-    FAST_BLOCK = 4096
-
-
 cdef Py_ssize_t sma_fast(SmaState *s, const double *x, double *out, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i = 0, j, e, p = s.period
-    cdef double total = 0.0, v, value = NAN, dp = <double>p, t0, v0
-    while i < n and i < p - 1:
+    cdef Py_ssize_t i = 0, p = s.period
+    cdef double total = 0.0, v, value = NAN, dp = <double>p
+    while i < n and i < p:
         v = x[i]
         if not ex_isfinite(v):
             break
         total += v
-        out[i] = NAN
+        if i == p - 1:
+            value = total / dp
+        out[i] = value
         i += 1
-    if i == p - 1:
-        # Unchecked blocks: a non-finite input makes the running total non-finite for good (NaN
-        # and inf are absorbing under + and -), so a finite total at the end of a block proves every
-        # input of the block finite. Otherwise the block is undone and redone by the checked loop.
-        while i < n:
-            e = i + FAST_BLOCK if i + FAST_BLOCK < n else n
-            t0 = total
-            v0 = value
-            for j in range(i, e):
-                total += x[j]
-                value = total / dp
-                out[j] = value
-                total -= x[j - p + 1]
-            if not ex_isfinite(total):
-                total = t0
-                value = v0
-                break
-            i = e
+    if i == p:
+        # Unchecked blocks (ex_sma); the block with a bad input is redone here, up to that input.
+        i = ex_sma(x, out, i, n, p, &total)
+        if i > p:
+            value = out[i - 1]
         while i < n:
             v = x[i]
             if not ex_isfinite(v):
                 break
-            total += v
+            total += v - x[i - p]
             value = total / dp
             out[i] = value
-            total -= x[i - p + 1]
             i += 1
     s.total = total
     s.h.count = i
@@ -2119,7 +2212,7 @@ cdef Py_ssize_t sma_fast(SmaState *s, const double *x, double *out, Py_ssize_t n
 
 cdef Py_ssize_t ema_fast(EmaState *s, const double *x, double *out, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i = 0, p = s.period
-    cdef double seed = 0.0, v, value = NAN, k = s.k
+    cdef double seed = 0.0, v, value = NAN
     while i < n and i < p:
         v = x[i]
         if not ex_isfinite(v):
@@ -2130,13 +2223,7 @@ cdef Py_ssize_t ema_fast(EmaState *s, const double *x, double *out, Py_ssize_t n
         out[i] = value
         i += 1
     if i == p:
-        while i < n:
-            v = x[i]
-            if not ex_isfinite(v):
-                break
-            value = (v - value) * k + value
-            out[i] = value
-            i += 1
+        i += ex_ema(x + i, out + i, n - i, &value, s.a, s.b)
     s.seed = seed
     s.h.count = i
     s.h.value = value
@@ -2144,11 +2231,9 @@ cdef Py_ssize_t ema_fast(EmaState *s, const double *x, double *out, Py_ssize_t n
 
 
 cdef Py_ssize_t wma_fast(WmaState *s, const double *x, double *out, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i = 0, j, k, e, p = s.period
+    cdef Py_ssize_t i = 0, j, p = s.period
     cdef double v, value = NAN, psum = 0.0, psub = 0.0, trailing = 0.0, dp = <double>p, divider = s.divider
-    cdef double sum0, sub0, trailing0, value0
-    cdef int64_t until_reseed = 8 * p, until0, rebuilds0
-    cdef bint bad
+    cdef int64_t until_reseed = 8 * p
     if p == 1:
         while i < n and ex_isfinite(x[i]):
             value = x[i]
@@ -2163,55 +2248,25 @@ cdef Py_ssize_t wma_fast(WmaState *s, const double *x, double *out, Py_ssize_t n
             psum += v * <double>(i + 1)
             out[i] = NAN
             i += 1
-        if i == p - 1:
-            # Unchecked blocks, as sma_fast: both running sums absorb a non-finite input (the
-            # periodic rebuild, which could wash it out, first checks them).
-            while i < n:
-                e = i + FAST_BLOCK if i + FAST_BLOCK < n else n
-                sum0 = psum
-                sub0 = psub
-                trailing0 = trailing
-                until0 = until_reseed
-                value0 = value
-                rebuilds0 = s.h.rebuilds
-                bad = False
-                for k in range(i, e):
-                    v = x[k]
-                    psub += v
-                    psub -= trailing
-                    psum += v * dp
-                    until_reseed -= 1
-                    if until_reseed <= 0:
-                        if not ex_isfinite(psum + psub):
-                            bad = True
-                            break
-                        until_reseed = 8 * p
-                        psub = 0.0
-                        psum = 0.0
-                        for j in range(p):
-                            psub += x[k - p + 1 + j]
-                            psum += x[k - p + 1 + j] * <double>(j + 1)
-                        s.h.rebuilds += 1
-                    trailing = x[k - p + 1]
-                    value = psum / divider
-                    out[k] = value
-                    psum -= psub
-                if bad or not ex_isfinite(psum):
-                    psum = sum0
-                    psub = sub0
-                    trailing = trailing0
-                    until_reseed = until0
-                    value = value0
-                    s.h.rebuilds = rebuilds0
-                    break
-                i = e
+        if i == p - 1 and i < n and ex_isfinite(x[i]):
+            # The first full window: nothing leaves yet (wma_step with trailing 0).
+            v = x[i]
+            psub += v
+            until_reseed -= 1
+            value = fma(v, dp, psum) / divider
+            psum += fma(v, dp, -psub)
+            out[i] = value
+            i += 1
+            trailing = x[0]
+            # Unchecked blocks (ex_wma); the block with a bad input is redone here, up to that input.
+            i = ex_wma(x, out, i, n, p, &psum, &psub, &until_reseed, &s.h.rebuilds, divider)
+            if i > p:
+                value = out[i - 1]
             while i < n:
                 v = x[i]
                 if not ex_isfinite(v):
                     break
-                psub += v
-                psub -= trailing
-                psum += v * dp
+                psub += v - x[i - p]
                 until_reseed -= 1
                 if until_reseed <= 0:
                     until_reseed = 8 * p
@@ -2221,11 +2276,14 @@ cdef Py_ssize_t wma_fast(WmaState *s, const double *x, double *out, Py_ssize_t n
                         psub += x[i - p + 1 + j]
                         psum += x[i - p + 1 + j] * <double>(j + 1)
                     s.h.rebuilds += 1
-                trailing = x[i - p + 1]
-                value = psum / divider
+                    value = psum / divider
+                    psum -= psub
+                else:
+                    value = fma(v, dp, psum) / divider
+                    psum += fma(v, dp, -psub)
                 out[i] = value
-                psum -= psub
                 i += 1
+            trailing = x[i - p]
     s.period_sum = psum
     s.period_sub = psub
     s.trailing = trailing
@@ -2237,10 +2295,9 @@ cdef Py_ssize_t wma_fast(WmaState *s, const double *x, double *out, Py_ssize_t n
 
 
 cdef Py_ssize_t rsi_fast(RsiState *s, const double *x, double *out, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i = 0, k, e, p = s.period
-    cdef double gain0, loss0, prev0, value0
+    cdef Py_ssize_t i = 0, p = s.period
     cdef double v, change, up, gain = 0.0, loss = 0.0, prev = NAN, value = NAN, total
-    cdef double inv = s.inv_period, pm1 = <double>(p - 1)
+    cdef double inv = s.inv_period
     if n > 0 and ex_isfinite(x[0]):
         prev = x[0]
         out[0] = NAN
@@ -2262,52 +2319,7 @@ cdef Py_ssize_t rsi_fast(RsiState *s, const double *x, double *out, Py_ssize_t n
             out[i] = value
             i += 1
         if i == p + 1:
-            # Unchecked blocks, as sma_fast: a non-finite input leaves the smoothed gain or loss
-            # non-finite for good.
-            while i < n:
-                e = i + FAST_BLOCK if i + FAST_BLOCK < n else n
-                gain0 = gain
-                loss0 = loss
-                prev0 = prev
-                value0 = value
-                for k in range(i, e):
-                    v = x[k]
-                    change = v - prev
-                    prev = v
-                    up = change if change > 0.0 else 0.0
-                    loss *= pm1
-                    gain *= pm1
-                    gain += up
-                    loss += up - change
-                    loss *= inv
-                    gain *= inv
-                    total = gain + loss
-                    value = 100.0 * (gain / total) if total > 0.0 else 0.0
-                    out[k] = value
-                if not ex_isfinite(gain + loss):
-                    gain = gain0
-                    loss = loss0
-                    prev = prev0
-                    value = value0
-                    break
-                i = e
-            while i < n:
-                v = x[i]
-                if not ex_isfinite(v):
-                    break
-                change = v - prev
-                prev = v
-                up = change if change > 0.0 else 0.0
-                loss *= pm1
-                gain *= pm1
-                gain += up
-                loss += up - change
-                loss *= inv
-                gain *= inv
-                total = gain + loss
-                value = 100.0 * (gain / total) if total > 0.0 else 0.0
-                out[i] = value
-                i += 1
+            i += ex_rsi(x + i, out + i, n - i, &prev, &gain, &loss, &value, s.a, s.b)
     s.gain = gain
     s.loss = loss
     s.prev = prev
@@ -2318,9 +2330,9 @@ cdef Py_ssize_t rsi_fast(RsiState *s, const double *x, double *out, Py_ssize_t n
 
 cdef Py_ssize_t macd_fast(MacdState *s, const double *x, double *line_out, double *sig_out, double *hist_out,
                           Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i = 0, fast = s.fast, slow = s.slow, signal = s.signal
+    cdef Py_ssize_t i = 0, j, fast = s.fast, slow = s.slow, signal = s.signal
     cdef double v, line = NAN, slow_seed = 0.0, fast_seed = 0.0, ef = 0.0, es = 0.0, sig = 0.0
-    cdef double kf = s.k_fast, ks = s.k_slow, kg = s.k_signal, out_line = NAN, out_sig = NAN, out_hist = NAN
+    cdef double out_line = NAN, out_sig = NAN, out_hist = NAN
     while i < n and i < slow:
         v = x[i]
         if not ex_isfinite(v):
@@ -2349,8 +2361,8 @@ cdef Py_ssize_t macd_fast(MacdState *s, const double *x, double *line_out, doubl
             v = x[i]
             if not ex_isfinite(v):
                 break
-            ef = (v - ef) * kf + ef
-            es = (v - es) * ks + es
+            ef = fma(ef, s.coef[1], s.coef[0] * v)
+            es = fma(es, s.coef[3], s.coef[2] * v)
             line = ef - es
             sig += line
             i += 1
@@ -2363,21 +2375,12 @@ cdef Py_ssize_t macd_fast(MacdState *s, const double *x, double *line_out, doubl
             sig_out[i - 1] = out_sig
             hist_out[i - 1] = out_hist
         if i == slow + signal - 1:
-            while i < n:
-                v = x[i]
-                if not ex_isfinite(v):
-                    break
-                ef = (v - ef) * kf + ef
-                es = (v - es) * ks + es
-                line = ef - es
-                sig = (line - sig) * kg + sig
-                out_line = line
-                out_sig = sig
-                out_hist = line - sig
-                line_out[i] = line
-                sig_out[i] = sig
-                hist_out[i] = out_hist
-                i += 1
+            j = ex_macd(x + i, line_out + i, sig_out + i, hist_out + i, n - i, &ef, &es, &sig, s.coef)
+            if j > 0:
+                i += j
+                out_line = line_out[i - 1]
+                out_sig = sig_out[i - 1]
+                out_hist = hist_out[i - 1]
     s.slow_seed = slow_seed
     s.fast_seed = fast_seed
     s.ema_fast = ef
@@ -2390,34 +2393,15 @@ cdef Py_ssize_t macd_fast(MacdState *s, const double *x, double *line_out, doubl
     return i
 
 
-cdef double svar_reseed_array(ShiftedVar *v, const double *w, Py_ssize_t n) noexcept nogil:
-    """svar_reseed over a contiguous window w[0:n] (oldest first): same operations, same order."""
-    cdef Py_ssize_t j
-    cdef double acc = 0.0, e, m1, var
-    v.until_reseed = 32 * v.period
-    for j in range(n):
-        acc += w[j]
-    v.shift = acc * v.inv_period
-    v.s1 = 0.0
-    v.s2 = 0.0
-    for j in range(n):
-        e = w[j] - v.shift
-        v.s1 += e
-        v.s2 += e * e
-    m1 = v.s1 * v.inv_period
-    var = v.s2 * v.inv_period - m1 * m1
-    if var < 0.000000000001 * (v.s2 * v.inv_period):
-        var = 0.0
-    return var
-
-
 cdef Py_ssize_t svar_fast(ShiftedVar *sv, KernelHead *h, Window *win, double *total_io, bint want_mean,
-                          const double *x, double *var_out, double *mean_out, Py_ssize_t n) noexcept nogil:
-    """TA-Lib's VAR loop (and, with want_mean, TA_SMA's running total beside it, as BBANDS fuses them):
-    var_out[i] = the window's variance, mean_out[i] = its SMA; NaN during warm-up."""
+                          const double *x, double *var_out, double *mean_out, double *upper, int mode, double f1,
+                          double f2, Py_ssize_t n) noexcept nogil:
+    """TA-Lib's VAR loop (and, with want_mean, TA_SMA's running total beside it, as BBANDS fuses them),
+    mapped to the outputs by ex_svar (mode EX_SVAR_STDDEV: var_out[i] = the standard deviation times
+    f1; EX_SVAR_BBANDS: upper / mean_out / var_out = the bands, factors f1 / f2); NaN during warm-up."""
     cdef Py_ssize_t i = 0, p = sv.period
-    cdef double v, d, m1, var, oldest, total = 0.0, mid = NAN
-    cdef double shift = 0.0, s1 = 0.0, s2 = 0.0, inv = sv.inv_period, dp = <double>p
+    cdef double v, d, total = 0.0
+    cdef double shift = 0.0, s1 = 0.0, s2 = 0.0, inv = sv.inv_period
     cdef int64_t until_reseed = 32 * p
     cdef bint anchored = False
     while i < n and i < p - 1:
@@ -2436,40 +2420,9 @@ cdef Py_ssize_t svar_fast(ShiftedVar *sv, KernelHead *h, Window *win, double *to
             mean_out[i] = NAN
         i += 1
     if i == p - 1:
-        while i < n:
-            v = x[i]
-            if not ex_isfinite(v):
-                break
-            # (anchored by now: StdDev and BBANDS need a period of 2 or more)
-            if want_mean:
-                total += v
-                mid = total / dp
-                total -= x[i - p + 1]
-                mean_out[i] = mid
-            d = v - shift
-            s1 += d
-            s2 += d * d
-            m1 = s1 * inv
-            var = s2 * inv - m1 * m1
-            oldest = x[i - p + 1]
-            d = oldest - shift
-            s1 -= d
-            d *= d
-            s2 -= d
-            until_reseed -= 1
-            if var < 0.000001 * (s2 * inv) or d > 1000000.0 * s2 or until_reseed <= 0:
-                sv.period = p
-                var = svar_reseed_array(sv, x + (i - p + 1), p)
-                h.rebuilds += 1
-                shift = sv.shift
-                s1 = sv.s1
-                s2 = sv.s2
-                until_reseed = sv.until_reseed
-                d = oldest - shift
-                s1 -= d
-                s2 -= d * d
-            var_out[i] = var
-            i += 1
+        # (anchored by now: StdDev and BBANDS need a period of 2 or more) The loop is ex_svar.
+        i = ex_svar(x, var_out, mean_out if want_mean else NULL, upper, i, n, p, &shift, &s1, &s2, &total,
+                    &until_reseed, &h.rebuilds, inv, mode, f1, f2)
     sv.shift = shift
     sv.s1 = s1
     sv.s2 = s2
@@ -2481,18 +2434,11 @@ cdef Py_ssize_t svar_fast(ShiftedVar *sv, KernelHead *h, Window *win, double *to
     return i
 
 
-cdef enum:
-    # Bars per vectorised true-range block (TRANGE): the check and the hand-over are per block.
-    TR_BLOCK = 16384
-
-
 cdef Py_ssize_t atr_fast(AtrState *s, const double *hi, const double *lo, const double *cl, double *out,
                          Py_ssize_t n) noexcept nogil:
-    # One fused loop: the true range of a bar is computed in the shadow of the recursion's
-    # multiply-add chain, which sets the pace (splitting it out into a vectorised pass measured
-    # slower: ~2.8 ms against ~1.9 ms per 1M bars, the chain then having nothing to overlap).
     cdef Py_ssize_t i = 0, p = s.period
-    cdef double tr = NAN, seed = 0.0, value = NAN, prev_close = NAN, a = s.alpha, b = s.beta
+    cdef double tr = NAN, seed = 0.0, value = NAN, prev_close = NAN
+    cdef ex_pair_state ps
     if n > 0 and ex_isfinite(hi[0]) and ex_isfinite(lo[0]) and ex_isfinite(cl[0]):
         prev_close = cl[0]
         out[0] = NAN
@@ -2508,14 +2454,21 @@ cdef Py_ssize_t atr_fast(AtrState *s, const double *hi, const double *lo, const 
             prev_close = cl[i]
             i += 1
         if i == p + 1:
-            while i < n:
-                if not (ex_isfinite(hi[i]) and ex_isfinite(lo[i]) and ex_isfinite(cl[i])):
-                    break
-                tr = true_range(hi[i], lo[i], prev_close)
-                value = a * tr + b * value
-                out[i] = value
-                prev_close = cl[i]
-                i += 1
+            # Blocks of vectorised true ranges, then the chain over them (ex_atr); a block with a bad
+            # input is left to the step function.
+            ps.value = value
+            ps.anchor = s.anchor
+            ps.pending = s.pending
+            ps.phase = s.phase
+            i = i - 1 + ex_atr(hi + i - 1, lo + i - 1, cl + i - 1, out + i - 1, n - i + 1, &ps, s.alpha, s.beta,
+                               s.beta2)
+            value = ps.value
+            s.anchor = ps.anchor
+            s.pending = ps.pending
+            s.phase = ps.phase
+            prev_close = cl[i - 1]
+            if i > p + 1:
+                tr = true_range(hi[i - 1], lo[i - 1], cl[i - 2])
     s.seed = seed
     s.true_range = tr
     s.prev_close = prev_close
@@ -2531,13 +2484,9 @@ cdef Py_ssize_t trange_fast(TrueRangeState *s, const double *hi, const double *l
     if n > 0 and ex_isfinite(hi[0]) and ex_isfinite(lo[0]) and ex_isfinite(cl[0]):
         out[0] = NAN
         i = 1
-        # Vectorised blocks while every input is finite; the block with a bad input is redone by the
-        # checked loop, up to that input.
-        while i < n:
-            e = i + TR_BLOCK if i + TR_BLOCK < n else n
-            if ex_trange_run(hi + i - 1, lo + i - 1, cl + i - 1, out + i, e - i + 1):
-                break
-            i = e
+        # Vectorised blocks while every input is finite (ex_trange_blocks); the block with a bad input
+        # is redone by the checked loop, up to that input.
+        i = ex_trange_blocks(hi, lo, cl, out, n)
         prev_close = cl[i - 1]
         if i > 1:
             value = out[i - 1]
@@ -2573,6 +2522,10 @@ cdef Py_ssize_t returns_fast(ReturnsState *s, const double *x, double *out, Py_s
                 out[i] = value
                 i += 1
         else:
+            # Vectorised blocks (ex_rocp); the block with a bad input is redone here, up to it.
+            i = ex_rocp(x, out, i, n, p)
+            if i > p:
+                value = out[i - 1]
             while i < n:
                 v = x[i]
                 if not ex_isfinite(v):
@@ -2609,12 +2562,54 @@ cdef void beta_rebuild_array(BetaState *s, const double *x, const double *y) noe
         s.sy += ey
 
 
+cdef void beta_rebuild_cb(void *owner, const double *x, const double *y, ex_beta_state *es) noexcept nogil:
+    """ex_beta's rebuild: beta_rebuild_array on the owner's state, the results handed back."""
+    cdef BetaState *s = <BetaState *>owner
+    beta_rebuild_array(s, x, y)
+    es.shift_x = s.shift_x
+    es.shift_y = s.shift_y
+    es.sxx = s.sxx
+    es.sxy = s.sxy
+    es.syy = s.syy
+    es.sx = s.sx
+    es.sy = s.sy
+
+
 cdef Py_ssize_t beta_fast(BetaState *s, const double *x, const double *y, double *out, Py_ssize_t n) noexcept nogil:
-    """beta_step's operations over arrays (the state lives in *s: its sums are few and the divisions,
-    not the loads, set the pace)."""
+    """beta_step's operations over arrays: the first window here, then ex_beta (ex_features.h), which
+    takes the divisions out of the serial loop."""
     cdef Py_ssize_t i = 0, p = s.period
     cdef double dx, dy, denom, denom_scale, ex, ey, nn = s.n
+    cdef ex_beta_state es
     while i < n:
+        if i == p + 1 and p <= EX_BETA_MAX_PERIOD:
+            es.shift_x = s.shift_x
+            es.shift_y = s.shift_y
+            es.sxx = s.sxx
+            es.sxy = s.sxy
+            es.syy = s.syy
+            es.sx = s.sx
+            es.sy = s.sy
+            es.leaving_xx = s.leaving_xx
+            es.leaving_yy = s.leaving_yy
+            es.until = s.until_reseed
+            es.rebuilds = s.h.rebuilds
+            i = ex_beta(x, y, out, i, n, p, &es, beta_rebuild_cb, s)
+            s.shift_x = es.shift_x
+            s.shift_y = es.shift_y
+            s.sxx = es.sxx
+            s.sxy = es.sxy
+            s.syy = es.syy
+            s.sx = es.sx
+            s.sy = es.sy
+            s.leaving_xx = es.leaving_xx
+            s.leaving_yy = es.leaving_yy
+            s.until_reseed = es.until
+            s.h.rebuilds = es.rebuilds
+            if i > p + 1:
+                s.h.value = out[i - 1]
+            if i >= n:
+                break
         if not (ex_isfinite(x[i]) and ex_isfinite(y[i])):
             break
         if i == 0:
@@ -2673,6 +2668,31 @@ cdef Py_ssize_t linreg_fast(LinRegState *s, const double *x, double *slope, doub
     """linreg_step's operations, reading the departing value and the rebuild window from the array."""
     cdef Py_ssize_t i = 0, p = s.w.cap
     cdef double v
+    cdef double c[5]
+    if p <= LINREG_DIRECT_MAX:
+        # Short windows: every window's sums afresh (ex_linreg_direct), as linreg_step does.
+        while i < n and i < p - 1:
+            if not ex_isfinite(x[i]):
+                break
+            slope[i] = NAN
+            icpt[i] = NAN
+            r2[i] = NAN
+            i += 1
+        if i == p - 1:
+            c[0] = s.span
+            c[1] = s.half_span
+            c[2] = s.cxx
+            c[3] = s.inv_cxx
+            c[4] = s.inv_n
+            i = ex_linreg_direct(x, slope, icpt, r2, i, n, p, c)
+            if i >= p:
+                s.h.value = slope[i - 1]
+                s.intercept = icpt[i - 1]
+                s.r2 = r2[i - 1]
+                s.ky = x[i - 1]
+        s.h.count = i
+        win_fill(&s.w, x, i)
+        return i
     while i < n and i < p:
         v = x[i]
         if not ex_isfinite(v):
@@ -2778,6 +2798,18 @@ cdef cnp.ndarray _empty(Py_ssize_t n):
     return cnp.PyArray_EMPTY(1, dims, cnp.NPY_FLOAT64, 0)
 
 
+cdef tuple _empty3(Py_ssize_t n):
+    """Three output arrays of length n, as the rows of one (3, n) array: one allocation instead of
+    three. (At 1M values, glibc keeps one 24 MB block on its heap between calls -- under its 32 MB
+    mmap ceiling -- while three 8 MB blocks freed together exceed its trim threshold and come back
+    as fresh pages, ~1300 page faults per call measured; see benches/README.md.)"""
+    cdef cnp.npy_intp dims[2]
+    dims[0] = 3
+    dims[1] = n
+    cdef cnp.ndarray a = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT64, 0)
+    return a[0], a[1], a[2]
+
+
 cdef inline const double *_src(cnp.ndarray a):
     return <const double *>cnp.PyArray_DATA(a)
 
@@ -2863,7 +2895,8 @@ def macd(x, fast=12, slow=26, signal=9):
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
     cdef Py_ssize_t k = 0
-    cdef cnp.ndarray line = _empty(n), sig = _empty(n), hist = _empty(n)
+    cdef cnp.ndarray line, sig, hist
+    line, sig, hist = _empty3(n)
     cdef const double *src = _src(xa)
     cdef double *d_line = _dst(line)
     cdef double *d_sig = _dst(sig)
@@ -2886,7 +2919,8 @@ def bbands(x, period=20, nbdev_up=2.0, nbdev_dn=2.0):
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
     cdef Py_ssize_t k = 0
-    cdef cnp.ndarray upper = _empty(n), middle = _empty(n), lower = _empty(n)
+    cdef cnp.ndarray upper, middle, lower
+    upper, middle, lower = _empty3(n)
     cdef const double *src = _src(xa)
     cdef double *d_up = _dst(upper)
     cdef double *d_mid = _dst(middle)
@@ -2897,14 +2931,13 @@ def bbands(x, period=20, nbdev_up=2.0, nbdev_dn=2.0):
         raise MemoryError()
     cdef Py_ssize_t start, warm
     with nogil:
-        # The fast path leaves the variances in d_lo; the bands are a map over them.
         k = skip_leading(&st.h, src, d_mid, n)
         fill_nan(d_up, 0, k)
         fill_nan(d_lo, 0, k)
-        start = k + svar_fast(&st.v, &st.h, &st.w, &st.total, True, src + k, d_lo + k, d_mid + k, n - k)
+        start = k + svar_fast(&st.v, &st.h, &st.w, &st.total, True, src + k, d_lo + k, d_mid + k, d_up + k,
+                              EX_SVAR_BBANDS, st.nbdev_up, st.nbdev_dn, n - k)
         warm = k + st.v.period - 1 if k + st.v.period - 1 < start else start
         fill_nan(d_up, k, warm)
-        ex_bbands_map(d_up + warm, d_mid + warm, d_lo + warm, start - warm, st.nbdev_up, st.nbdev_dn)
         if start > k:
             st.h.value = d_mid[start - 1]
             st.upper = d_up[start - 1]
@@ -2928,13 +2961,12 @@ def stddev(x, period, nbdev=1.0):
     cdef StdDevState st
     if stddev_init(&st, _period(period, "period", 2), _factor(nbdev, "nbdev")) != 0:
         raise MemoryError()
-    cdef Py_ssize_t start, warm
+    cdef Py_ssize_t start
     cdef double unused_total = 0.0
     with nogil:
         k = skip_leading(&st.h, src, dst, n)
-        start = k + svar_fast(&st.v, &st.h, &st.w, &unused_total, False, src + k, dst + k, NULL, n - k)
-        warm = k + st.v.period - 1 if k + st.v.period - 1 < start else start
-        ex_stddev_map(dst + warm, start - warm, st.nbdev)
+        start = k + svar_fast(&st.v, &st.h, &st.w, &unused_total, False, src + k, dst + k, NULL, NULL,
+                              EX_SVAR_STDDEV, st.nbdev, 1.0, n - k)
         if start > k:
             st.h.value = dst[start - 1]
         for i in range(start, n):
@@ -3013,7 +3045,8 @@ def linear_regression(x, period):
     cdef cnp.ndarray xa = _as_series(x, "x")
     cdef Py_ssize_t i, n = xa.shape[0]
     cdef Py_ssize_t k = 0
-    cdef cnp.ndarray slope = _empty(n), intercept = _empty(n), r2 = _empty(n)
+    cdef cnp.ndarray slope, intercept, r2
+    slope, intercept, r2 = _empty3(n)
     cdef const double *src = _src(xa)
     cdef double *d_slope = _dst(slope)
     cdef double *d_icpt = _dst(intercept)
@@ -3038,7 +3071,8 @@ def rolling_ols(x, y, period):
     cdef cnp.ndarray xa = _as_series(x, "x"), ya = _as_series(y, "y")
     cdef Py_ssize_t i, n = _same_length([xa, ya], ("x", "y"))
     cdef Py_ssize_t k = 0
-    cdef cnp.ndarray slope = _empty(n), intercept = _empty(n), r2 = _empty(n)
+    cdef cnp.ndarray slope, intercept, r2
+    slope, intercept, r2 = _empty3(n)
     cdef const double *sx = _src(xa)
     cdef const double *sy = _src(ya)
     cdef double *d_slope = _dst(slope)
