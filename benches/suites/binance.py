@@ -1,4 +1,5 @@
-"""Binance wire-to-book suite: one depth-diff frame (bytes off the socket) decoded and applied to a book.
+"""Binance suite: one depth-diff frame (bytes off the socket) decoded and applied to a book, then the
+tick-to-order latency through the engine and the simulator (suites/tick_to_order.py, also its own suite).
 
 Frames:
   real       a 20-level frame from the USD-M capture (cryptofeed_usdm_ws_2021-07-22.jsonl, SUSHIUSDT,
@@ -153,6 +154,9 @@ def run(ctx) -> list[dict]:
     else:
         rows += _frame_rows(ctx, p, extrema, BinanceDecoder, glue, ref, orjson, "real USD-M", *real)
     rows += _frame_rows(ctx, p, extrema, BinanceDecoder, glue, ref, orjson, "synthetic 20x20", *synthetic_frame(ctx.seed))
+    # Issue 5's second figure, through the whole engine against the simulator (its own suite too).
+    from suites import tick_to_order
+    rows += tick_to_order.run(ctx)
     return rows
 
 
