@@ -8,13 +8,14 @@ import logging
 from decimal import Decimal
 
 from extrema._core.clock import time_us
-from extrema._core.records import RecordKind
+from extrema._core.records import OrderType, RecordKind, TimeInForce
 from extrema._core.risk import estimate_fill
-from extrema.execution.client import CancelRequest, OrderRequest, ReplaceRequest
+from extrema.execution.client import ORDER_TYPES, TIMES_IN_FORCE, CancelRequest, OrderRequest, ReplaceRequest
 
 # OrderRequest's words -> the numbers of extrema.OrderType / TimeInForce the risk chain and order table use
-_ORDER_TYPES = {"market": 1, "limit": 2}
-_TIME_IN_FORCE = {"GTC": 1, "IOC": 2, "FOK": 3, "GTX": 4}
+# Request names -> the numbers of extrema.OrderType / TimeInForce (types.pxd), which the core checks.
+_ORDER_TYPES = {name: int(OrderType[name.upper()]) for name in ORDER_TYPES}
+_TIME_IN_FORCE = {name: int(TimeInForce[name]) for name in TIMES_IN_FORCE}
 SEND_FAILED_REASON = 3000          # ORDER_UPDATE reason of an order the execution client refused to send
 _KEEP_REJECTIONS = 1024
 
@@ -122,24 +123,30 @@ class Context:
     # ---- orders ----------------------------------------------------------------------------------
 
     def submit(self, instrument, side, quantity, price=None, *, order_type=None, time_in_force="GTC",
-               reduce_only=False, post_only=False):
+               reduce_only=False, post_only=False, stop_price=None, expire_time_us=None):
         """Send a new order through the engine's pre-trade risk checks to its execution client; returns its
         client order id (an int: order updates and fills of this order carry it, see
         extrema.execution.orders). An order the checks refuse is not sent: it arrives in on_order as
-        REJECTED with reason REJECT_REASON_BASE + rule, and context.rejection(id) says why."""
+        REJECTED with reason REJECT_REASON_BASE + rule, and context.rejection(id) says why.
+        order_type: "limit" (the default with a price), "market" (without), "stop_market", "stop_limit",
+        "take_profit_market", "take_profit_limit" (these with stop_price); time_in_force GTC, IOC, FOK,
+        GTX (post-only) or GTD (with expire_time_us)."""
         inst = self._engine.find_instrument(instrument)
         order = OrderRequest(
             client_order_id=self._engine.next_client_order_id(self.index), strategy=self._strategy.name,
             instrument=inst.name, side=side, quantity=Decimal(str(quantity)),
             price=None if price is None else Decimal(str(price)),
             order_type=order_type or ("market" if price is None else "limit"),
-            time_in_force=time_in_force, reduce_only=reduce_only, post_only=post_only)
+            time_in_force=time_in_force, reduce_only=reduce_only, post_only=post_only,
+            stop_price=None if stop_price is None else Decimal(str(stop_price)), expire_time_us=expire_time_us)
         qty_raw = _raw(order.quantity, inst.size_precision, "quantity", inst.lot_size)
         price_raw = 0 if order.price is None else _raw(order.price, inst.price_precision, "price", inst.tick_size)
+        stop_raw = (0 if order.stop_price is None
+                    else _raw(order.stop_price, inst.price_precision, "stop price", inst.tick_size))
         rejection = self._engine.execution_core.submit(
             self.index, order.client_order_id, inst.id, side, qty_raw, price_raw,
             order_type=_ORDER_TYPES[order.order_type], time_in_force=_TIME_IN_FORCE[order.time_in_force],
-            reduce_only=reduce_only, post_only=post_only)
+            stop_price_raw=stop_raw, reduce_only=reduce_only, post_only=post_only)
         if rejection is not None:
             rejection.strategy = self._strategy.name
             rejection.instrument = inst.name

@@ -48,6 +48,40 @@ _TERMINAL = {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, Or
 _KEEPALIVE_S = 30 * 60
 
 
+# extrema's order types -> Binance's (spot / USD-M): https://developers.binance.com/docs/binance-spot-api-docs/
+# rest-api/trading-endpoints#new-order-trade and the USD-M "New Order" page.
+_BINANCE_TYPES = {
+    Market.BINANCE_SPOT: {"market": "MARKET", "limit": "LIMIT", "stop_market": "STOP_LOSS",
+                          "stop_limit": "STOP_LOSS_LIMIT", "take_profit_market": "TAKE_PROFIT",
+                          "take_profit_limit": "TAKE_PROFIT_LIMIT"},
+    Market.BINANCE_USDM: {"market": "MARKET", "limit": "LIMIT", "stop_market": "STOP_MARKET", "stop_limit": "STOP",
+                          "take_profit_market": "TAKE_PROFIT_MARKET", "take_profit_limit": "TAKE_PROFIT"},
+}
+
+
+def binance_order_args(market, r: OrderRequest, client_order_id: str):
+    """(Binance order type, keyword arguments of new_order / place_order) for a request. Raises
+    ValueError for what the market cannot take (GTD on spot) - before anything is sent.
+
+    USD-M stop / take-profit orders: Binance moved conditional orders to its algo-order API in 2025 and
+    answers -4120 (STOP_ORDER_SWITCH_ALGO) on the order endpoint; that API is not implemented here yet,
+    so they come back REJECTED with the venue's message (the bundled simulator answers the same)."""
+    order_type = _BINANCE_TYPES[market][r.order_type]
+    limit_like = r.order_type in ("limit", "stop_limit", "take_profit_limit")
+    tif = r.time_in_force if limit_like and not r.post_only else None
+    extra = None
+    if r.time_in_force == "GTD":
+        if market != Market.BINANCE_USDM:
+            raise ValueError("Binance spot has no GTD orders")
+        extra = {"goodTillDate": r.expire_time_us // 1000}
+    reduce_only = (True if r.reduce_only else None) if market == Market.BINANCE_USDM else None
+    if r.reduce_only and market != Market.BINANCE_USDM:
+        raise ValueError("reduce-only orders exist on USD-M, not on spot")
+    return order_type, dict(client_order_id=client_order_id, quantity=r.quantity, price=r.price, time_in_force=tif,
+                            post_only=r.post_only, reduce_only=reduce_only, stop_price=r.stop_price,
+                            response_type="ACK", extra=extra)
+
+
 def _on_grid(value, precision):
     """`value` as text when `precision` decimals hold it exactly, else "0"."""
     if value is None or value.as_tuple().exponent < -precision and value != value.quantize(
@@ -218,12 +252,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
 
     def _order_args(self, o: "_Order"):
         """(order type, keyword arguments) of a new order, shared by both order paths."""
-        r = o.request
-        order_type = "MARKET" if r.order_type == "market" else "LIMIT"
-        tif = None if order_type == "MARKET" or r.post_only else r.time_in_force
-        reduce_only = (True if r.reduce_only else None) if self.market == Market.BINANCE_USDM else None
-        return order_type, dict(client_order_id=o.text, quantity=r.quantity, price=r.price, time_in_force=tif,
-                                post_only=r.post_only, reduce_only=reduce_only, response_type="ACK")
+        return binance_order_args(self.market, o.request, o.text)
 
     def _loop_of(self):
         return self._loop or asyncio.get_running_loop()
@@ -257,7 +286,11 @@ class BinanceExecution(VenuePart, ExecutionClient):
     # ---- requests (engine loop) --------------------------------------------------------------------
 
     async def _place(self, o: _Order):
-        order_type, args = self._order_args(o)
+        try:
+            order_type, args = self._order_args(o)
+        except ValueError as exc:
+            self._reject(o, 0, str(exc))
+            return
         try:
             await self.rest.new_order(o.instrument.venue_symbol, o.request.side.upper(), order_type, **args)
         except OrderStatusUnknown:
@@ -316,7 +349,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         price = _on_grid(r.price, o.instrument.price_precision)
         quantity = _on_grid(r.quantity, o.instrument.size_precision)
         report = {"e": "executionReport", "E": time_us() // 1000, "s": o.instrument.venue_symbol,
-                  "c": o.text, "S": r.side.upper(), "o": "MARKET" if r.order_type == "market" else "LIMIT",
+                  "c": o.text, "S": r.side.upper(), "o": _BINANCE_TYPES[self.market][r.order_type],
                   "f": r.time_in_force, "q": quantity, "p": price, "P": "0",
                   "x": "REJECTED", "X": "REJECTED", "r": "NONE", "i": -1, "l": "0", "z": "0", "L": "0",
                   "n": "0", "N": None, "T": time_us() // 1000, "t": -1, "m": False, "Z": "0"}
