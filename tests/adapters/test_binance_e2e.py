@@ -208,6 +208,10 @@ def test_forced_disconnect_loses_and_duplicates_nothing(sim):
         engine.stop()
     trade_ids = [f[1] for f in watcher.fills]
     assert len(trade_ids) == len(set(trade_ids)), "a fill was delivered twice"
+    # Reconciliation ran at start and after the reconnect and found nothing it could not merge.
+    assert venue.execution.counters["reconciled"] >= 2
+    kinds = {e.kind for e in venue.execution.reconcile_events}
+    assert "ORDER_CONFLICT" not in kinds, venue.execution.reconcile_events
     # The venue holds exactly the orders the strategy placed: nothing was resent.
     venue_orders = sim.call(lambda: [o.client_id for o in sim.engine.orders.values()])
     assert sorted(venue_orders) == sorted(venue.execution.order_ids.text(i) for i in ids)
@@ -251,3 +255,35 @@ def test_usdm_mark_prices_reach_their_subscribers():
     name, mark, index, funding, next_funding = marks[-1]
     assert name == "BTC_USDT_PERP" and mark > 0 and index > 0
     assert funding == pytest.approx(0.0001) and next_funding > 1_700_000_000_000_000
+
+
+def test_orders_already_open_at_the_venue_are_adopted_at_start(sim):
+    """A restart: the venue holds an open order this engine did not place (or placed in an earlier run);
+    reconciliation at start brings it into the order table, reported as an event."""
+    import asyncio
+
+    from extrema.adapters.binance import BinanceCredentials, BinanceRest
+    from extrema.sim import DEFAULT_API_KEY, DEFAULT_API_SECRET
+    market = Market.BINANCE_SPOT if sim.market == "spot" else Market.BINANCE_USDM
+    registry = InstrumentRegistry()
+    venue = BinanceVenue.for_simulator(sim)
+    (inst,) = venue.load_instruments(registry, ["BTCUSDT"])
+    bid = sim.call(lambda: sim.engine.book_snapshot("BTCUSDT", 1))[1][0][0]
+    spec = sim.call(lambda: sim.engine.specs["BTCUSDT"])
+    qty, low = tradable(inst, bid / 10 ** spec.price_dp * 0.9)
+
+    async def place():
+        async with BinanceRest(market, sim.rest_url, BinanceCredentials(DEFAULT_API_KEY, DEFAULT_API_SECRET)) as rest:
+            await rest.new_order("BTCUSDT", "BUY", "LIMIT", client_order_id="manual-1", quantity=qty, price=low)
+    asyncio.run(place())
+    watcher = Watcher()
+    engine = (EngineBuilder(registry).venue(venue).strategy(watcher, subscribe={inst: "book"})
+              .options(stop_when_sources_done=False).build())
+    engine.start()
+    try:
+        wait_for(lambda: venue.execution.counters["reconciled"] >= 1, what="reconciliation at start")
+    finally:
+        engine.stop()
+    adopted = [e for e in venue.execution.reconcile_events if e.kind == "ORDER_ADOPTED"]
+    assert len(adopted) == 1 and adopted[0].client_order_id >= 1 << 62          # a foreign id
+    assert engine.orders.status(adopted[0].client_order_id) == OrderStatus.ACCEPTED

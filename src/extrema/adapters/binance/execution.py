@@ -149,6 +149,8 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self._tasks: set[asyncio.Task] = set()
         self._pending: list[np.ndarray] = []     # records made before the stream ran
         self.rejections: dict[int, tuple[int, str]] = {}
+        self._core = None                         # the engine's ExecutionCore (bind_engine)
+        self.reconcile_events = []                # the latest 1000 differences reconciliation reported
         self.counters = {"submitted": 0, "rejected": 0, "cancels": 0, "replaces": 0, "unknown_outcomes": 0,
                          "listen_keys": 0, "reconciled": 0, "request_errors": 0}
 
@@ -158,6 +160,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         if self.registry is None:
             self.registry = engine.registry
         self.order_ids = engine.order_ids
+        self._core = engine.execution_core
 
     def _codec(self):
         if self.decoder is None:
@@ -280,7 +283,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self._handle_user_records(self._codec().decode(payload, ts_local))
 
     def _on_ws_api_ready(self, client):
-        if client.session.stats.connects > 1:
+        if self.user_data_on_ws_api:          # the user stream is this connection: (re)connected now
             self._spawn(self._reconcile())
 
     # ---- requests (engine loop) --------------------------------------------------------------------
@@ -424,21 +427,71 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self.session.reconnect("new listen key")
 
     async def _on_connect(self, session):
-        if session.stats.connects > 1:
-            self._spawn(self._reconcile())
+        self._spawn(self._reconcile())
 
     async def _reconcile(self):
-        """Query every order still open here: updates missed while the stream was down are recovered."""
-        for coid, o in list(self._orders.items()):
-            if o.status in _TERMINAL:
+        """At start and after every reconnect: merge the venue's open orders, USD-M positions and balances
+        into the engine's order table and portfolio (extrema.reconcile: nothing counted twice, every
+        difference reported as an event, kept in `reconcile_events`), then ask the venue for the final
+        state of every order the engine holds live that the venue no longer lists as open (updates missed
+        while disconnected arrive as ORDER_UPDATE records, through the engine like any other)."""
+        from extrema.execution.reconciliation import VenueSnapshot, reconcile
+        try:
+            open_orders = await self.rest.open_orders()
+            positions = await self.rest.positions() if self.market == Market.BINANCE_USDM else []
+            balances = await self.rest.balances()
+        except BinanceError as exc:
+            log.warning("%s reconciliation: the venue's state could not be read (%s)", self.market.name, exc)
+            return
+        heads = []
+        for order in open_orders:
+            ours = self.order_ids.parse(order["clientOrderId"]) if self.order_ids is not None else None
+            if ours is not None and self._codec().client_order_id(order["clientOrderId"]) is None:
+                self._codec().register_client_order_id(order["clientOrderId"], ours)   # ours, from a past run
+            heads.append(self._report_records(order))
+        snapshot = VenueSnapshot(self.market,
+                                 open_orders=np.concatenate(heads) if heads else self._no_records(),
+                                 positions=self._venue_positions(positions),
+                                 balances={asset: b.total for asset, b in balances.items()})
+        if self._core is not None:
+            events = reconcile(self._core, snapshot)
+            self.reconcile_events.extend(events)
+            del self.reconcile_events[:-1000]
+            for e in events:
+                if e.kind != "SUMMARY":
+                    log.info("%s reconciliation: %s %s", self.market.name, e.kind, e.message)
+        self.counters["reconciled"] += 1
+        listed = {order["clientOrderId"] for order in open_orders}
+        for o in list(self._orders.values()):
+            if o.text in listed or o.status in _TERMINAL:
                 continue
             try:
                 data = await self.rest.query_order(o.instrument.venue_symbol, client_order_id=o.text)
+            except OrderNotFoundError:
+                continue            # never reached the venue: its rejection is (or will be) published
             except BinanceError as exc:
                 log.warning("reconciliation query of %s failed: %s", o.text, exc)
                 continue
-            self.counters["reconciled"] += 1
             self._publish(self._report_records(data))
+
+    def _venue_positions(self, positions):
+        """USD-M positionRisk entries -> {instrument id: (raw size, raw entry price)} (one-way mode)."""
+        out = {}
+        for p in positions:
+            try:
+                inst = self.registry.by_venue_symbol(self.market, p["symbol"])
+            except KeyError:
+                continue
+            size = Decimal(p["positionAmt"]).scaleb(inst.size_precision)
+            price = Decimal(p.get("entryPrice", "0")).scaleb(inst.price_precision)
+            if size:
+                out[inst.id] = (int(size), int(price.to_integral_value()))
+        return out or None
+
+    @staticmethod
+    def _no_records():
+        from extrema._core.records import empty_records
+        return empty_records(0)
 
     def _on_message(self, payload, ts_local):
         records = self.decoder.decode(payload, ts_local)
