@@ -111,14 +111,13 @@ def assert_books_equal(engine, sim, inst, watcher):
     last_id, bids, asks = sim_book(sim)
     wait_for(lambda: watcher.last_update_id >= last_id, what=f"the engine book to reach update {last_id}")
     book = engine.dispatcher.book(inst.id)
-    scale_p, scale_q = 10 ** inst.price_precision, 10 ** inst.size_precision
-    to_raw = lambda levels, dp_p, dp_q: [(int(p), int(q)) for p, q in levels]  # noqa: E731
     spec = sim.call(lambda: sim.engine.specs["BTCUSDT"])
-    # The simulator keeps raw ints at its own precision; bring both to Decimal-free exact integers.
-    conv = lambda levels: [(p * scale_p // 10 ** spec.price_dp, q * scale_q // 10 ** spec.qty_dp)  # noqa: E731
-                           for p, q in levels]
-    assert to_raw(book.levels(BookSide.BID, raw=True), 0, 0) == conv(bids)
-    assert to_raw(book.levels(BookSide.ASK, raw=True), 0, 0) == conv(asks)
+    # The simulator keeps raw ints at its own precision: bring them to the instrument's (exact integers).
+    conv = lambda levels: [(p * 10 ** inst.price_precision // 10 ** spec.price_dp,  # noqa: E731
+                            q * 10 ** inst.size_precision // 10 ** spec.qty_dp) for p, q in levels]
+    as_pairs = lambda levels: [(int(p), int(q)) for p, q in levels]  # noqa: E731
+    assert as_pairs(book.levels(BookSide.BID, raw=True)) == conv(bids)
+    assert as_pairs(book.levels(BookSide.ASK, raw=True)) == conv(asks)
     sim.call(sim.resume_feed)
 
 

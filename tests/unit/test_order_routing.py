@@ -10,7 +10,7 @@ from extrema.execution.orders import (FOREIGN_ID_BASE, OWNER_BITS, ClientOrderId
 
 
 def order_update(instrument_id, coid, *, status=OrderStatus.ACCEPTED, sell=False, price=100_00, qty=2_000,
-                 filled=0, venue_id=77):
+                 filled=0, venue_id=77, word6=0):
     rec = extrema.empty_records(2)
     rec[0] = (RecordKind.ORDER_UPDATE, extrema.with_continuations(RecordFlag.ASK if sell else 0, 1),
               instrument_id, 1_700_000_000_000_000, 1_700_000_000_000_100, coid, price, qty, filled, venue_id)
@@ -18,7 +18,7 @@ def order_update(instrument_id, coid, *, status=OrderStatus.ACCEPTED, sell=False
     cont["kind"] = RecordKind.CONTINUATION
     cont["flags"] = 1
     cont["instrument_id"] = instrument_id
-    cont["payload"][0] = [status, OrderType.LIMIT, TimeInForce.GTC, 0, 0, qty - filled, 0]
+    cont["payload"][0] = [status, OrderType.LIMIT, TimeInForce.GTC, 0, 0, qty - filled, word6]
     return rec
 
 
@@ -95,8 +95,10 @@ def test_a_copied_order_view_outlives_the_hook():
     d = Dispatcher(reg)
     d.add_strategy(Keeper())
     oid = ClientOrderIds("test").next(0)
-    d.dispatch(order_update(inst.id, oid, status=OrderStatus.FILLED, filled=2_000))
+    d.dispatch(order_update(inst.id, oid, status=OrderStatus.FILLED, filled=2_000,
+                            word6=int(extrema.OrderReason.INSUFFICIENT_BALANCE) | int(extrema.ExecType.TRADE) << 16))
     view, copy = kept[0]
+    assert copy.reason == extrema.OrderReason.INSUFFICIENT_BALANCE and copy.exec_type == extrema.ExecType.TRADE
     with pytest.raises(extrema.ViewExpiredError):
         view.status
     assert copy.status == OrderStatus.FILLED and copy.remaining == 0.0 and copy.client_order_id == oid

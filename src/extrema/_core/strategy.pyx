@@ -423,9 +423,16 @@ cdef class OrderView(RecordView):
 
     @property
     def reason(self):
-        """Venue reject / cancel reason code (0 when none)."""
+        """Why the order was rejected / expired: an extrema.OrderReason from the venue, or the engine's
+        own code (REJECT_REASON_BASE + the risk rule; context.rejection(id) has the details); 0 when none."""
         self._check()
-        return self._rec[1].aux1
+        return self._rec[1].aux1 & 0xFFFF
+
+    @property
+    def exec_type(self):
+        """What happened in this update (extrema.ExecType: NEW, TRADE, CANCELED...), as the venue said."""
+        self._check()
+        return (self._rec[1].aux1 >> 16) & 0xFFFF
 
     cdef str _describe(self):
         return (f"{self.instrument} order {self._rec.sequence} {self.side} {self.quantity} @ {self.price} "

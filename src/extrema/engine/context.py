@@ -40,7 +40,6 @@ class Context:
         self._engine = engine
         self._strategy = strategy
         self.index = index
-        self._order_markets = {}          # client order id -> the market it was sent to
         self._rejections = {}             # client order id -> RiskRejection (the latest _KEEP_REJECTIONS)
         self.log = logging.getLogger(f"extrema.strategy.{strategy.name}")
 
@@ -162,18 +161,14 @@ class Context:
             # the client refused it before anything was sent: the order never existed at the venue
             self._engine.orders.reject(order.client_order_id, SEND_FAILED_REASON)
             raise
-        self._order_markets[order.client_order_id] = inst.market
         return order.client_order_id
-
-    def _client_for(self, client_order_id):
-        # Orders of an earlier run (reconciled after a restart) go to the default client.
-        return self._engine.execution_client(self._order_markets.get(client_order_id))
 
     def cancel(self, client_order_id):
         """Cancel an order. Nothing is sent when there is nothing to cancel at the venue (never sent,
         already closed, a cancel already pending)."""
         if self._engine.execution_core.cancel(client_order_id):
-            self._client_for(client_order_id).cancel(CancelRequest(client_order_id, self._strategy.name))
+            self._engine.execution_client_of(client_order_id).cancel(CancelRequest(client_order_id,
+                                                                                  self._strategy.name))
 
     def replace(self, client_order_id, *, price=None, quantity=None):
         """Change an order's price and / or size (one change at a time: refused while one is pending)."""
@@ -184,7 +179,7 @@ class Context:
         qty_raw = 0 if quantity is None or inst is None else _raw(Decimal(str(quantity)), inst.size_precision,
                                                                   "quantity", inst.lot_size)
         if self._engine.execution_core.replace(client_order_id, price_raw, qty_raw):
-            self._client_for(client_order_id).replace(ReplaceRequest(
+            self._engine.execution_client_of(client_order_id).replace(ReplaceRequest(
                 client_order_id, self._strategy.name,
                 None if price is None else Decimal(str(price)),
                 None if quantity is None else Decimal(str(quantity))))

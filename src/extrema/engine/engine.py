@@ -233,13 +233,18 @@ class Engine:
                 return i
         raise KeyError(f"no strategy {strategy!r}")
 
+    def execution_client_of(self, client_order_id):
+        """The execution client of an order's market (from the order table; the default client for an
+        order the table does not hold)."""
+        o = self.orders.get(client_order_id)
+        return self.execution_client(self.registry[o["instrument_id"]].market if o is not None else None)
+
     def _send_cancel(self, coid):
         o = self.orders.get(coid)
-        market = self.registry[o["instrument_id"]].market if o is not None else None
         owner = o["owner"] if o is not None else -1
         name = self.dispatcher.strategies[owner].name if 0 <= owner < len(self.dispatcher.strategies) else ""
         try:
-            self.execution_client(market).cancel(CancelRequest(coid, name))
+            self.execution_client_of(coid).cancel(CancelRequest(coid, name))
         except Exception:                          # one failed cancel must not stop the others
             log.exception("kill switch: the cancel of order %d failed", coid)
 

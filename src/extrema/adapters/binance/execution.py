@@ -170,8 +170,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         return self.decoder
 
     def _spawn(self, coro):
-        loop = self._loop or asyncio.get_running_loop()
-        task = loop.create_task(coro)
+        task = self._loop_of().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -347,27 +346,32 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self.rejections[o.request.client_order_id] = (code, message)
         log.info("order %s rejected by %s: %s %s", o.text, self.market.name, code, message)
         r = o.request
+        now_ms = time_us() // 1000
         # The request's own numbers may be what the venue refused (off the tick / lot grid): the report
         # carries them only when the instrument's precision can hold them.
-        price = _on_grid(r.price, o.instrument.price_precision)
-        quantity = _on_grid(r.quantity, o.instrument.size_precision)
-        report = {"e": "executionReport", "E": time_us() // 1000, "s": o.instrument.venue_symbol,
-                  "c": o.text, "S": r.side.upper(), "o": _BINANCE_TYPES[self.market][r.order_type],
-                  "f": r.time_in_force, "q": quantity, "p": price, "P": "0",
-                  "x": "REJECTED", "X": "REJECTED", "r": "NONE", "i": -1, "l": "0", "z": "0", "L": "0",
-                  "n": "0", "N": None, "T": time_us() // 1000, "t": -1, "m": False, "Z": "0"}
-        self._publish(self._decode_json(report))
+        self._publish(self._execution_report(
+            o.instrument.venue_symbol, o.text, r.side.upper(), _BINANCE_TYPES[self.market][r.order_type],
+            r.time_in_force, _on_grid(r.quantity, o.instrument.size_precision),
+            _on_grid(r.price, o.instrument.price_precision), "0", "REJECTED", -1, "0", "0", now_ms,
+            exec_type="REJECTED"))
 
     def _report_records(self, order: dict):
         """A REST order object (query / open orders) as the executionReport the stream would send."""
-        report = {"e": "executionReport",
-                  "E": order.get("updateTime", order.get("time", time_us() // 1000)), "s": order["symbol"],
-                  "c": order["clientOrderId"], "S": order["side"], "o": order["type"],
-                  "f": order.get("timeInForce", "GTC"), "q": order["origQty"], "p": order["price"],
-                  "P": order.get("stopPrice", "0"), "x": "NEW", "X": order["status"], "r": "NONE",
-                  "i": order["orderId"], "l": "0", "z": order["executedQty"], "L": "0", "n": "0", "N": None,
-                  "T": order.get("updateTime", order.get("time", 0)), "t": -1, "m": False,
-                  "Z": order.get("cummulativeQuoteQty", order.get("cumQuote", "0"))}
+        ts = order.get("updateTime", order.get("time", time_us() // 1000))
+        return self._execution_report(
+            order["symbol"], order["clientOrderId"], order["side"], order["type"], order.get("timeInForce", "GTC"),
+            order["origQty"], order["price"], order.get("stopPrice", "0"), order["status"], order["orderId"],
+            order["executedQty"], order.get("cummulativeQuoteQty", order.get("cumQuote", "0")), ts)
+
+    def _execution_report(self, symbol, client_id, side, order_type, tif, quantity, price, stop_price, status,
+                          venue_id, filled, filled_quote, ts_ms, exec_type="NEW"):
+        """ORDER_UPDATE records for an order state this client learnt outside the stream (a rejection, a
+        REST answer): the executionReport the stream would have sent, through the same compiled decoder -
+        one encoder for the record layout. No trade fields: a FILL only ever comes from the venue."""
+        report = {"e": "executionReport", "E": ts_ms, "T": ts_ms, "s": symbol, "c": client_id, "S": side,
+                  "o": order_type, "f": tif, "q": quantity, "p": price, "P": stop_price, "x": exec_type,
+                  "X": status, "r": "NONE", "i": venue_id, "l": "0", "z": filled, "L": "0", "n": "0", "N": None,
+                  "t": -1, "m": False, "Z": filled_quote}
         return self._decode_json(report)
 
     def _decode_json(self, obj):

@@ -31,7 +31,7 @@ from typing import Optional
 from extrema._core.binance import BinanceDecoder, DepthSync, SyncStatus
 from extrema._core.clock import time_us
 from extrema._core.instruments import Market
-from extrema._core.records import RecordKind, ResetReason
+from extrema._core.records import RecordKind, ResetReason, empty_records
 from extrema.adapters.binance.parts import VenuePart
 from extrema.adapters.ws import Backoff, WsSession
 
@@ -42,6 +42,9 @@ log = logging.getLogger("extrema.adapters.binance")
 _SEND_RATE = {Market.BINANCE_SPOT: 5.0, Market.BINANCE_USDM: 10.0}
 # A single connection can listen to at most 1024 streams (spot) / 200 (USD-M).
 _MAX_STREAMS = {Market.BINANCE_SPOT: 1024, Market.BINANCE_USDM: 200}
+# Records one frame may decode into (a depth diff is one per level change); a frame needing more is
+# dropped and counted by the decoder (DropReason.CAPACITY).
+_FRAME_RECORDS = 8192
 _DEPTH_SPEEDS = {Market.BINANCE_SPOT: ("1000ms", "100ms"),
                  Market.BINANCE_USDM: ("0ms", "100ms", "250ms", "500ms")}
 
@@ -118,6 +121,7 @@ class BinanceMarketData(VenuePart):
                 raise RuntimeError("BinanceMarketData needs a registry (pass registry= or add it to an engine)")
             self.decoder = BinanceDecoder(self.registry, self.market)
             self.sync = DepthSync(self.market)
+            self._buffer = empty_records(_FRAME_RECORDS)
 
     def _wanted_streams(self, subscriptions):
         wanted = {}
@@ -146,8 +150,9 @@ class BinanceMarketData(VenuePart):
         self._depth_ids = {iid for iid, kind in self._streams.values() if kind == RecordKind.BOOK_DELTA}
         if not self._streams:
             log.info("%s: no subscriptions for this market; idle until there are", self.market.name)
-        self.session = WsSession(self._url, self._on_message, on_connect=self._on_connect,
-                                 on_disconnect=self._on_disconnect, name=f"binance-{self.market.name.lower()}",
+        # The URL carries the streams; books restart from snapshots the first diff of each instrument asks
+        # for (DepthSync answers NEED_SNAPSHOT), so a snapshot is never older than the stream it joins.
+        self.session = WsSession(self._url, self._on_message, on_disconnect=self._on_disconnect, name=f"binance-{self.market.name.lower()}",
                                  send_rate=_SEND_RATE[self.market], stale_after=self.stale_after,
                                  backoff=self._backoff)
         try:
@@ -181,12 +186,6 @@ class BinanceMarketData(VenuePart):
 
     # ---- connection events -------------------------------------------------------------------------
 
-    async def _on_connect(self, session):
-        # The URL carried the streams. Books restart from snapshots, which the first diff of each
-        # instrument asks for (DepthSync answers NEED_SNAPSHOT), so the snapshot is never older than
-        # the stream it is joined to.
-        pass
-
     def _on_disconnect(self, session, reason):
         # Frames may be lost while we are away: every live book is void until its next snapshot.
         for task in self._snapshot_tasks.values():
@@ -199,8 +198,10 @@ class BinanceMarketData(VenuePart):
     # ---- frames ------------------------------------------------------------------------------------
 
     def _on_message(self, payload, ts_local):
-        records = self.decoder.decode(payload, ts_local)
-        status, records = self.sync.accept(records, self.decoder)
+        # Into one reusable buffer: the engine copies what it publishes into its ring and DepthSync
+        # copies what it buffers, so nothing keeps these records past this call.
+        n = self.decoder.decode_to(payload, self._buffer, ts_local)
+        status, records = self.sync.accept(self._buffer[:n], self.decoder)
         if status == SyncStatus.EMIT:
             if len(records):
                 self._emit(records)
