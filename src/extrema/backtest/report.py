@@ -31,59 +31,66 @@ CHART_FILE = "equity.png"
 MAX_CHART_POINTS = 4000
 
 
-def _side(v):
-    return "BUY" if v > 0 else "SELL" if v < 0 else str(v)
-
-
-def _liquidity(v):
-    return {1: "MAKER", 2: "TAKER"}.get(v, "UNKNOWN")
+SIDES = {1: "BUY", -1: "SELL"}
+LIQUIDITY = {0: "UNKNOWN", 1: "MAKER", 2: "TAKER"}
 
 
 def _enum_names(enum_type):
     return {int(m): m.name for m in enum_type}
 
 
-def write_orders_csv(result, path: Path):
-    from extrema import OrderReason, OrderStatus, OrderType, TimeInForce
-    types, tifs = _enum_names(OrderType), _enum_names(TimeInForce)
-    statuses, reasons = _enum_names(OrderStatus), _enum_names(OrderReason)
-    o = result.orders
+def _iso_times(ts: np.ndarray) -> list:
+    """ISO-8601 UTC text for a column of µs timestamps, vectorised (a million rows in well under a second)."""
+    return [t + "Z" for t in np.datetime_as_string(ts.astype("datetime64[us]"), unit="us").tolist()]
+
+
+def _names(ids: np.ndarray, table) -> list:
+    lookup = table if isinstance(table, dict) else dict(enumerate(table))
+    return [lookup.get(i, i) for i in ids.tolist()]
+
+
+def _write_columns(path: Path, header: list, columns: list):
+    # csv writes a float with repr(): the shortest text that parses back to the same double.
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["client_order_id", "strategy_id", "strategy", "instrument_id", "instrument", "side",
-                    "order_type", "time_in_force", "price", "quantity", "filled", "status", "reason",
-                    "submit_ts", "ack_ts", "done_ts"])
-        for row in zip(*(o[f].tolist() for f in o.dtype.names)):
-            (coid, s, iid, side, otype, tif, price, qty, filled, status, reason, submit, ack, done) = row
-            w.writerow([coid, s, result.strategies[s], iid, result.instruments[iid], _side(side),
-                        types.get(otype, otype), tifs.get(tif, tif), repr(price), repr(qty), repr(filled),
-                        statuses.get(status, status), reasons.get(reason, reason), submit, ack, done])
+        w.writerow(header)
+        w.writerows(zip(*columns))
+
+
+def write_orders_csv(result, path: Path):
+    from extrema import OrderReason, OrderStatus, OrderType, TimeInForce
+    o = result.orders
+    _write_columns(path, [
+        "client_order_id", "strategy_id", "strategy", "instrument_id", "instrument", "side", "order_type",
+        "time_in_force", "price", "quantity", "filled", "status", "reason", "submit_ts", "ack_ts", "done_ts"], [
+        o["client_order_id"].tolist(), o["strategy"].tolist(), _names(o["strategy"], result.strategies),
+        o["instrument_id"].tolist(), _names(o["instrument_id"], result.instruments),
+        _names(o["side"], SIDES), _names(o["order_type"], _enum_names(OrderType)),
+        _names(o["time_in_force"], _enum_names(TimeInForce)), o["price"].tolist(), o["quantity"].tolist(),
+        o["filled"].tolist(), _names(o["status"], _enum_names(OrderStatus)),
+        _names(o["reason"], _enum_names(OrderReason)), o["submit_ts"].tolist(), o["ack_ts"].tolist(),
+        o["done_ts"].tolist()])
 
 
 def write_fills_csv(result, path: Path):
     f = result.fills[np.argsort(result.fills["ts"], kind="stable")]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["ts", "time", "client_order_id", "strategy_id", "strategy", "instrument_id", "instrument",
-                    "side", "price", "quantity", "fee", "liquidity", "latency_us"])
-        for row in zip(*(f[name].tolist() for name in f.dtype.names)):
-            ts, coid, s, iid, side, price, qty, fee, liq, latency = row
-            w.writerow([ts, format_ts(ts), coid, s, result.strategies[s], iid, result.instruments[iid],
-                        _side(side), repr(price), repr(qty), repr(fee), _liquidity(liq), latency])
+    _write_columns(path, [
+        "ts", "time", "client_order_id", "strategy_id", "strategy", "instrument_id", "instrument", "side",
+        "price", "quantity", "fee", "liquidity", "latency_us"], [
+        f["ts"].tolist(), _iso_times(f["ts"]), f["client_order_id"].tolist(), f["strategy"].tolist(),
+        _names(f["strategy"], result.strategies), f["instrument_id"].tolist(),
+        _names(f["instrument_id"], result.instruments), _names(f["side"], SIDES), f["price"].tolist(),
+        f["quantity"].tolist(), f["fee"].tolist(), _names(f["liquidity"], LIQUIDITY), f["latency_us"].tolist()])
 
 
 def write_equity_csv(result, path: Path):
     e = result.equity
     absolute, pct = drawdown_series(e)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["ts", "time", "equity", "realized", "unrealized", "fees", "gross_exposure",
-                    "drawdown", "drawdown_pct"])
-        for i, row in enumerate(zip(*(e[name].tolist() for name in e.dtype.names))):
-            ts = row[0]
-            pct_i = pct[i]
-            w.writerow([ts, format_ts(ts), *(repr(v) for v in row[1:]), repr(float(absolute[i])),
-                        repr(float(pct_i)) if np.isfinite(pct_i) else ""])
+    _write_columns(path, [
+        "ts", "time", "equity", "realized", "unrealized", "fees", "gross_exposure", "drawdown", "drawdown_pct"], [
+        e["ts"].tolist(), _iso_times(e["ts"]), e["equity"].tolist(), e["realized"].tolist(),
+        e["unrealized"].tolist(), e["fees"].tolist(), e["gross_exposure"].tolist(), absolute.tolist(),
+        [("" if x != x else x) for x in pct.tolist()]])    # empty where the peak is not positive
 
 
 # ------------------------------------------------------------------------------------------ charts
@@ -220,7 +227,9 @@ def _fmt(key: str, value) -> str:
         if key in ("win_rate", "fill_ratio_qty", "fill_ratio_orders", "maker_share", "max_drawdown_pct",
                    "maker_share_notional", "time_in_market", "underwater_fraction"):
             return f"{value * 100:.2f}%"
-        return f"{value:,.6g}" if abs(value) < 1e15 else f"{value:.6g}"
+        if abs(value) >= 1e15:
+            return f"{value:.6g}"
+        return f"{value:,.0f}" if abs(value) >= 1e6 else f"{value:,.6g}"
     if isinstance(value, (dict, list)):
         return html.escape(json.dumps(value, sort_keys=True))
     return html.escape(str(value))

@@ -311,7 +311,7 @@ def drawdown_stats(equity: np.ndarray) -> dict:
     out["max_drawdown_pct"] = _f(np.nanmin(pct)) if np.isfinite(pct).any() else None
     under = absolute < 0
     if absolute[trough] < 0:
-        peak_value = values[trough] - absolute[trough]
+        peak_value = np.maximum.accumulate(values[:trough + 1])[-1]   # exact: one of the samples
         start = int(np.flatnonzero(values[:trough + 1] >= peak_value)[-1])
         out["start_ts"], out["trough_ts"] = int(ts[start]), int(ts[trough])
         back = np.flatnonzero(values[trough:] >= peak_value)
@@ -508,6 +508,10 @@ def compute_stats(result, *, latency_edges_us=DEFAULT_LATENCY_EDGES_US, periods_
         g["max_abs_position"] = float(np.abs(path).max()) if len(path) else 0.0
         g["mark"] = marks.get(name)
         g["mark_source"] = mark_sources.get(name)
+
+    # Instruments in id order, whatever order their first fills came in.
+    by_instrument = {name: by_instrument[name] for _, name in sorted(result.instruments.items())
+                     if name in by_instrument}
 
     realized = sum(b.realized for b in books.values())
     unrealized = sum(b.unrealized(marks[result.instruments[k[1]]]) for k, b in books.items() if b.lots)
