@@ -198,6 +198,17 @@ def test_marks_come_from_meta_then_positions_then_last_fill():
     assert mult["trading"]["notional"] == pytest.approx(151.0)
 
 
+def test_summary_text_for_terminals():
+    text = bstats.summary_text(hand_result().stats())
+    lines = dict(line.split(None, 1) for line in text.splitlines())
+    assert list(lines) == list(bstats.SUMMARY_KEYS)
+    assert lines["pnl"] == "17.5" and lines["win_rate"] == "66.67%" and lines["trades"] == "5"
+    assert lines["start_ts"] == "2026-01-01T00:00:00.000000Z" and lines["sharpe"] != "-"
+    starts = {len(line) - len(line.split(None, 1)[1]) for line in text.splitlines()}
+    assert starts == {max(map(len, bstats.SUMMARY_KEYS)) + 2}                # values in one column
+    assert bstats.summary_text(_result().stats()).count(" -\n") >= 5
+
+
 def test_float_dust_does_not_open_a_phantom_lot():
     fills = fills_array([(T0, 0, 7, 1, 10.0, 0.3, 0.0, 1, 0), (T0 + 1, 0, 7, -1, 11.0, 0.1, 0.0, 1, 0),
                          (T0 + 2, 0, 7, -1, 12.0, 0.2, 0.0, 1, 0)])

@@ -606,3 +606,27 @@ def _json_meta(meta: dict) -> dict:
 def flat_summary(stats: dict) -> dict:
     """The one-row view of a stats dict (its ``summary``) — what a sweep keeps per run."""
     return dict(stats["summary"]) if "summary" in stats else dict(stats)
+
+
+def summary_text(stats: dict, keys=SUMMARY_KEYS) -> str:
+    """The summary as aligned ``key  value`` lines for a terminal (timestamps as UTC text, ratios as %)."""
+    summary = stats["summary"] if "summary" in stats else stats
+    percent = {"win_rate", "fill_ratio_qty", "fill_ratio_orders", "maker_share", "max_drawdown_pct"}
+    width = max(len(k) for k in keys)
+    lines = []
+    for key in keys:
+        value = summary.get(key)
+        if value is None:
+            text = "-"
+        elif key.endswith("_ts"):
+            text = format_ts(value)
+        elif key in percent:
+            text = f"{value * 100:.2f}%"
+        elif isinstance(value, float):
+            text = f"{value:,.2f}" if abs(value) >= 1000 else f"{value:.6g}"
+        elif isinstance(value, int):
+            text = f"{value:,}"
+        else:
+            text = str(value)
+        lines.append(f"{key.ljust(width)}  {text}")
+    return "\n".join(lines) + "\n"

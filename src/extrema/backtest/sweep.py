@@ -3,7 +3,8 @@
 ``sweep(run_one, grid)`` calls ``run_one(**params)`` for every parameter set in worker processes started
 with the ``spawn`` method (the same on Linux and macOS, and safe in a process that already runs threads
 such as the engine's). ``run_one`` must therefore be a top-level function of an importable module, and
-the parameters picklable. It returns a `BacktestResult` (its stats are computed in the worker, so the
+the parameters picklable; a script that calls `sweep` keeps that call under ``if __name__ == "__main__":``
+(spawned workers import the script's module). It returns a `BacktestResult` (its stats are computed in the worker, so the
 arrays never cross the process boundary) or a stats dict.
 
 A run that raises becomes a row with ``error`` set (exception type and message) and the traceback in
