@@ -9,7 +9,7 @@ from extrema import OrderStatus, Strategy
 from extrema.backtest import Backtest, ConservativeQueue, ConstantLatency, DataLatency, Fees, ProbabilisticQueue
 from extrema.backtest.results import EQUITY_DTYPE, FILL_DTYPE, ORDER_DTYPE, BacktestResult
 
-from .conftest import T0, Tape, registry
+from backtest_tape import T0, Tape, registry
 
 # prices raw at 1 decimal (tick 0.1), sizes raw at 3 decimals (lot 0.001)
 P = lambda x: int(round(x * 10))          # noqa: E731
@@ -113,16 +113,34 @@ def test_ioc_remainder_expires_and_fok_fills_nothing():
 
 
 def test_venue_rejections():
-    s = Scripted({1: [("submit", dict(side="buy", quantity="1", price="100.1", post_only=True)),      # would take
-                      ("submit", dict(side="buy", quantity="0.01", price="99.0")),                   # 0.99 < 5
-                      ("submit", dict(side="sell", quantity="1", price="101.0", reduce_only=True))]})  # flat
+    # The engine's pre-trade checks refuse what they know (min notional, reduce-only on a flat position)
+    # before anything is sent; the venue rejects post-only that would take and, for requests that reach
+    # it unchecked, sizes off the lot grid and prices off the tick grid.
+    from extrema.execution.client import OrderRequest
+
+    class Direct(Scripted):
+        def on_book(self, book):
+            super().on_book(book)
+            if self.books == 1:
+                client = self.context._engine.execution_client()
+                for k, (qty, price) in enumerate([(Decimal("1.0005"), Decimal("99")), (Decimal("1"), Decimal("99.05"))]):
+                    coid = self.context._engine.next_client_order_id(self.context.index)
+                    self.direct = getattr(self, "direct", []) + [coid]
+                    client.submit(OrderRequest(coid, self.name, "BTC_USDT", "buy", qty, price))
+
+    s = Direct({1: [("submit", dict(side="buy", quantity="1", price="100.1", post_only=True)),      # would take
+                    ("submit", dict(side="buy", quantity="0.01", price="99.0")),                   # 0.99 < 5
+                    ("submit", dict(side="sell", quantity="1", price="101.0", reduce_only=True))]})  # flat
     res = run(book_tape(), s)
     reasons = {int(r["client_order_id"]): int(r["reason"]) for r in res.orders}
-    assert [reasons[i] for i in s.ids] == [int(extrema.OrderReason.POST_ONLY_WOULD_TAKE),
-                                           int(extrema.OrderReason.PRICE_QTY_LIMITS),
-                                           int(extrema.OrderReason.OTHER)]
+    assert reasons == {s.ids[0]: int(extrema.OrderReason.POST_ONLY_WOULD_TAKE),
+                       s.direct[0]: int(extrema.OrderReason.PRICE_QTY_LIMITS),
+                       s.direct[1]: int(extrema.OrderReason.PRICE_QTY_LIMITS)}
     assert all(s.context.order(i)["status"] == OrderStatus.REJECTED for i in s.ids)
-    assert res.meta["exchange"]["rejects"] == 3
+    seen = {coid: status for _, coid, status, _ in s.orders}
+    assert all(seen[i] == OrderStatus.REJECTED for i in s.ids + s.direct)
+    assert s.context.rejection(s.ids[1]).rule.name == "MIN_NOTIONAL"
+    assert res.meta["exchange"]["rejects"] == 3 and len(res.fills) == 0
 
 
 def test_latency_orders_the_answers_and_the_cancel_race():
@@ -209,7 +227,7 @@ def test_result_layout_and_equity_curve():
     assert list(res.equity["ts"] - T0) == [1_000_000, 2_000_000, 2_500_000]
     assert res.equity["equity"][-1] == pytest.approx(1000.0 + 0.05)     # long 1 at 100.0, mid 100.05
     assert res.instruments[1] == "BTC_USDT" and res.strategies == ["scripted"]
-    assert res.meta["events"] == len(tape.rows) + 4 and res.meta["events_per_second"] > 0
+    assert res.meta["events"] == len(tape.rows) and res.meta["records_delivered"] == len(tape.rows) + 6 and res.meta["events_per_second"] > 0
 
 
 def test_data_latency_uses_the_exchange_timestamps():

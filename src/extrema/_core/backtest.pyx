@@ -342,7 +342,8 @@ cdef class SimExchange:
     cdef int64_t _last_e
 
     # counters
-    cdef readonly int64_t events
+    cdef readonly int64_t events             # records delivered to the engine (market data and responses)
+    cdef readonly int64_t market_events      # replayed market records delivered
     cdef readonly int64_t dropped_account_records
     cdef readonly int64_t dropped_unknown_instrument
     cdef readonly int64_t clamped_timestamps
@@ -1355,6 +1356,7 @@ cdef class SimExchange:
                 return 0
             self.now = t
             self._deliver(r, n)
+            self.market_events += 1
             self._y += n
         return 0
 
@@ -1440,7 +1442,7 @@ cdef class SimExchange:
         return out
 
     def stats(self):
-        return {"events": self.events, "orders": self.orders_received, "rejects": self.rejects,
+        return {"events": self.events, "market_events": self.market_events, "orders": self.orders_received, "rejects": self.rejects,
                 "cancel_rejects": self.cancel_rejects, "maker_fills": self.maker_fills,
                 "taker_fills": self.taker_fills, "dropped_account_records": self.dropped_account_records,
                 "dropped_unknown_instrument": self.dropped_unknown_instrument,

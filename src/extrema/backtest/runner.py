@@ -341,8 +341,8 @@ class Backtest:
                                "realized": float(row["realized"]), "unrealized": float(row["unrealized"])}
             if row["mark"] == row["mark"]:
                 marks[name] = float(row["mark"])
-        events = sim.events
-        meta = {"events": events, "wall_seconds": wall, "events_per_second": events / wall if wall > 0 else 0.0,
+        events = sim.market_events
+        meta = {"events": events, "records_delivered": sim.events, "wall_seconds": wall, "events_per_second": events / wall if wall > 0 else 0.0,
                 "start_us": t0, "end_us": end, "latency": repr(self.latency), "queue": repr(self.queue),
                 "fees": repr(self.fees), "balances": {k: float(v) for k, v in self.balances.items()},
                 "exchange": sim.stats(), "engine": engine.stats(), "stop_reason": engine.stop_reason,
@@ -368,9 +368,9 @@ class _Progress:
         if t - self._last < 0.5:
             return
         self._last = t
-        rate = sim.events / max(t - self._start, 1e-9)
+        rate = sim.market_events / max(t - self._start, 1e-9)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sim.now / 1e6))
-        sys.stderr.write(f"\rbacktest: {sim.events:,} records, data time {stamp} UTC, {rate:,.0f} records/s ")
+        sys.stderr.write(f"\rbacktest: {sim.market_events:,} records, data time {stamp} UTC, {rate:,.0f} records/s ")
         sys.stderr.flush()
 
     def close(self):

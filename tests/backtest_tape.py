@@ -1,5 +1,5 @@
+"""Record tapes for the backtest tests (tests/backtest/)."""
 import numpy as np
-import pytest
 
 import extrema
 from extrema import InstrumentRegistry, RecordFlag, RecordKind
@@ -46,7 +46,3 @@ class Tape:
             out[i] = r
         return out
 
-
-@pytest.fixture
-def reg():
-    return registry()
