@@ -6,6 +6,12 @@ remainders rest behind everything at their price; a trade at the order's price c
 first and the rest fills the order; a trade through the price, or the other side of the book moving
 through it (checked at the end of a book message), fills it fully; the queue ahead never exceeds the
 level's size; the probabilistic model moves the queue by the expected share of non-trade decreases.
+
+Conditional orders (submit with kind "stop_market", "stop_limit", "tp_market", "tp_limit" and a stop price):
+refused when the last trade price already meets the condition; otherwise held until a trade meets it
+(a stop buys at price >= stop and sells at <= stop, a take-profit the other way round), checked after the
+trade has filled resting orders, oldest first; then a market order walks the whole book (the remainder
+expires) and a limit order is submitted as a GTC limit.
 """
 import math
 
@@ -20,6 +26,9 @@ class ReferenceExchange:
         self.asks = {}
         self.resting = []          # dicts, newest first (the compiled list pushes at the head)
         self.fills = []            # (order index, price, qty, maker)
+        self.last = None           # last trade price
+        self.armed = []            # conditional orders, oldest first
+        self.rejected = []         # order indexes refused at arrival
 
     def _side(self, ask):
         return self.asks if ask else self.bids
@@ -90,6 +99,20 @@ class ReferenceExchange:
             q -= q % self.lot
             if q > 0:
                 self._fill(o, o["price"], q, True)
+        self.last = price
+        for o in list(self.armed):
+            if self._triggers(o, price):
+                self.armed.remove(o)
+                if o["kind"].endswith("market"):
+                    self._walk(o, None)
+                else:
+                    self.submit(o["index"], o["side"], o["price"], o["qty"])
+
+    @staticmethod
+    def _triggers(o, px):
+        if o["kind"].startswith("stop"):
+            return px >= o["stop"] if o["side"] == 0 else px <= o["stop"]
+        return px <= o["stop"] if o["side"] == 0 else px >= o["stop"]
 
     def _fill(self, o, price, qty, maker):
         o["filled"] += qty
@@ -97,18 +120,31 @@ class ReferenceExchange:
         if o["filled"] >= o["qty"] and o in self.resting:
             self.resting.remove(o)
 
-    def submit(self, index, side, price, qty):
-        """A GTC limit order (raw price / size) arriving now."""
-        o = {"index": index, "side": side, "price": price, "qty": qty, "filled": 0, "front": 0.0, "traded": 0}
-        levels = sorted(self.asks.items()) if side == 0 else sorted(self.bids.items(), reverse=True)
+    def _walk(self, o, limit):
+        """Take from the opposite side up to limit (None: any price), one fill per level."""
+        levels = sorted(self.asks.items()) if o["side"] == 0 else sorted(self.bids.items(), reverse=True)
         for px, q in levels:
-            if (side == 0 and px > price) or (side == 1 and px < price):
+            if limit is not None and ((o["side"] == 0 and px > limit) or (o["side"] == 1 and px < limit)):
                 break
-            take = min(q, qty - o["filled"])
+            take = min(q, o["qty"] - o["filled"])
             take -= take % self.lot
             if take > 0:
                 self._fill(o, px, take, False)
-            if o["filled"] >= qty:
+            if o["filled"] >= o["qty"]:
                 return
+
+    def submit(self, index, side, price, qty, kind="limit", stop=None):
+        """An order (raw price / size) arriving now: a GTC limit, or a conditional one (module doc)."""
+        o = {"index": index, "side": side, "price": price, "qty": qty, "filled": 0, "front": 0.0, "traded": 0,
+             "kind": kind, "stop": stop}
+        if kind != "limit":
+            if self.last is not None and self._triggers(o, self.last):
+                self.rejected.append(index)
+            else:
+                self.armed.append(o)
+            return
+        self._walk(o, price)
+        if o["filled"] >= qty:
+            return
         o["front"] = float((self.bids if side == 0 else self.asks).get(price, 0))
         self.resting.insert(0, o)

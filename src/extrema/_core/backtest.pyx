@@ -40,6 +40,22 @@ Matching (documented in extrema/backtest/models.py too):
   or under the minimum notional (PRICE_QTY_LIMITS), post-only that would take, reduce-only that cannot
   reduce; a cancel / replace of an order the venue does not hold live is counted and answered with the
   order's state (a failed replace carries UNKNOWN_ORDER so the order table restores the order).
+
+Conditional orders (stop-market, stop-limit, take-profit market / limit with a stop price) are held by the
+venue until their trigger, as Binance does
+(https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api, "New Order": STOP /
+STOP_MARKET trigger when the price >= stopPrice for a buy and <= stopPrice for a sell, TAKE_PROFIT /
+TAKE_PROFIT_MARKET the other way round; spot's STOP_LOSS / TAKE_PROFIT follow the same rule on the last
+price). The price is the replayed last trade price (workingType CONTRACT_PRICE, the default) or the mark
+price of KIND_MARK_PRICE records (MARK_PRICE), per order. An order whose condition already holds when it
+arrives is rejected (Binance -2021 "Order would immediately trigger"; reason OTHER). At the trigger (the
+exchange time of the trade / mark record that met the condition) the order becomes the market or limit
+order it carries and matches exactly like one arriving then: a market walks the book, a limit takes what
+crosses and rests the rest behind the level's size (IOC / FOK / post-only at that moment as for any limit).
+Reduce-only is checked at the trigger (a stop-loss may be placed before the position it protects is
+filled). Armed orders are triggered oldest first; armed GTD orders expire at the first trigger check
+(trade / mark record of their instrument) past their expiry. An armed order cannot be replaced (Binance
+modifies LIMIT orders only): the replace is refused with reason OTHER and the order stays as it was.
 """
 cimport cython
 from libc.stdint cimport int64_t, int32_t, uint32_t, int8_t, uint16_t
@@ -53,10 +69,11 @@ cimport numpy as cnp
 
 from extrema._core.types cimport (
     Record, KIND_BOOK_DELTA, KIND_TRADE, KIND_QUOTE, KIND_BOOK_RESET, KIND_ORDER_UPDATE, KIND_FILL,
-    KIND_TIMER, KIND_CONTINUATION, KIND_BALANCE, KIND_POSITION, FLAG_ASK, FLAG_LAST, FLAG_MAKER,
+    KIND_TIMER, KIND_CONTINUATION, KIND_BALANCE, KIND_POSITION, KIND_MARK_PRICE, FLAG_ASK, FLAG_LAST, FLAG_MAKER,
     FLAG_AGGRESSOR_UNKNOWN, CONT_MASK, CONT_SHIFT,
     ORDER_STATUS_ACCEPTED, ORDER_STATUS_PARTIALLY_FILLED, ORDER_STATUS_FILLED, ORDER_STATUS_CANCELLED,
     ORDER_STATUS_REJECTED, ORDER_STATUS_EXPIRED, ORDER_TYPE_MARKET, ORDER_TYPE_LIMIT, ORDER_TYPE_LIMIT_MAKER,
+    ORDER_TYPE_STOP_MARKET, ORDER_TYPE_STOP_LIMIT, ORDER_TYPE_TAKE_PROFIT_MARKET, ORDER_TYPE_TAKE_PROFIT_LIMIT,
     TIF_GTC, TIF_IOC, TIF_FOK, TIF_GTX, TIF_GTD,
     EXEC_NEW, EXEC_CANCELED, EXEC_REJECTED, EXEC_TRADE, EXEC_EXPIRED, EXEC_AMENDMENT,
     ORDER_REASON_NONE, ORDER_REASON_OTHER, ORDER_REASON_POST_ONLY_WOULD_TAKE, ORDER_REASON_PRICE_QTY_LIMITS,
@@ -106,6 +123,12 @@ cdef enum:
 cdef enum:
     LEVELS_CHUNK = 256
 
+# What triggers a conditional order (Binance USD-M workingType): the last trade price (CONTRACT_PRICE, the
+# default and spot's only choice) or the mark price (MARK_PRICE: KIND_MARK_PRICE records).
+cdef enum:
+    TRIGGER_LAST = 0
+    TRIGGER_MARK = 1
+
 
 cdef struct SimOrder:
     int64_t coid
@@ -120,8 +143,11 @@ cdef struct SimOrder:
     int8_t status               # last OrderStatus sent
     int8_t resting
     int8_t reason
+    int8_t armed                # a conditional order waiting for its trigger (in the instrument's armed list)
+    int8_t trigger_src          # TRIGGER_LAST | TRIGGER_MARK
     int32_t owner
     int64_t price
+    int64_t stop_price          # trigger of stop / take-profit orders (raw price), 0 for others
     int64_t quantity
     int64_t filled
     double notional_filled      # sum price x size (raw units), for the average price
@@ -165,6 +191,23 @@ cdef struct FillRow:
     double fee
     int64_t latency_us
     int32_t slot
+
+
+cdef inline bint _is_conditional(int order_type) noexcept nogil:
+    return ORDER_TYPE_STOP_MARKET <= order_type <= ORDER_TYPE_TAKE_PROFIT_LIMIT
+
+
+cdef inline bint _is_market_type(int order_type) noexcept nogil:
+    return order_type == ORDER_TYPE_MARKET or order_type == ORDER_TYPE_STOP_MARKET or \
+        order_type == ORDER_TYPE_TAKE_PROFIT_MARKET
+
+
+cdef inline bint _triggers(int order_type, int side, int64_t stop, int64_t px) noexcept nogil:
+    """Binance's trigger rule (module doc): a stop buys when the price rises to its stop price and sells when
+    it falls to it; a take-profit the other way round."""
+    if order_type == ORDER_TYPE_STOP_MARKET or order_type == ORDER_TYPE_STOP_LIMIT:
+        return px >= stop if side == 0 else px <= stop
+    return px <= stop if side == 0 else px >= stop
 
 
 cdef inline bint _arr_less(const Arrival *a, const Arrival *b) noexcept nogil:
@@ -304,6 +347,11 @@ cdef class SimExchange:
     cdef list _book_list
     cdef PyObject **_books
     cdef int32_t *_rest_head
+    cdef int32_t *_cond_head           # armed conditional orders per instrument, oldest first (doubly linked)
+    cdef int32_t *_cond_tail
+    cdef int64_t *_last_px             # the exchange side's last trade price per instrument (0: none yet)
+    cdef int64_t *_mark_px             # its last mark price (0: none yet)
+    cdef int _trigger_src              # what triggers conditional orders by default (TRIGGER_*)
     cdef int64_t *_tick
     cdef int64_t *_lot
     cdef int64_t *_min_notional
@@ -352,10 +400,16 @@ cdef class SimExchange:
     cdef readonly int64_t cancel_rejects
     cdef readonly int64_t maker_fills
     cdef readonly int64_t taker_fills
+    cdef readonly int64_t triggered          # conditional orders whose trigger fired
     cdef readonly bint stopped
 
     def __cinit__(self):
         self._books = NULL
+        self._rest_head = NULL
+        self._cond_head = NULL
+        self._cond_tail = NULL
+        self._last_px = NULL
+        self._mark_px = NULL
         self._orders = NULL
         self._arr = NULL
         self._resp = NULL
@@ -367,10 +421,11 @@ cdef class SimExchange:
     def __init__(self, engine, *, int latency_mode=0, int64_t feed_us=0, int entry_mode=0, int response_mode=0,
                  int64_t entry_us=0, int64_t response_us=0, double latency_scale=1.0, double percentile=50.0,
                  Py_ssize_t latency_window=4096, int queue_kind=0, int prob_fn=0, double prob_n=2.0,
-                 fees=None, house=None):
+                 fees=None, house=None, int stop_trigger=0):
         """engine: an extrema Engine (its execution core, ring, dispatcher are driven here). fees: {instrument
         id: (maker rate, taker rate)}. house: callable(now_us) run when house_due is reached; returns the next
-        due time (or NEVER)."""
+        due time (or NEVER). stop_trigger: 0 = conditional orders trigger on the last trade price, 1 = on the
+        mark price (KIND_MARK_PRICE records)."""
         cdef Py_ssize_t i
         self._engine = engine
         self._core = engine.execution_core
@@ -403,6 +458,9 @@ cdef class SimExchange:
         if queue_kind not in (QUEUE_CONSERVATIVE, QUEUE_PROBABILISTIC) or prob_fn not in (PROB_POWER, PROB_LOG):
             raise ValueError("unknown queue model")
         self._queue_kind = queue_kind
+        if stop_trigger not in (TRIGGER_LAST, TRIGGER_MARK):
+            raise ValueError(f"stop_trigger must be 0 (last price) or 1 (mark price), got {stop_trigger}")
+        self._trigger_src = stop_trigger
         self._prob_fn = prob_fn
         self._prob_n = prob_n
 
@@ -411,6 +469,10 @@ cdef class SimExchange:
         n = self._n_inst
         self._books = <PyObject **>malloc(n * sizeof(PyObject *))
         self._rest_head = <int32_t *>malloc(n * sizeof(int32_t))
+        self._cond_head = <int32_t *>malloc(n * sizeof(int32_t))
+        self._cond_tail = <int32_t *>malloc(n * sizeof(int32_t))
+        self._last_px = <int64_t *>malloc(n * sizeof(int64_t))
+        self._mark_px = <int64_t *>malloc(n * sizeof(int64_t))
         self._tick = <int64_t *>malloc(n * sizeof(int64_t))
         self._lot = <int64_t *>malloc(n * sizeof(int64_t))
         self._min_notional = <int64_t *>malloc(n * sizeof(int64_t))
@@ -423,7 +485,9 @@ cdef class SimExchange:
         self._levels = <int64_t *>malloc(2 * LEVELS_CHUNK * sizeof(int64_t))
         if (self._books == NULL or self._rest_head == NULL or self._tick == NULL or self._lot == NULL
                 or self._min_notional == NULL or self._pow_sp == NULL or self._pos == NULL or self._maker == NULL
-                or self._taker == NULL or self._fee_scale == NULL or self._fee_asset == NULL or self._levels == NULL):
+                or self._taker == NULL or self._fee_scale == NULL or self._fee_asset == NULL or self._levels == NULL
+                or self._cond_head == NULL or self._cond_tail == NULL or self._last_px == NULL
+                or self._mark_px == NULL):
             raise MemoryError()
         self._book_list = [None] * n
         fees = fees or {}
@@ -431,6 +495,10 @@ cdef class SimExchange:
         for i in range(n):
             self._books[i] = NULL
             self._rest_head[i] = -1
+            self._cond_head[i] = -1
+            self._cond_tail[i] = -1
+            self._last_px[i] = 0
+            self._mark_px[i] = 0
             self._tick[i] = 1
             self._lot[i] = 1
             self._min_notional[i] = 0
@@ -481,6 +549,7 @@ cdef class SimExchange:
         free(self._pow_sp); free(self._pos); free(self._maker); free(self._taker); free(self._fee_scale)
         free(self._fee_asset); free(self._levels); free(self._orders); free(self._arr); free(self._resp)
         free(self._fills); free(self._lat_window); free(self._lat_scratch)
+        free(self._cond_head); free(self._cond_tail); free(self._last_px); free(self._mark_px)
 
     # ---- the replay clock ---------------------------------------------------------------------------
 
@@ -584,8 +653,10 @@ cdef class SimExchange:
         return 0
 
     def submit_raw(self, int64_t coid, int owner, uint32_t iid, int side, int order_type, int tif, int flags,
-                   int64_t price, int64_t qty, int64_t expire_us=0):
-        """A new order from the strategy (raw price / size); it reaches the exchange after the entry latency."""
+                   int64_t price, int64_t qty, int64_t expire_us=0, int64_t stop_price=0, int trigger=-1):
+        """A new order from the strategy (raw price / size / stop price); it reaches the exchange after the
+        entry latency. trigger: what triggers a conditional order (0 last price, 1 mark price, -1 the
+        exchange's stop_trigger)."""
         cdef SimOrder *o
         cdef int32_t slot
         if coid in self._slot_of:
@@ -606,6 +677,8 @@ cdef class SimExchange:
         o.owner = owner
         o.price = price
         o.quantity = qty
+        o.stop_price = stop_price
+        o.trigger_src = self._trigger_src if trigger < 0 else (TRIGGER_MARK if trigger == TRIGGER_MARK else TRIGGER_LAST)
         o.expire_us = expire_us
         o.submit_us = self.now
         o.venue_id = slot + 1
@@ -764,6 +837,35 @@ cdef class SimExchange:
         o.state = SO_DONE
         if o.resting:
             self._unrest(slot)
+        if o.armed:
+            self._disarm(slot)
+
+    cdef void _arm(self, int32_t slot) noexcept nogil:
+        """Append a conditional order to its instrument's armed list (the list is in arrival order)."""
+        cdef SimOrder *o = &self._orders[slot]
+        cdef int32_t tail = self._cond_tail[o.iid]
+        o.next = -1
+        o.prev = tail
+        if tail >= 0:
+            self._orders[tail].next = slot
+        else:
+            self._cond_head[o.iid] = slot
+        self._cond_tail[o.iid] = slot
+        o.armed = 1
+
+    cdef void _disarm(self, int32_t slot) noexcept nogil:
+        cdef SimOrder *o = &self._orders[slot]
+        if o.prev >= 0:
+            self._orders[o.prev].next = o.next
+        else:
+            self._cond_head[o.iid] = o.next
+        if o.next >= 0:
+            self._orders[o.next].prev = o.prev
+        else:
+            self._cond_tail[o.iid] = o.prev
+        o.next = -1
+        o.prev = -1
+        o.armed = 0
 
     cdef void _rest(self, int32_t slot) noexcept nogil:
         cdef SimOrder *o = &self._orders[slot]
@@ -889,15 +991,15 @@ cdef class SimExchange:
     cdef int _arrive_new(self, int32_t slot) except -1:
         cdef SimOrder *o = &self._orders[slot]
         cdef OrderBook book
-        cdef int64_t taken, want, ref, notional_ok
-        cdef bint is_market = o.order_type == ORDER_TYPE_MARKET
+        cdef int64_t ref, trigger_px
+        cdef bint is_market = _is_market_type(o.order_type)
+        cdef bint conditional = _is_conditional(o.order_type)
         cdef bint post_only = (o.flags & SO_POST_ONLY) or o.tif == TIF_GTX or o.order_type == ORDER_TYPE_LIMIT_MAKER
         if o.iid >= self._n_inst or self._books[o.iid] == NULL:
             return self._reject(slot, ORDER_REASON_OTHER)
         if o.order_type != ORDER_TYPE_MARKET and o.order_type != ORDER_TYPE_LIMIT and \
-                o.order_type != ORDER_TYPE_LIMIT_MAKER:
-            # venue-side stop / take-profit orders are not simulated: the engine-side stops
-            # (context.stop_order) are, and behave the same in a backtest as live
+                o.order_type != ORDER_TYPE_LIMIT_MAKER and not conditional:
+            # trailing stops are not simulated (context.stop_order(trail=...) is the engine-side one)
             return self._reject(slot, ORDER_REASON_OTHER)
         book = <OrderBook>self._books[o.iid]
         # Binance filters: PRICE_FILTER tickSize, LOT_SIZE stepSize, MIN_NOTIONAL / NOTIONAL
@@ -905,22 +1007,35 @@ cdef class SimExchange:
             return self._reject(slot, ORDER_REASON_PRICE_QTY_LIMITS)
         if not is_market and (o.price <= 0 or o.price % self._tick[o.iid] != 0):
             return self._reject(slot, ORDER_REASON_PRICE_QTY_LIMITS)
+        if conditional and (o.stop_price <= 0 or o.stop_price % self._tick[o.iid] != 0):
+            return self._reject(slot, ORDER_REASON_PRICE_QTY_LIMITS)
         if self._min_notional[o.iid] > 0:
             ref = o.price
-            if is_market:
+            if is_market and conditional:
+                ref = o.stop_price            # what it is expected to trade at
+            elif is_market:
                 ref = book.best_price_raw(1 - o.side) if book.has_best(1 - o.side) else 0
             # price x size / 10**sp >= min notional (both at the price precision)
             if <double>ref * <double>o.quantity < <double>self._min_notional[o.iid] * <double>self._pow_sp[o.iid]:
                 return self._reject(slot, ORDER_REASON_PRICE_QTY_LIMITS)
-        if o.flags & SO_REDUCE_ONLY and self._reduce_cap(o) == 0:
-            return self._reject(slot, ORDER_REASON_OTHER)
-        if post_only and not is_market and self._marketable(o, o.price):
-            return self._reject(slot, ORDER_REASON_POST_ONLY_WOULD_TAKE)
+        if conditional:
+            # Binance -2021 / -2010: a stop whose condition already holds is refused, not triggered
+            trigger_px = self._mark_px[o.iid] if o.trigger_src == TRIGGER_MARK else self._last_px[o.iid]
+            if trigger_px > 0 and _triggers(o.order_type, o.side, o.stop_price, trigger_px):
+                return self._reject(slot, ORDER_REASON_OTHER)
+        else:
+            if o.flags & SO_REDUCE_ONLY and self._reduce_cap(o) == 0:
+                return self._reject(slot, ORDER_REASON_OTHER)
+            if post_only and not is_market and self._marketable(o, o.price):
+                return self._reject(slot, ORDER_REASON_POST_ONLY_WOULD_TAKE)
         o.state = SO_LIVE
         self._send_update(slot, ORDER_STATUS_ACCEPTED, EXEC_NEW, ORDER_REASON_NONE)
         if o.expire_us and o.expire_us <= self.exchange_now:
             o.state = SO_DONE
             return self._send_update(slot, ORDER_STATUS_EXPIRED, EXEC_EXPIRED, ORDER_REASON_NONE)
+        if conditional:
+            self._arm(slot)
+            return 0
         if o.tif == TIF_FOK and self._available(o, o.price) < o.quantity:
             o.state = SO_DONE
             return self._send_update(slot, ORDER_STATUS_EXPIRED, EXEC_EXPIRED, ORDER_REASON_INSUFFICIENT_LIQUIDITY)
@@ -929,20 +1044,22 @@ cdef class SimExchange:
     cdef int _match_incoming(self, int32_t slot) except -1:
         """Take what the order can take now; rest or expire the remainder."""
         cdef SimOrder *o = &self._orders[slot]
-        cdef bint is_market = o.order_type == ORDER_TYPE_MARKET
+        cdef bint is_market = _is_market_type(o.order_type)
+        cdef bint nothing_to_reduce
         cdef int64_t taken, want = o.quantity - o.filled
         if o.flags & SO_REDUCE_ONLY:
             if want > self._reduce_cap(o):
                 want = self._reduce_cap(o)
-        if is_market or self._marketable(o, o.price):
+        if want > 0 and (is_market or self._marketable(o, o.price)):
             self._take(slot, o.price, is_market, want, &taken)
         if o.state == SO_DONE:
             return 0
-        if is_market or o.tif == TIF_IOC or o.tif == TIF_FOK or \
-                (o.flags & SO_REDUCE_ONLY and self._reduce_cap(o) == 0):
+        nothing_to_reduce = o.flags & SO_REDUCE_ONLY and self._reduce_cap(o) == 0
+        if is_market or o.tif == TIF_IOC or o.tif == TIF_FOK or nothing_to_reduce:
             o.state = SO_DONE
             return self._send_update(slot, ORDER_STATUS_EXPIRED, EXEC_EXPIRED,
-                                     ORDER_REASON_INSUFFICIENT_LIQUIDITY if is_market else ORDER_REASON_NONE)
+                                     ORDER_REASON_INSUFFICIENT_LIQUIDITY if is_market and not nothing_to_reduce
+                                     else ORDER_REASON_NONE)
         self._start_queue(o)
         if not o.resting:
             self._rest(slot)
@@ -960,9 +1077,7 @@ cdef class SimExchange:
             # too late (filled / expired already: its final state is on its way) or never accepted
             self.cancel_rejects += 1
             return 0
-        o.state = SO_DONE
-        if o.resting:
-            self._unrest(slot)
+        self._finish(slot)             # off the resting or the armed list
         return self._send_update(slot, ORDER_STATUS_CANCELLED, EXEC_CANCELED, ORDER_REASON_NONE)
 
     cdef int _arrive_replace(self, int32_t slot, int64_t price, int64_t qty) except -1:
@@ -977,8 +1092,11 @@ cdef class SimExchange:
                 return 0              # its final state is on its way: that answers the request
             return 0
         status = ORDER_STATUS_PARTIALLY_FILLED if o.filled > 0 else ORDER_STATUS_ACCEPTED
+        if o.armed:
+            self.rejects += 1
+            return self._send_update(slot, status, EXEC_REJECTED, ORDER_REASON_OTHER)
         if (new_qty <= o.filled or new_qty % self._lot[o.iid] != 0 or new_price % self._tick[o.iid] != 0
-                or (o.order_type == ORDER_TYPE_MARKET)):
+                or _is_market_type(o.order_type)):
             self.rejects += 1
             # a live status with a reason: the order table restores the order (the replace failed)
             return self._send_update(slot, status, EXEC_REJECTED, ORDER_REASON_PRICE_QTY_LIMITS)
@@ -1155,8 +1273,16 @@ cdef class SimExchange:
             if r.flags & FLAG_LAST:
                 self._check_cross(iid)
         elif kind == KIND_TRADE:
+            self._last_px[iid] = r.price
             if self._rest_head[iid] >= 0:
                 self._on_trade(r)
+            if self._cond_head[iid] >= 0:
+                self._check_triggers(iid, TRIGGER_LAST, r.price)
+        elif kind == KIND_MARK_PRICE:
+            if r.price > 0:
+                self._mark_px[iid] = r.price
+                if self._cond_head[iid] >= 0:
+                    self._check_triggers(iid, TRIGGER_MARK, r.price)
         elif kind == KIND_QUOTE:
             # top-of-book data: the book is the quote (one level a side)
             if self._rest_head[iid] >= 0:
@@ -1171,6 +1297,37 @@ cdef class SimExchange:
         elif kind == KIND_BOOK_RESET:
             book.apply_record(r)
         return 0
+
+    cdef int _check_triggers(self, uint32_t iid, int src, int64_t px) except -1:
+        """A trade (src TRIGGER_LAST) or mark price (TRIGGER_MARK) at px: trigger the armed conditional orders
+        of the instrument whose condition it meets, oldest first; expire armed GTD orders past their time."""
+        cdef int32_t s = self._cond_head[iid], nxt
+        cdef SimOrder *o
+        while s >= 0:
+            o = &self._orders[s]
+            nxt = o.next
+            if o.expire_us and o.expire_us <= self.exchange_now:
+                self._finish(s)
+                self._send_update(s, ORDER_STATUS_EXPIRED, EXEC_EXPIRED, ORDER_REASON_NONE)
+            elif o.trigger_src == src and _triggers(o.order_type, o.side, o.stop_price, px):
+                self._trigger(s)
+            s = nxt
+        return 0
+
+    cdef int _trigger(self, int32_t slot) except -1:
+        """The order's condition is met: it becomes its market / limit order, arriving now (module doc)."""
+        cdef SimOrder *o = &self._orders[slot]
+        self._disarm(slot)
+        self.triggered += 1
+        if not _is_market_type(o.order_type):
+            if ((o.flags & SO_POST_ONLY) or o.tif == TIF_GTX) and self._marketable(o, o.price):
+                o.state = SO_DONE
+                return self._send_update(slot, ORDER_STATUS_EXPIRED, EXEC_EXPIRED, ORDER_REASON_POST_ONLY_WOULD_TAKE)
+            if o.tif == TIF_FOK and self._available(o, o.price) < o.quantity:
+                o.state = SO_DONE
+                return self._send_update(slot, ORDER_STATUS_EXPIRED, EXEC_EXPIRED,
+                                         ORDER_REASON_INSUFFICIENT_LIQUIDITY)
+        return self._match_incoming(slot)
 
     cdef int _quote_depth(self, uint32_t iid, OrderBook book, const Record *r) except -1:
         cdef int32_t s = self._rest_head[iid]
@@ -1226,7 +1383,7 @@ cdef class SimExchange:
                 if e > self.exchange_now:
                     self.exchange_now = e
                 cont = (r.flags & CONT_MASK) >> CONT_SHIFT
-                if r.kind <= KIND_BOOK_RESET:
+                if r.kind <= KIND_BOOK_RESET or r.kind == KIND_MARK_PRICE:
                     if self._lat_mode == LAT_DATA:
                         self._observe_feed(r)
                     self._exchange_market(r)
@@ -1444,7 +1601,7 @@ cdef class SimExchange:
     def stats(self):
         return {"events": self.events, "market_events": self.market_events, "orders": self.orders_received, "rejects": self.rejects,
                 "cancel_rejects": self.cancel_rejects, "maker_fills": self.maker_fills,
-                "taker_fills": self.taker_fills, "dropped_account_records": self.dropped_account_records,
+                "taker_fills": self.taker_fills, "triggered": self.triggered, "dropped_account_records": self.dropped_account_records,
                 "dropped_unknown_instrument": self.dropped_unknown_instrument,
                 "clamped_timestamps": self.clamped_timestamps}
 

@@ -35,6 +35,9 @@ _ORDER_TYPES = {"limit": int(OrderType.LIMIT), "market": int(OrderType.MARKET),
                 "stop_market": int(OrderType.STOP_MARKET), "stop_limit": int(OrderType.STOP_LIMIT),
                 "take_profit_market": int(OrderType.TAKE_PROFIT_MARKET),
                 "take_profit_limit": int(OrderType.TAKE_PROFIT_LIMIT)}
+# What triggers the venue's stop / take-profit orders (Binance USD-M workingType): "last" = the last trade
+# price (CONTRACT_PRICE, the default; spot's only one), "mark" = the mark price records in the data.
+_STOP_TRIGGERS = {"last": 0, "mark": 1}
 _HOUSE_TIMER, _HOUSE_BARS, _HOUSE_RISK, _HOUSE_EQUITY = 0, 1, 2, 3
 
 
@@ -63,10 +66,12 @@ class SimulatedExecutionClient(ExecutionClient):
             inst = self._engine.find_instrument(order.instrument)   # raises UnknownInstrumentError
         price = 0 if order.price is None else _exact_raw(order.price, inst.price_precision)
         qty = _exact_raw(order.quantity, inst.size_precision)
+        stop = 0 if order.stop_price is None else _exact_raw(order.stop_price, inst.price_precision)
         flags = (1 if order.reduce_only else 0) | (2 if order.post_only else 0)
         self.sim.submit_raw(order.client_order_id, order.client_order_id & 63, inst.id,
                             0 if order.side == "buy" else 1, _ORDER_TYPES[order.order_type],
-                            int(TimeInForce[order.time_in_force]), flags, price, qty, order.expire_time_us or 0)
+                            int(TimeInForce[order.time_in_force]), flags, price, qty, order.expire_time_us or 0,
+                            stop)
 
     def cancel(self, request):
         if not self.sim.cancel_raw(request.client_order_id):
@@ -196,7 +201,7 @@ class Backtest:
     def __init__(self, registry, source, strategies, *, latency=None, queue=None, fees=None, balances=None,
                  risk=None, equity_interval_us=1_000_000, progress=False, pnl_method="average",
                  risk_interval=1.0, bar_close_grace=0.25, book_options=None, on_error="continue",
-                 engine_tag="bt00"):
+                 engine_tag="bt00", stop_trigger="last"):
         self.registry = registry
         self.source = source
         self.strategies = [s if isinstance(s, tuple) else (s, None) for s in strategies]
@@ -215,6 +220,9 @@ class Backtest:
             raise ValueError(f"equity_interval_us must be > 0, got {equity_interval_us}")
         self.equity_interval_us = int(equity_interval_us)
         self.progress = progress
+        if stop_trigger not in _STOP_TRIGGERS:
+            raise ValueError(f"stop_trigger must be one of {sorted(_STOP_TRIGGERS)}, got {stop_trigger!r}")
+        self.stop_trigger = stop_trigger
         self._risk_interval_us = int(risk_interval * 1e6) if risk_interval else 0
         self._engine_options = dict(pnl_method=pnl_method, risk_interval=0, bar_close_grace=bar_close_grace,
                                     book_options=book_options, on_error=on_error, engine_tag=engine_tag,
@@ -252,6 +260,7 @@ class Backtest:
         self.engine = engine
         replay = None
         sim = SimExchange(engine, fees=self._fee_table(), house=lambda now: replay(now),
+                          stop_trigger=_STOP_TRIGGERS[self.stop_trigger],
                           **self.latency._sim_kwargs(), **self.queue._sim_kwargs())
         self.sim = client.sim = sim
         replay = _Replay(self, engine, sim)
@@ -344,7 +353,7 @@ class Backtest:
         events = sim.market_events
         meta = {"events": events, "records_delivered": sim.events, "wall_seconds": wall, "events_per_second": events / wall if wall > 0 else 0.0,
                 "start_us": t0, "end_us": end, "latency": repr(self.latency), "queue": repr(self.queue),
-                "fees": repr(self.fees), "balances": {k: float(v) for k, v in self.balances.items()},
+                "fees": repr(self.fees), "stop_trigger": self.stop_trigger, "balances": {k: float(v) for k, v in self.balances.items()},
                 "exchange": sim.stats(), "engine": engine.stats(), "stop_reason": engine.stop_reason,
                 "marks": marks, "multipliers": {inst.name: float(inst.multiplier) for inst in insts.values()},
                 "equity_interval_us": self.equity_interval_us}
