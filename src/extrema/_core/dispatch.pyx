@@ -37,8 +37,6 @@ from extrema._core.records cimport as_record_array, record_data
 from extrema._core.records import RecordKind
 from extrema._core.strategy import HOOK_NAMES
 
-cdef enum:
-    MAX_STRATEGIES = 64        # one bit each in a routing mask; also the owner field of client order ids
 cdef int N_KINDS = KIND_MAX + 1
 # Client order ids below this are the engine's own (extrema.execution.orders): low 6 bits = strategy.
 cdef int64_t FOREIGN_ORDER_ID_BASE = (<int64_t>1) << 62
@@ -66,9 +64,6 @@ cdef enum FeatureInput:
     IN_CANDLE_ATR           # Atr.update_c(high, low, close)
     IN_CANDLE_TRUE_RANGE    # TrueRange.update_c(high, low, close)
 
-cdef struct FeatureBinding:
-    PyObject *kernel        # borrowed: Dispatcher._feature_refs owns it
-    int input
 
 # source name -> (record kind, input, the kernel classes it takes)
 FEATURE_SOURCES = {
@@ -89,8 +84,6 @@ FEATURE_SOURCES = {
     "candle.close": (RecordKind.CANDLE, IN_CANDLE_CLOSE, (ScalarKernel,)),
     "candle": (RecordKind.CANDLE, None, (Atr, TrueRange)),
 }
-cdef enum:
-    CANDLE_BUFFER = 64      # record slots: 32 candles per aggregator call
 
 # The hook each routable record kind calls.
 ROUTED_KINDS = {RecordKind.TRADE: "on_trade", RecordKind.QUOTE: "on_quote",
@@ -103,57 +96,6 @@ ROUTED_KINDS = {RecordKind.TRADE: "on_trade", RecordKind.QUOTE: "on_quote",
 @cython.final
 cdef class Dispatcher:
     """Routes records to strategies. Built by the engine; tests and backtests may drive it directly."""
-
-    cdef list _strategies
-    cdef list _hook_refs              # per strategy: the bound hook methods _py_hook points at
-    cdef PyObject *_strats[MAX_STRATEGIES]
-    cdef PyObject *_py_hook[MAX_STRATEGIES][N_HOOKS]
-    cdef uint32_t _py_mask[MAX_STRATEGIES]
-    cdef uint32_t _cy_mask[MAX_STRATEGIES]
-    cdef int _n_strategies
-    cdef uint64_t _disabled
-    cdef uint64_t *_routes            # [instrument id * N_KINDS + kind] -> strategy mask
-    cdef InstrumentScale *_scales
-    cdef PyObject **_books            # instrument id -> OrderBook (borrowed from _book_list) or NULL
-    cdef list _book_list
-    cdef Py_ssize_t _n_instruments
-    cdef list _names
-    cdef TradeView _trade
-    cdef QuoteView _quote
-    cdef BookView _bookv
-    cdef ResetView _reset
-    cdef TimerView _timer
-    cdef object _error_handler
-    cdef readonly bint stop_requested
-    cdef readonly int64_t delivered
-    cdef readonly int64_t unknown_instrument
-    cdef readonly int64_t book_errors
-    cdef readonly int64_t hook_errors
-    cdef readonly int64_t candles
-    cdef Py_ssize_t _n_masks
-    cdef dict _book_options
-    cdef dict _instruments            # id -> Instrument
-    cdef list _feature_refs           # [(instrument id, kind, input, kernel)] in attach order
-    cdef FeatureBinding *_features    # the same, grouped by (instrument, kind)
-    cdef int32_t *_feature_start      # [instrument id * N_KINDS + kind] -> first binding, or -1
-    cdef int32_t *_feature_count
-    # Bar series: id -> aggregator (slot 0 unused), the strategies subscribed to each, the kernels fed
-    # by each, and per instrument the aggregators its trades go to.
-    cdef list _series
-    cdef uint64_t *_series_mask
-    cdef list _series_feature_refs    # [(series id, input, kernel)]
-    cdef FeatureBinding *_series_features
-    cdef int32_t *_series_feature_start
-    cdef int32_t *_series_feature_count
-    cdef PyObject **_aggs             # grouped by instrument
-    cdef int32_t *_aggs_start
-    cdef int32_t *_aggs_count
-    cdef Record _candles[CANDLE_BUFFER]
-    cdef CandleView _candle
-    cdef OrderView _order
-    cdef FillView _fill
-    cdef MarkPriceView _mark
-    cdef readonly int64_t unowned_orders   # updates / fills with one of our ids but no such strategy
 
     def __cinit__(self):
         self._routes = NULL
@@ -678,7 +620,7 @@ cdef class Dispatcher:
         elif action == "stop":
             self.stop_requested = True
 
-    cdef inline int _fan_out(self, uint64_t mask, int hook, RecordView view, const Record *rec) except -1:
+    cdef int _fan_out(self, uint64_t mask, int hook, RecordView view, const Record *rec) except -1:
         cdef int j
         cdef uint32_t bit = 1u << hook
         mask &= ~self._disabled
@@ -762,7 +704,7 @@ cdef class Dispatcher:
                     return i + 1
         return n
 
-    cdef inline int _route_order(self, int kind, const Record *r, uint64_t foreign_mask) except -1:
+    cdef int _route_order(self, int kind, const Record *r, uint64_t foreign_mask) except -1:
         """An order update / fill goes to the strategy whose index its client order id carries
         (execution.orders); one with a foreign id to the strategies subscribed to "orders" / "fills"."""
         cdef int64_t coid = r.sequence if kind == KIND_ORDER_UPDATE else r.aux0

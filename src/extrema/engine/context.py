@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
-from extrema._core.clock import time_us
 from extrema._core.records import OrderType, RecordKind, TimeInForce
 from extrema._core.risk import estimate_fill
 from extrema.execution.client import ORDER_TYPES, TIMES_IN_FORCE, CancelRequest, OrderRequest, ReplaceRequest
@@ -101,7 +100,9 @@ class Context:
         return self._engine.dispatcher.book(self._engine.find_instrument(instrument).id)
 
     def now_us(self):
-        return time_us()
+        """Now, in µs since the epoch: the wall clock live, the replay clock (the time of the event being
+        handled) in a backtest."""
+        return self._engine.clock()
 
     # ---- time ------------------------------------------------------------------------------------
 
@@ -145,7 +146,7 @@ class Context:
         rejection = self._engine.execution_core.submit(
             self.index, order.client_order_id, inst.id, side, qty_raw, price_raw,
             order_type=_ORDER_TYPES[order.order_type], time_in_force=_TIME_IN_FORCE[order.time_in_force],
-            stop_price_raw=stop_raw, reduce_only=reduce_only, post_only=post_only)
+            stop_price_raw=stop_raw, reduce_only=reduce_only, post_only=post_only, now=self._engine.clock())
         if rejection is not None:
             rejection.strategy = self._strategy.name
             rejection.instrument = inst.name
@@ -166,7 +167,7 @@ class Context:
     def cancel(self, client_order_id):
         """Cancel an order. Nothing is sent when there is nothing to cancel at the venue (never sent,
         already closed, a cancel already pending)."""
-        if self._engine.execution_core.cancel(client_order_id):
+        if self._engine.execution_core.cancel(client_order_id, now=self._engine.clock()):
             self._engine.execution_client_of(client_order_id).cancel(CancelRequest(client_order_id,
                                                                                   self._strategy.name))
 
@@ -178,7 +179,7 @@ class Context:
                                                                  inst.tick_size)
         qty_raw = 0 if quantity is None or inst is None else _raw(Decimal(str(quantity)), inst.size_precision,
                                                                   "quantity", inst.lot_size)
-        if self._engine.execution_core.replace(client_order_id, price_raw, qty_raw):
+        if self._engine.execution_core.replace(client_order_id, price_raw, qty_raw, now=self._engine.clock()):
             self._engine.execution_client_of(client_order_id).replace(ReplaceRequest(
                 client_order_id, self._strategy.name,
                 None if price is None else Decimal(str(price)),

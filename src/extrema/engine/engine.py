@@ -124,6 +124,11 @@ class Engine:
         self.error = None
         self.native_thread_id = None
         self.published = 0
+        # The engine's clock: the wall clock live; a backtest replaces it with its replay clock (the time
+        # the strategy sees the current event), which context.now_us(), timers, the bar clock, the risk
+        # clock and order timestamps follow.
+        self.clock = time_us
+        self._replay = None
         for strategy, subscriptions in strategies:
             self.add_strategy(strategy, subscriptions)
         # Venue adapters learn the engine they serve (its registry, its client order ids, its loop).
@@ -168,8 +173,15 @@ class Engine:
             if update is not None:
                 update(subs)
 
+    def now_us(self):
+        """The engine's time (µs since the epoch): wall clock live, the replay clock in a backtest."""
+        return self.clock()
+
     def bars_changed(self):
         """A bar series was added: make sure the bar clock runs when the engine does."""
+        if self._replay is not None:
+            self._replay.bars_changed()
+            return
         if self._loop is not None and self._bar_clock is None and self.dispatcher.time_bar_intervals():
             self._bar_clock = self._loop.create_task(self._run_bar_clock())
 
@@ -179,7 +191,7 @@ class Engine:
             intervals = self.dispatcher.time_bar_intervals()
             if not intervals:
                 return
-            now = time_us()
+            now = self.clock()
             boundary = min(now - now % iv + iv for iv in intervals)
             await asyncio.sleep(max(boundary + self.bar_close_grace_us - now, 0) / 1e6)
             self.dispatcher.bars_on_time(boundary)
@@ -205,6 +217,9 @@ class Engine:
         after the hook that is running returns (never re-entrantly)."""
         rec = self.orders.record(client_order_id)
         if rec is None:
+            return
+        if self._replay is not None:
+            self._replay.post(rec)
             return
         loop = self._loop
         if loop is None:
@@ -264,7 +279,7 @@ class Engine:
         """Periodic risk evaluation: drawdown breakers, breaker cool-downs, the start of a new day."""
         while True:
             await asyncio.sleep(self.risk_interval)
-            self.execution_core.evaluate()
+            self.execution_core.evaluate(self.clock())
 
     # ---- running ------------------------------------------------------------------------------------
 
@@ -311,6 +326,36 @@ class Engine:
                 pass                           # the loop already closed
         if wait and self._thread is not None and threading.current_thread() is not self._thread:
             self._done.wait(timeout)
+
+    # ---- replay (backtests) -------------------------------------------------------------------------
+
+    def begin_replay(self, replay):
+        """Run in the caller's thread on a replay clock instead of the engine thread (extrema.backtest):
+        `replay` provides now_us() (the clock), post(records), arm_timer / cancel_timer, bars_changed().
+        Strategies' on_start runs here; the replay then feeds records into the engine's _emit path."""
+        if self._thread is not None:
+            raise RuntimeError("an engine runs once; build a new one")
+        self._thread = threading.current_thread()
+        self._replay = replay
+        self.clock = replay.now_us
+        for runner in self._runners.values():
+            runner.start()
+        for index, strategy in enumerate(self.dispatcher.strategies):
+            self._lifecycle(index, strategy, "on_start")
+        self._started.set()
+        self.execution_core.sync_books(self.dispatcher)
+        self.bars_changed()
+
+    def end_replay(self, reason="data finished"):
+        """The end of a replay: answers of tasks, each strategy's on_stop, the ring closed."""
+        self.stop_reason = self.stop_reason or reason
+        for runner in self._runners.values():
+            runner.stop()
+        self._replay.deliver_replies()
+        for index, strategy in enumerate(self.dispatcher.strategies):
+            self._lifecycle(index, strategy, "on_stop")
+        self.ring.close()
+        self._done.set()
 
     def _thread_main(self):
         self.native_thread_id = threading.get_native_id()
@@ -398,7 +443,7 @@ class Engine:
 
     def _emit(self, records):
         """Publish records into the ring and dispatch them (engine thread)."""
-        if self._stop_event.is_set() and self.dispatcher.stop_requested:
+        if self._stop_event is not None and self._stop_event.is_set() and self.dispatcher.stop_requested:
             return
         core = self.execution_core
         core.process(records)                 # orders, fills, marks, stops: before strategies see them
@@ -445,21 +490,24 @@ class Engine:
             raise ValueError("schedule takes exactly one of every=, delay=, at_us=")
         if every is not None and every <= 0:
             raise ValueError(f"every must be > 0 seconds, got {every}")
-        if self._loop is None:
+        if self._loop is None and self._replay is None:
             raise RuntimeError("schedule from on_start or later, when the engine runs")
         timer_id = next(self._timer_ids)
-        now = time_us()
+        now = self.clock()
         if every is not None:
             due = now + int(every * 1e6)
         elif delay is not None:
             due = now + int(max(delay, 0) * 1e6)
         else:
             due = int(at_us)
-        self._arm(timer_id, index, due, None if every is None else int(every * 1e6))
+        if self._replay is not None:
+            self._replay.arm_timer(timer_id, index, due, None if every is None else int(every * 1e6))
+        else:
+            self._arm(timer_id, index, due, None if every is None else int(every * 1e6))
         return timer_id
 
     def _arm(self, timer_id, index, due_us, period_us):
-        delay = max(due_us - time_us(), 0) / 1e6
+        delay = max(due_us - self.clock(), 0) / 1e6
         self._timers[timer_id] = self._loop.call_later(delay, self._fire, timer_id, index, due_us, period_us)
 
     def _fire(self, timer_id, index, due_us, period_us):
@@ -469,11 +517,13 @@ class Engine:
         else:
             self._timers.pop(timer_id, None)
         rec = np.zeros(1, dtype=RECORD_DTYPE)
-        now = time_us()
+        now = self.clock()
         rec[0] = (RecordKind.TIMER, 0, 0, now, now, timer_id, 0, 0, due_us, index)
         self._emit(rec)
 
     def cancel_schedule(self, timer_id):
+        if self._replay is not None:
+            return self._replay.cancel_timer(timer_id)
         handle = self._timers.pop(timer_id, None)
         if handle is None:
             return False
@@ -491,6 +541,9 @@ class Engine:
         return request_id
 
     def _reply_from_task(self, response, index):
+        if self._replay is not None:
+            self._replay.post_reply(response, index)
+            return
         loop = self._loop
         if loop is None:
             log.warning("dropping the answer to request %d: the engine has stopped", response.request_id)
