@@ -425,6 +425,51 @@ def spot_account(sim, params):
             "accountType": "SPOT", "balances": balances, "permissions": ["SPOT"], "uid": 1}
 
 
+def _trade_rows(sim, params):
+    """The account's trades of one symbol after the documented filters: orderId, fromId (id >= it),
+    startTime / endTime (ms), limit (default 500, 1..1000); oldest first, the most recent `limit` when
+    neither fromId nor startTime is given."""
+    spec = _symbol(sim, params)
+    limit = _int(params, "limit", 500)
+    if not 1 <= limit <= 1000:
+        raise Reject(-1100, "Illegal characters found in parameter 'limit'; legal range is '1-1000'.")
+    order_id, from_id = _int(params, "orderId"), _int(params, "fromId")
+    start, end = _int(params, "startTime"), _int(params, "endTime")
+    rows = sim.engine.user_trades[spec.symbol]
+    out = [r for r in rows if (order_id is None or r[0].order_id == order_id)
+           and (from_id is None or r[1].trade_id >= from_id) and (start is None or r[2] >= start)
+           and (end is None or r[2] <= end)]
+    out = out[:limit] if from_id is not None or start is not None else out[-limit:]
+    return spec, out
+
+
+def spot_my_trades(sim, params):
+    """GET /api/v3/myTrades."""
+    spec, rows = _trade_rows(sim, params)
+    f = sim.fmt
+    return [{"symbol": spec.symbol, "id": fill.trade_id, "orderId": o.order_id, "orderListId": -1,
+             "price": f.px(spec, fill.price), "qty": f.qty(spec, fill.qty), "quoteQty": f.notional(spec, fill.quote),
+             "commission": f.amount(fill.commission), "commissionAsset": fill.commission_asset, "time": t,
+             "isBuyer": o.side == 0, "isMaker": fill.maker, "isBestMatch": True} for o, fill, t in rows]
+
+
+def spot_my_trades_weight(sim, params):
+    return 5 if params.get("orderId") else 20
+
+
+def usdm_user_trades(sim, params):
+    """GET /fapi/v1/userTrades."""
+    if params.get("fromId") and (params.get("startTime") or params.get("endTime")):
+        raise Reject(-4135, "Invalid time range: fromId cannot be sent with startTime or endTime.")
+    spec, rows = _trade_rows(sim, params)
+    f = sim.fmt
+    return [{"buyer": o.side == 0, "commission": f.amount(fill.commission), "commissionAsset": fill.commission_asset,
+             "id": fill.trade_id, "maker": fill.maker, "orderId": o.order_id, "price": f.px(spec, fill.price),
+             "qty": f.qty(spec, fill.qty), "quoteQty": f.notional(spec, fill.quote),
+             "realizedPnl": f.amount(fill.realized_pnl), "marginAsset": "USDT", "side": SIDE_NAMES[o.side],
+             "positionSide": "BOTH", "symbol": spec.symbol, "time": t} for o, fill, t in rows]
+
+
 # ------------------------------------------------------------------------------------ user stream
 
 def _listen_key(sim) -> str:
@@ -679,6 +724,7 @@ ROUTES = {
         ("GET", "/api/v3/openOrders"): Route(spot_open_orders, spot_open_orders_weight, SIGNED),
         ("DELETE", "/api/v3/openOrders"): Route(spot_cancel_all, w(1), SIGNED),
         ("GET", "/api/v3/account"): Route(spot_account, w(20), SIGNED),
+        ("GET", "/api/v3/myTrades"): Route(spot_my_trades, spot_my_trades_weight, SIGNED),
         ("POST", "/api/v3/userDataStream"): Route(listen_key_new, w(2), USER_STREAM),
         ("PUT", "/api/v3/userDataStream"): Route(listen_key_keepalive, w(2), USER_STREAM),
         ("DELETE", "/api/v3/userDataStream"): Route(listen_key_close, w(2), USER_STREAM),
@@ -698,6 +744,7 @@ ROUTES = {
         ("GET", "/fapi/v2/account"): Route(usdm_account, w(5), SIGNED),
         ("GET", "/fapi/v3/account"): Route(usdm_account_v3, w(5), SIGNED),
         ("GET", "/fapi/v2/positionRisk"): Route(usdm_position_risk, w(5), SIGNED),
+        ("GET", "/fapi/v1/userTrades"): Route(usdm_user_trades, w(5), SIGNED),
         ("GET", "/fapi/v2/balance"): Route(usdm_balance, w(5), SIGNED),
         ("POST", "/fapi/v1/leverage"): Route(usdm_leverage, w(1), SIGNED),
         ("POST", "/fapi/v1/listenKey"): Route(listen_key_new, w(1), USER_STREAM),

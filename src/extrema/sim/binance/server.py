@@ -684,6 +684,10 @@ class BinanceSimulator:
             subs.discard(conn)
 
     async def _ws(self, request: web.Request):
+        if self.faults.refuse_connections:
+            # an outage: every websocket upgrade is refused until it is switched off
+            self.faults.counters["refused_connection"] += 1
+            return web.Response(status=503, text="Service Unavailable")
         path = request.path
         if path == ws_api.PATHS[self.market]:
             return await self._ws_api(request)
