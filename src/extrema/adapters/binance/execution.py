@@ -59,13 +59,28 @@ _BINANCE_TYPES = {
 }
 
 
+_CONDITIONAL = ("stop_market", "stop_limit", "take_profit_market", "take_profit_limit")
+
+
+def is_algo_order(market, r: OrderRequest) -> bool:
+    """USD-M stop / take-profit orders go through Binance's algo-order API (POST /fapi/v1/algoOrder): since
+    2025-12 the order endpoint answers them -4120 (STOP_ORDER_SWITCH_ALGO)."""
+    return market == Market.BINANCE_USDM and r.order_type in _CONDITIONAL
+
+
+def binance_algo_args(r: OrderRequest, client_order_id: str):
+    """(Binance order type, keyword arguments of BinanceRest.new_algo_order) for a USD-M conditional order."""
+    limit_like = r.order_type in ("stop_limit", "take_profit_limit")
+    return _BINANCE_TYPES[Market.BINANCE_USDM][r.order_type], dict(
+        client_algo_id=client_order_id, quantity=r.quantity, price=r.price if limit_like else None,
+        trigger_price=r.stop_price, time_in_force=r.time_in_force if limit_like else None,
+        reduce_only=True if r.reduce_only else None)
+
+
 def binance_order_args(market, r: OrderRequest, client_order_id: str):
     """(Binance order type, keyword arguments of new_order / place_order) for a request. Raises
-    ValueError for what the market cannot take (GTD on spot) - before anything is sent.
-
-    USD-M stop / take-profit orders: Binance moved conditional orders to its algo-order API in 2025 and
-    answers -4120 (STOP_ORDER_SWITCH_ALGO) on the order endpoint; that API is not implemented here yet,
-    so they come back REJECTED with the venue's message (the bundled simulator answers the same)."""
+    ValueError for what the market cannot take (GTD on spot) - before anything is sent. USD-M
+    conditional orders take binance_algo_args instead (is_algo_order)."""
     order_type = _BINANCE_TYPES[market][r.order_type]
     limit_like = r.order_type in ("limit", "stop_limit", "take_profit_limit")
     tif = r.time_in_force if limit_like and not r.post_only else None
@@ -91,7 +106,7 @@ def _on_grid(value, precision):
 
 
 class _Order:
-    __slots__ = ("request", "instrument", "text", "status", "price", "quantity", "venue_id", "sent_ms")
+    __slots__ = ("request", "instrument", "text", "status", "price", "quantity", "venue_id", "sent_ms", "algo")
 
     def __init__(self, request, instrument, text):
         self.request = request
@@ -102,6 +117,7 @@ class _Order:
         self.quantity = request.quantity
         self.venue_id = 0               # Binance's orderId, once a report names it
         self.sent_ms = time_us() // 1000
+        self.algo = False               # a USD-M conditional order, kept by Binance's algo service
 
 
 class BinanceExecution(VenuePart, ExecutionClient):
@@ -193,8 +209,11 @@ class BinanceExecution(VenuePart, ExecutionClient):
     def submit(self, order: OrderRequest) -> None:
         inst = self.registry.get(self.market, order.instrument)
         o = self._track_new(order, inst)
+        o.algo = is_algo_order(self.market, order)
         self.counters["submitted"] += 1
-        if self.ws_api is None:
+        if self.ws_api is None or o.algo:
+            # Conditional orders take the REST algo-order endpoint with either order entry: they wait for
+            # their trigger, so the WebSocket API's lower latency buys nothing for them.
             self._spawn(self._place(o))
             return
         try:
@@ -211,7 +230,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         if o is None:
             log.info("cancel of unknown or finished order %s ignored", request.client_order_id)
             return
-        if self.ws_api is None:
+        if self.ws_api is None or o.algo:
             self._spawn(self._cancel(o))
             return
         try:
@@ -293,12 +312,13 @@ class BinanceExecution(VenuePart, ExecutionClient):
 
     async def _place(self, o: _Order):
         try:
-            order_type, args = self._order_args(o)
+            order_type, args = (binance_algo_args(o.request, o.text) if o.algo else self._order_args(o))
         except ValueError as exc:
             self._reject(o, 0, str(exc))
             return
+        send = self.rest.new_algo_order if o.algo else self.rest.new_order
         try:
-            await self.rest.new_order(o.instrument.venue_symbol, o.request.side.upper(), order_type, **args)
+            await send(o.instrument.venue_symbol, o.request.side.upper(), order_type, **args)
         except OrderStatusUnknown:
             self.counters["unknown_outcomes"] += 1
             await self._resolve_unknown(o)
@@ -311,7 +331,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         """The order may or may not have reached Binance: ask until it says, never resend."""
         for attempt in range(20):
             try:
-                data = await self.rest.query_order(o.instrument.venue_symbol, client_order_id=o.text)
+                data = await self._query(o)
             except OrderNotFoundError:
                 # Not there after recvWindow has passed: the request never arrived (Binance rejects a
                 # request older than recvWindow, so it cannot arrive later).
@@ -321,13 +341,36 @@ class BinanceExecution(VenuePart, ExecutionClient):
             except BinanceError as exc:
                 log.warning("query of order %s failed: %s", o.text, exc)
             else:
-                self._publish(self._report_records(data))
+                self._publish(self._state_records(o, data))
                 return
             await asyncio.sleep(self.query_interval)
         log.error("order %s: outcome still unknown after %d queries", o.text, attempt + 1)
 
+    async def _query(self, o: _Order) -> dict:
+        """The venue's view of one of our orders (GET order, or GET algoOrder for a conditional one)."""
+        if o.algo:
+            return await self.rest.query_algo_order(client_algo_id=o.text)
+        return await self.rest.query_order(o.instrument.venue_symbol, client_order_id=o.text)
+
+    def _state_records(self, o: _Order, data: dict):
+        return self._algo_report_records(data) if o.algo else self._report_records(data)
+
+    def _algo_report_records(self, a: dict):
+        """A REST algo order (New / Query Algo Order, openAlgoOrders) as the ALGO_UPDATE the stream would
+        send, through the same compiled decoder."""
+        ts = a.get("updateTime") or a.get("createTime") or time_us() // 1000
+        actual = a.get("actualOrderId") or ""
+        return self._decode_json({"e": "ALGO_UPDATE", "T": ts, "E": ts, "o": {
+            "caid": a["clientAlgoId"], "aid": a["algoId"], "at": a.get("algoType", "CONDITIONAL"),
+            "o": a.get("orderType") or a.get("type"), "s": a["symbol"], "S": a["side"],
+            "f": a.get("timeInForce") or "GTC", "q": a["quantity"], "X": a["algoStatus"], "ai": actual,
+            "ap": a.get("actualPrice") or "0", "tp": a.get("triggerPrice") or "0", "p": a.get("price") or "0"}})
+
     async def _cancel(self, o: _Order):
         try:
+            if o.algo:
+                await self.rest.cancel_algo_order(client_algo_id=o.text)
+                return
             await self.rest.cancel_order(o.instrument.venue_symbol, client_order_id=o.text)
         except BinanceError as exc:
             # Typically -2011: already filled / cancelled; the stream has (or will have) the final state.
@@ -464,12 +507,12 @@ class BinanceExecution(VenuePart, ExecutionClient):
             if o.text in listed:
                 continue
             try:
-                finals.append(await self.rest.query_order(o.instrument.venue_symbol, client_order_id=o.text))
+                finals.append((o, await self._query(o)))
             except OrderNotFoundError:
                 continue            # never reached the venue: its rejection is (or will be) published
             except BinanceError as exc:
                 log.warning("reconciliation query of %s failed: %s", o.text, exc)
-        for order in list(open_orders) + finals:
+        for order in list(open_orders) + [data for o, data in finals if not o.algo]:
             o = self._by_text.get(order["clientOrderId"])
             if o is not None and order.get("orderId"):
                 o.venue_id = int(order["orderId"])
@@ -492,8 +535,8 @@ class BinanceExecution(VenuePart, ExecutionClient):
                 if e.kind != "SUMMARY":
                     log.info("%s reconciliation: %s %s", self.market.name, e.kind, e.message)
         self.counters["reconciled"] += 1
-        for data in finals:
-            self._publish(self._report_records(data))
+        for o, data in finals:
+            self._publish(self._state_records(o, data))
 
     async def _recover_fills(self, live):
         """Fetch the trades of `live` orders' symbols made since the last fill seen (fromId = last trade id

@@ -601,6 +601,52 @@ def usdm_open_orders_weight(sim, params):
     return 1 if params.get("symbol") else 40
 
 
+def usdm_new_algo_order(sim, params):
+    """POST /fapi/v1/algoOrder (see extrema.sim.binance.algo)."""
+    if _mandatory(params, "algoType") != "CONDITIONAL":
+        raise Reject(-1100, "Illegal characters found in parameter 'algoType'; legal range is 'CONDITIONAL'.")
+    spec = _symbol(sim, params)
+    side = _side(params)
+    if (params.get("positionSide") or "BOTH") != "BOTH":
+        raise Reject(-4061, "Order's position side does not match user's setting.")
+    working = params.get("workingType") or "CONTRACT_PRICE"
+    if working not in ("CONTRACT_PRICE", "MARK_PRICE"):
+        raise Reject(-1100, "Illegal characters found in parameter 'workingType'.")
+    tif = params.get("timeInForce") or None
+    if tif is not None and tif not in ("GTC", "IOC", "FOK", "GTX"):
+        raise Reject(-1115, "Invalid timeInForce.")
+    a = sim.algo.place(spec.symbol, side, _mandatory(params, "type"), _decimal(sim, spec, params, "quantity", "qty"),
+                       _decimal(sim, spec, params, "price", "price"),
+                       _decimal(sim, spec, params, "triggerPrice", "price"), tif, working, _bool(params, "reduceOnly"),
+                       _client_id(params, "clientAlgoId") or _new_id())
+    return sim.algo.view(sim.fmt, a)
+
+
+def _algo_ref(params):
+    algo_id = _int(params, "algoId")
+    client_id = params.get("clientAlgoId") or None
+    if algo_id is None and client_id is None:
+        raise Reject(-1102, "Param 'clientAlgoId' or 'algoId' must be sent, but both were empty/null!")
+    return algo_id, client_id
+
+
+def usdm_cancel_algo_order(sim, params):
+    a = sim.algo.cancel(*_algo_ref(params))
+    return {"algoId": a.algo_id, "clientAlgoId": a.client_id, "code": "200", "msg": "success"}
+
+
+def usdm_query_algo_order(sim, params):
+    a = sim.algo.find(*_algo_ref(params))
+    if a is None:
+        raise Reject(-2013, "Order does not exist.")
+    return sim.algo.view(sim.fmt, a)
+
+
+def usdm_open_algo_orders(sim, params):
+    spec = _symbol(sim, params, required=False)
+    return [sim.algo.view(sim.fmt, a) for a in sim.algo.open(spec.symbol if spec else None)]
+
+
 def usdm_cancel_all(sim, params):
     spec = _symbol(sim, params)
     sim.engine.cancel_all(spec.symbol)
@@ -745,6 +791,10 @@ ROUTES = {
         ("GET", "/fapi/v3/account"): Route(usdm_account_v3, w(5), SIGNED),
         ("GET", "/fapi/v2/positionRisk"): Route(usdm_position_risk, w(5), SIGNED),
         ("GET", "/fapi/v1/userTrades"): Route(usdm_user_trades, w(5), SIGNED),
+        ("POST", "/fapi/v1/algoOrder"): Route(usdm_new_algo_order, w(0), SIGNED, 1),
+        ("DELETE", "/fapi/v1/algoOrder"): Route(usdm_cancel_algo_order, w(1), SIGNED),
+        ("GET", "/fapi/v1/algoOrder"): Route(usdm_query_algo_order, w(1), SIGNED),
+        ("GET", "/fapi/v1/openAlgoOrders"): Route(usdm_open_algo_orders, usdm_open_orders_weight, SIGNED),
         ("GET", "/fapi/v2/balance"): Route(usdm_balance, w(5), SIGNED),
         ("POST", "/fapi/v1/leverage"): Route(usdm_leverage, w(1), SIGNED),
         ("POST", "/fapi/v1/listenKey"): Route(listen_key_new, w(1), USER_STREAM),
