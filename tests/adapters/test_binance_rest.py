@@ -57,17 +57,21 @@ DOC_WEIGHTS = {
     ("POST", "/api/v3/order"): 1, ("DELETE", "/api/v3/order"): 1, ("GET", "/api/v3/order"): 4,
     ("POST", "/api/v3/order/cancelReplace"): 1,
     ("GET", "/api/v3/openOrders"): lambda q: 6 if "symbol" in q else 80, ("GET", "/api/v3/account"): 20,
+    ("GET", "/api/v3/myTrades"): lambda q: 5 if "orderId" in q else 20,
     ("POST", "/api/v3/userDataStream"): 2, ("PUT", "/api/v3/userDataStream"): 2,
     ("DELETE", "/api/v3/userDataStream"): 2,
     ("GET", "/fapi/v1/ping"): 1, ("GET", "/fapi/v1/time"): 1, ("GET", "/fapi/v1/exchangeInfo"): 1,
     ("GET", "/fapi/v1/depth"): _usdm_depth, ("GET", "/fapi/v1/klines"): _usdm_klines,
     ("POST", "/fapi/v1/order"): 0, ("PUT", "/fapi/v1/order"): 0, ("DELETE", "/fapi/v1/order"): 1,
     ("GET", "/fapi/v1/order"): 1, ("GET", "/fapi/v1/openOrders"): lambda q: 1 if "symbol" in q else 40,
+    ("GET", "/fapi/v1/userTrades"): 5, ("POST", "/fapi/v1/algoOrder"): 0, ("DELETE", "/fapi/v1/algoOrder"): 1,
+    ("GET", "/fapi/v1/algoOrder"): 1, ("GET", "/fapi/v1/openAlgoOrders"): lambda q: 1 if "symbol" in q else 40,
     ("GET", "/fapi/v2/account"): 5, ("GET", "/fapi/v2/positionRisk"): 5, ("POST", "/fapi/v1/leverage"): 1,
     ("POST", "/fapi/v1/listenKey"): 1, ("PUT", "/fapi/v1/listenKey"): 1, ("DELETE", "/fapi/v1/listenKey"): 1,
 }
 ORDER_ENDPOINTS = {("POST", "/api/v3/order"), ("POST", "/api/v3/order/cancelReplace"),
-                   ("POST", "/fapi/v1/order"), ("PUT", "/fapi/v1/order")}
+                   ("POST", "/fapi/v1/order"), ("PUT", "/fapi/v1/order"),
+                   ("POST", "/fapi/v1/algoOrder")}
 SIGNED = {k for k in DOC_WEIGHTS if "/order" in k[1] or "account" in k[1] or "position" in k[1]
           or "leverage" in k[1] or "openOrders" in k[1]}
 KEY_ONLY = {k for k in DOC_WEIGHTS if "userDataStream" in k[1] or "listenKey" in k[1]}

@@ -57,7 +57,10 @@ EVENTS = {"depthUpdate": "DEPTH_UPDATE", "bookTicker": "BOOK_TICKER", "aggTrade"
           "executionReport": "EXECUTION_REPORT", "ORDER_TRADE_UPDATE": "ORDER_TRADE_UPDATE",
           "outboundAccountPosition": "ACCOUNT_POSITION", "ACCOUNT_UPDATE": "ACCOUNT_UPDATE",
           "listenKeyExpired": "LISTEN_KEY_EXPIRED", "serverShutdown": "SERVER_SHUTDOWN",
-          "eventStreamTerminated": "STREAM_TERMINATED"}
+          "eventStreamTerminated": "STREAM_TERMINATED", "ALGO_UPDATE": "ALGO_UPDATE"}
+# USD-M algo statuses -> OrderStatus (FINISHED: FILLED when aq reached q, else CANCELLED)
+ALGO_STATUS = {"NEW": 2, "TRIGGERING": 2, "TRIGGERED": 2, "FINISHED": 4, "CANCELED": 5, "REJECTED": 6,
+               "EXPIRED": 7}
 
 
 class Drop(Exception):
@@ -239,7 +242,7 @@ class ReferenceDecoder:
             "DEPTH_UPDATE": self._depth, "TRADE": self._trade, "AGG_TRADE": self._trade,
             "BOOK_TICKER": self._quote, "KLINE": self._kline, "MARK_PRICE": self._mark,
             "EXECUTION_REPORT": self._order, "ORDER_TRADE_UPDATE": self._order,
-            "ACCOUNT_POSITION": self._account, "ACCOUNT_UPDATE": self._account,
+            "ACCOUNT_POSITION": self._account, "ACCOUNT_UPDATE": self._account, "ALGO_UPDATE": self._algo,
         }.get(event)
         if handler is not None:
             handler(payload, ts_local, result)
@@ -352,6 +355,37 @@ class ReferenceDecoder:
         next_funding = need(d, "T", int)
         result.records.append((KIND_MARK_PRICE, 0, iid, self._time(d, "E"), ts_local, next_funding * self.mul,
                                mark, settle, index, rate))
+
+    def _algo(self, d, ts_local, result):
+        o = d.get("o")
+        if not isinstance(o, dict):
+            raise Drop("MISSING_FIELD" if "o" not in d else "BAD_FIELD")
+        iid, pp, sp = self._instrument(o)
+        result.instrument_id = iid
+        side = need(o, "S", str)
+        if side not in ("BUY", "SELL"):
+            raise Drop("BAD_FIELD")
+        status = ALGO_STATUS.get(need(o, "X", str), STATUS_UNKNOWN)
+        otype_text = need(o, "o", str)
+        otype = 6 if otype_text == "TAKE_PROFIT" else ORDER_TYPE_COMMON.get(otype_text, 0)
+        tif = TIF.get(o["f"], 0) if isinstance(o.get("f"), str) else 1
+        algo_id = need(o, "aid", int)
+        qty = exact(need(o, "q", str), sp, False)
+        price = optional(o, "p", pp, False)
+        cum = optional(o, "aq", sp, False)
+        avg = optional(o, "ap", pp, False, True)
+        trigger = optional(o, "tp", pp, False)
+        if status == 4 and cum < qty:
+            status = 5
+        ex = {2: EXEC["NEW"], 4: EXEC["TRADE"], 5: EXEC["CANCELED"], 6: EXEC["REJECTED"], 7: EXEC["EXPIRED"]}.get(status, 0)
+        reason = 1 if status == 6 else 0
+        text = o.get("caid")
+        client = self.client_id(text) if isinstance(text, str) and text else 0
+        ts = self._time(d, "T") or self._time(d, "E")
+        sell = FLAG_ASK if side == "SELL" else 0
+        result.records += [
+            (KIND_ORDER_UPDATE, sell | ONE_CONTINUATION, iid, ts, ts_local, client, price, qty, cum, algo_id),
+            (KIND_CONTINUATION, 1, iid, status, otype, tif, avg, trigger, qty - cum, (ex << 16) | reason)]
 
     def _order(self, d, ts_local, result):
         usdm = result.event == "ORDER_TRADE_UPDATE"

@@ -49,7 +49,7 @@ cdef struct Slot:
     Py_ssize_t n
 
 cdef enum:
-    N_SLOTS = 80
+    N_SLOTS = 84
 
 cdef struct Fields:
     uint64_t present[2]
@@ -188,6 +188,8 @@ cdef class BinanceDecoder:
     cdef int _build_order(self, const Fields *o, bint usdm, int64_t ts_local, Record *out,
                           Py_ssize_t capacity, Py_ssize_t *written) noexcept nogil
     cdef int _average_price(self, const Slot *quote, int64_t cum, int pp, int sp, int64_t *avg) noexcept nogil
+    cdef int _build_algo(self, int64_t ts_local, Record *out, Py_ssize_t capacity,
+                         Py_ssize_t *written) noexcept nogil
     cdef int _build_account(self, int ev, int64_t ts_local, Record *out, Py_ssize_t capacity,
                             Py_ssize_t *written) noexcept nogil
     cdef Py_ssize_t _reserve_scratch(self, Py_ssize_t frame_len) except -1

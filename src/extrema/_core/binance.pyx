@@ -70,12 +70,18 @@ ACCOUNT_UPDATE  USD-M: one BALANCE per entry of a.B (price = wb, quantity = cw, 
                  A position of a symbol the registry does not know is skipped and counted
                  (stats()["unknown_positions"]), the rest of the frame is kept: an account update is
                  never lost because of an instrument the strategy does not trade.
+ALGO_UPDATE     USD-M conditional orders (Binance's algo service, since 2025-12): one ORDER_UPDATE laid out
+  (ALGO_UPDATE)  as ORDER_TRADE_UPDATE's from the algo object o: sequence = caid, price = p, quantity = q,
+                 aux0 = aq, aux1 = aid; p0 = X (NEW / TRIGGERING / TRIGGERED -> ACCEPTED, FINISHED ->
+                 FILLED when aq = q else CANCELLED, CANCELED, REJECTED (reason OTHER), EXPIRED), p3 = ap,
+                 p4 = tp (trigger price); ts_exchange = T, else E. No FILL: the triggered order trades
+                 under the same client id and reports through ORDER_TRADE_UPDATE.
 listenKeyExpired, serverShutdown, eventStreamTerminated: 0 records, their own event code: the
                  connection glue must act on them (new listen key, reconnect).
 {"result": ..., "id": n}  (CONTROL) subscription / WS-API answers: 0 records, request_id = id.
 {"code": c, "msg": m} / {"error": {"code", "msg"}}  (ERROR): 0 records, error_code = c,
                  decoder.last_error = m.
-other events (24hrTicker, balanceUpdate, listStatus, TRADE_LITE, ALGO_UPDATE, forceOrder, partial-book
+other events (24hrTicker, balanceUpdate, listStatus, TRADE_LITE, forceOrder, partial-book
                  `@depth<N>` frames...): 0 records, event IGNORED, counted; not errors.
 
 Client order ids are strings on the wire and int64 in records: register_client_order_id(text, id)
@@ -210,7 +216,8 @@ cdef enum:
     EV_CONTROL = 15
     EV_ERROR = 16
     EV_IGNORED = 17
-    EV_COUNT = 18
+    EV_ALGO_UPDATE = 18
+    EV_COUNT = 19
 
 
 class BinanceEvent(enum.IntEnum):
@@ -233,6 +240,7 @@ class BinanceEvent(enum.IntEnum):
     CONTROL = EV_CONTROL
     ERROR = EV_ERROR
     IGNORED = EV_IGNORED
+    ALGO_UPDATE = EV_ALGO_UPDATE
 
 
 cdef enum:
@@ -375,6 +383,10 @@ cdef enum:
     K_lastUpdateId = 77
     K_subscriptionId = 78
     K_status = 79
+    K_caid = 80          # ALGO_UPDATE: client algo id
+    K_aid = 81           # ALGO_UPDATE: algo id
+    K_aq = 82            # ALGO_UPDATE: executed quantity in the matching engine
+    K_tp = 83            # ALGO_UPDATE: trigger price
 
 
 cdef inline bint _eq(const char *s, size_t n, const char *lit, size_t m) noexcept nogil:
@@ -399,8 +411,11 @@ cdef int key_slot(const char *k, size_t n) noexcept nogil:
             if k[1] == b's': return K_ps
         elif c0 == b'a':
             if k[1] == b'p': return K_ap
+            if k[1] == b'q': return K_aq
         elif c0 == b's':
             if k[1] == b'p': return K_sp
+        elif c0 == b't':
+            if k[1] == b'p': return K_tp
         elif c0 == b'r':
             if k[1] == b'p': return K_rp
         elif c0 == b'w':
@@ -421,6 +436,8 @@ cdef int key_slot(const char *k, size_t n) noexcept nogil:
             if k[1] == b'd': return K_id
         return -1
     if _eq(k, n, "bep", 3): return K_bep
+    if _eq(k, n, "aid", 3): return K_aid
+    if _eq(k, n, "caid", 4): return K_caid
     if _eq(k, n, "msg", 3): return K_msg
     if _eq(k, n, "code", 4): return K_code
     if _eq(k, n, "data", 4): return K_data
@@ -699,7 +716,24 @@ cdef int event_code(const char *s, size_t n) noexcept nogil:
     if _eq(s, n, "listenKeyExpired", 16): return EV_LISTEN_KEY_EXPIRED
     if _eq(s, n, "serverShutdown", 14): return EV_SERVER_SHUTDOWN
     if _eq(s, n, "eventStreamTerminated", 21): return EV_STREAM_TERMINATED
+    if _eq(s, n, "ALGO_UPDATE", 11): return EV_ALGO_UPDATE
     return EV_IGNORED
+
+
+cdef int algo_status_code(const char *s, size_t n) noexcept nogil:
+    # USD-M algo (conditional) order statuses,
+    # https://developers.binance.com/docs/derivatives/usds-margined-futures/user-data-streams/Event-Algo-Order-Update
+    # Until it triggers, and while the triggered order works in the matching engine, the order is live
+    # (ACCEPTED): its fills and its own final state come in ORDER_TRADE_UPDATE under the same client id.
+    # FINISHED is resolved against the executed quantity by the caller (FILLED or CANCELLED).
+    if _eq(s, n, "NEW", 3): return t.ORDER_STATUS_ACCEPTED
+    if _eq(s, n, "TRIGGERING", 10): return t.ORDER_STATUS_ACCEPTED
+    if _eq(s, n, "TRIGGERED", 9): return t.ORDER_STATUS_ACCEPTED
+    if _eq(s, n, "FINISHED", 8): return t.ORDER_STATUS_FILLED
+    if _eq(s, n, "CANCELED", 8): return t.ORDER_STATUS_CANCELLED
+    if _eq(s, n, "REJECTED", 8): return t.ORDER_STATUS_REJECTED
+    if _eq(s, n, "EXPIRED", 7): return t.ORDER_STATUS_EXPIRED
+    return -1
 
 
 cdef bint is_partial_depth_stream(const char *s, size_t n) noexcept nogil:
@@ -1484,6 +1518,11 @@ cdef class BinanceDecoder:
             return self._build_order(&self._inner, True, ts_local, out, capacity, written)
         if ev == EV_ACCOUNT_POSITION or ev == EV_ACCOUNT_UPDATE:
             return self._build_account(ev, ts_local, out, capacity, written)
+        if ev == EV_ALGO_UPDATE:
+            if not fhas(&self._top, K_o) or fget(&self._top, K_o).type != SLOT_OBJECT:
+                self._set_detail("o (algo order)", NULL, 0)
+                return DROP_BAD_FIELD if fhas(&self._top, K_o) else DROP_MISSING_FIELD
+            return self._build_algo(ts_local, out, capacity, written)
         if ev == EV_DEPTH_SNAPSHOT:
             if self._is_partial_depth():
                 self.info.event = EV_IGNORED
@@ -1924,6 +1963,89 @@ cdef class BinanceDecoder:
                      inst.instrument_id, ts, ts_local, trade_id, last_px, last_qty, client_id, fee)
             rec_cont(&out[3], inst.instrument_id, order_id, fee_asset, 0, realized, 0, 0, 0)
         written[0] = need
+        return 0
+
+    cdef int _build_algo(self, int64_t ts_local, Record *out, Py_ssize_t capacity,
+                         Py_ssize_t *written) noexcept nogil:
+        """USD-M ALGO_UPDATE (a conditional order in Binance's algo service) -> one ORDER_UPDATE, laid out
+        as ORDER_TRADE_UPDATE's: sequence = client id (caid), price = p, quantity = q, aux0 = aq
+        (executed in the matching engine), aux1 = aid (algo id); p0 = status (algo_status_code; FINISHED
+        is FILLED when aq reached q, else CANCELLED), p1 = o, p2 = f, p3 = ap rounded half up, p4 = tp
+        (trigger price), p5 = q - aq, p6 = reason (OTHER when a reject message rm is set) | exec << 16.
+        No FILL: the triggered order's trades arrive as ORDER_TRADE_UPDATE under the same client id."""
+        cdef const Fields *o = &self._inner
+        cdef SymbolEntry inst
+        cdef const char *s
+        cdef Py_ssize_t n
+        cdef const Slot *sl
+        cdef int r, pp, sp, status, otype, tif, ex, reason = t.ORDER_REASON_NONE
+        cdef int64_t price = 0, qty, cum = 0, algo_id, avg = 0, trigger = 0, client_id, ts
+        cdef bint sell
+        r = self._symbol(o, K_s, &inst)
+        if r != 0:
+            return r
+        pp = inst.price_precision
+        sp = inst.size_precision
+        r = self._need_str(o, K_S, "S (side)", &s, &n)
+        if r != 0:
+            return r
+        if _eq(s, n, "SELL", 4):
+            sell = True
+        elif _eq(s, n, "BUY", 3):
+            sell = False
+        else:
+            self._set_detail("S (side)", s, n)
+            return DROP_BAD_FIELD
+        r = self._need_str(o, K_X, "X (algo status)", &s, &n)
+        if r != 0:
+            return r
+        status = self._enum(algo_status_code(s, n), t.ORDER_STATUS_UNKNOWN)
+        r = self._need_str(o, K_o, "o (order type)", &s, &n)
+        if r != 0:
+            return r
+        otype = self._enum(order_type_code(s, n, True), t.ORDER_TYPE_UNKNOWN)
+        sl = fget(o, K_f)
+        tif = self._enum(tif_code(sl.s, sl.n), t.TIF_UNKNOWN) if sl != NULL and sl.type == SLOT_STR else t.TIF_GTC
+        r = self._need_int(o, K_aid, "aid (algo id)", &algo_id)
+        if r == 0:
+            r = self._need_dec(o, K_q, "q (quantity)", sp, False, &qty)
+        if r == 0:
+            r = self._opt_dec(o, K_p, "p (price)", pp, False, False, &price)
+        if r == 0:
+            r = self._opt_dec(o, K_aq, "aq (executed quantity)", sp, False, False, &cum)
+        if r == 0:
+            r = self._opt_dec(o, K_ap, "ap (average price)", pp, False, True, &avg)
+        if r == 0:
+            r = self._opt_dec(o, K_tp, "tp (trigger price)", pp, False, False, &trigger)
+        if r != 0:
+            return r
+        if status == t.ORDER_STATUS_FILLED and cum < qty:
+            status = t.ORDER_STATUS_CANCELLED
+        if status == t.ORDER_STATUS_ACCEPTED:
+            ex = t.EXEC_NEW
+        elif status == t.ORDER_STATUS_FILLED:
+            ex = t.EXEC_TRADE
+        elif status == t.ORDER_STATUS_CANCELLED:
+            ex = t.EXEC_CANCELED
+        elif status == t.ORDER_STATUS_REJECTED:
+            ex = t.EXEC_REJECTED
+        elif status == t.ORDER_STATUS_EXPIRED:
+            ex = t.EXEC_EXPIRED
+        else:
+            ex = t.EXEC_UNKNOWN
+        if status == t.ORDER_STATUS_REJECTED:
+            reason = t.ORDER_REASON_OTHER
+        r = self._check_capacity(2, capacity)
+        if r != 0:
+            return r
+        sl = fget(o, K_caid)
+        client_id = self._client_id(sl.s, sl.n) if sl != NULL and sl.type == SLOT_STR else 0
+        ts = self.info.transaction_time or self.info.event_time
+        rec_head(&out[0], KIND_ORDER_UPDATE, (FLAG_ASK if sell else 0) | (1 << CONT_SHIFT), inst.instrument_id,
+                 ts, ts_local, client_id, price, qty, cum, algo_id)
+        rec_cont(&out[1], inst.instrument_id, status, otype, tif, avg, trigger, qty - cum,
+                 (<int64_t>ex << 16) | reason)
+        written[0] = 2
         return 0
 
     cdef int _average_price(self, const Slot *quote, int64_t cum, int pp, int sp, int64_t *avg) noexcept nogil:

@@ -17,6 +17,9 @@ Frame faults (market data streams only; user data streams and request replies ar
 * ``disconnect`` the connection is closed (websocket close 1001, "going away") instead of sending it;
 * ``latency_ms`` every frame and every REST reply is delayed by this much (plus ``jitter_ms`` drawn uniformly).
 
+``refuse_connections`` (bool): every websocket connection attempt is answered 503 - with
+``BinanceSimulator.disconnect_all()`` it makes an outage that lasts until it is switched off.
+
 REST faults: ``http_429_rate`` / ``http_418_rate`` answer a request with Binance's rate-limit (429,
 -1003, Retry-After) or IP-ban (418) response instead of serving it.
 """
@@ -44,6 +47,7 @@ class Faults:
     http_429_rate: float = 0.0
     http_418_rate: float = 0.0
     retry_after_s: int = 1  # Retry-After of injected 429 / 418 replies
+    refuse_connections: bool = False
     seed: int = 0
     counters: Counter = field(default_factory=Counter)
 
@@ -71,6 +75,7 @@ class Faults:
         for name in FRAME_FAULTS + HTTP_FAULTS:
             setattr(self, f"{name}_rate", 0.0)
         self.latency_ms = self.jitter_ms = 0.0
+        self.refuse_connections = False
         self._armed.clear()
 
     def _hit(self, fault: str) -> bool:

@@ -387,6 +387,10 @@ class MatchingEngine:
             self.balances.setdefault("USDT", [0, 0])
         self.positions = {s.symbol: Position(leverage=leverage) for s in symbols}
         self.mark_prices: dict[str, int] = {}
+        self.last_prices: dict[str, int] = {}
+        # The account's trades per symbol, oldest first (served by GET /api/v3/myTrades and
+        # /fapi/v1/userTrades): (order snapshot after the trade, its Fill, time).
+        self.user_trades: dict[str, list[tuple[Order, Fill, int]]] = {s.symbol: [] for s in symbols}
 
     # ------------------------------------------------------------------------------------ helpers
 
@@ -717,6 +721,7 @@ class MatchingEngine:
             o.last_trade_id = trade_id
             o.status = FILLED if o.remaining == 0 else PARTIALLY_FILLED
         book.reduce(maker, qty)
+        self.last_prices[symbol] = price
         trade = Trade(trade_id, symbol, price, qty, taker.side, taker, maker, now)
         self.events.append(("trade", trade))
         taker_fill = None
@@ -724,7 +729,9 @@ class MatchingEngine:
             if o.owner != USER:
                 continue
             fill = self._settle(spec, o, price, qty, is_maker, trade_id)
-            self.events.append(("order", o.snapshot(), "TRADE", fill))
+            snap = o.snapshot()
+            self.user_trades[symbol].append((snap, fill, now))
+            self.events.append(("order", snap, "TRADE", fill))
             if o.status == FILLED:
                 self._closed(o)
             if not is_maker:

@@ -44,6 +44,11 @@ def usdm_klines_weight(params: Mapping[str, object]) -> int:
     return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
 
 
+def spot_my_trades_weight(params: Mapping[str, object]) -> int:
+    """GET /api/v3/myTrades: 20, or 5 when orderId is given."""
+    return 5 if params.get("orderId") is not None else 20
+
+
 def _open_orders(with_symbol: int, without: int) -> Callable[[Mapping[str, object]], int]:
     return lambda params: with_symbol if params.get("symbol") else without
 
@@ -77,6 +82,7 @@ SPOT_ENDPOINTS: Dict[str, Endpoint] = {
     "query_order": Endpoint("GET", "/api/v3/order", SIGNED, 4),
     "open_orders": Endpoint("GET", "/api/v3/openOrders", SIGNED, _open_orders(6, 80)),
     "account": Endpoint("GET", "/api/v3/account", SIGNED, 20),
+    "my_trades": Endpoint("GET", "/api/v3/myTrades", SIGNED, spot_my_trades_weight),
     # Retired on Binance spot since 2026-02-20 (CHANGELOG 2026-01-21): see BinanceRest.create_listen_key.
     "create_listen_key": Endpoint("POST", "/api/v3/userDataStream", USER_STREAM, 2),
     "keepalive_listen_key": Endpoint("PUT", "/api/v3/userDataStream", USER_STREAM, 2),
@@ -95,6 +101,15 @@ USDM_ENDPOINTS: Dict[str, Endpoint] = {
     "query_order": Endpoint("GET", "/fapi/v1/order", SIGNED, 1),
     "open_orders": Endpoint("GET", "/fapi/v1/openOrders", SIGNED, _open_orders(1, 40)),
     "account": Endpoint("GET", "/fapi/v2/account", SIGNED, 5),
+    "my_trades": Endpoint("GET", "/fapi/v1/userTrades", SIGNED, 5),
+    # Conditional orders (STOP_MARKET, STOP, TAKE_PROFIT(_MARKET), TRAILING_STOP_MARKET) live in Binance's
+    # algo service since 2025-12: https://developers.binance.com/docs/derivatives/usds-margined-futures/
+    # trade/rest-api/New-Algo-Order (weight 0, one order), Cancel / Query Algo Order (1), Current Open
+    # Algo Orders (1 with a symbol, 40 without).
+    "new_algo_order": Endpoint("POST", "/fapi/v1/algoOrder", SIGNED, 0, orders=1, idempotent=False),
+    "cancel_algo_order": Endpoint("DELETE", "/fapi/v1/algoOrder", SIGNED, 1, idempotent=False),
+    "query_algo_order": Endpoint("GET", "/fapi/v1/algoOrder", SIGNED, 1),
+    "open_algo_orders": Endpoint("GET", "/fapi/v1/openAlgoOrders", SIGNED, _open_orders(1, 40)),
     "position_risk": Endpoint("GET", "/fapi/v2/positionRisk", SIGNED, 5),
     "set_leverage": Endpoint("POST", "/fapi/v1/leverage", SIGNED, 1),   # absolute value: idempotent
     "create_listen_key": Endpoint("POST", "/fapi/v1/listenKey", USER_STREAM, 1),

@@ -34,7 +34,7 @@ import numpy as np
 from extrema._core.binance import BinanceDecoder, BinanceEvent
 from extrema._core.clock import time_us
 from extrema._core.instruments import Market
-from extrema._core.records import OrderStatus, RecordKind
+from extrema._core.records import OrderStatus, RecordFlag, RecordKind
 from extrema.adapters.binance.errors import (BinanceAPIError, BinanceError, OrderNotFoundError,
                                              OrderStatusUnknown)
 from extrema.adapters.binance.ws_api import BinanceWsApi
@@ -59,13 +59,28 @@ _BINANCE_TYPES = {
 }
 
 
+_CONDITIONAL = ("stop_market", "stop_limit", "take_profit_market", "take_profit_limit")
+
+
+def is_algo_order(market, r: OrderRequest) -> bool:
+    """USD-M stop / take-profit orders go through Binance's algo-order API (POST /fapi/v1/algoOrder): since
+    2025-12 the order endpoint answers them -4120 (STOP_ORDER_SWITCH_ALGO)."""
+    return market == Market.BINANCE_USDM and r.order_type in _CONDITIONAL
+
+
+def binance_algo_args(r: OrderRequest, client_order_id: str):
+    """(Binance order type, keyword arguments of BinanceRest.new_algo_order) for a USD-M conditional order."""
+    limit_like = r.order_type in ("stop_limit", "take_profit_limit")
+    return _BINANCE_TYPES[Market.BINANCE_USDM][r.order_type], dict(
+        client_algo_id=client_order_id, quantity=r.quantity, price=r.price if limit_like else None,
+        trigger_price=r.stop_price, time_in_force=r.time_in_force if limit_like else None,
+        reduce_only=True if r.reduce_only else None)
+
+
 def binance_order_args(market, r: OrderRequest, client_order_id: str):
     """(Binance order type, keyword arguments of new_order / place_order) for a request. Raises
-    ValueError for what the market cannot take (GTD on spot) - before anything is sent.
-
-    USD-M stop / take-profit orders: Binance moved conditional orders to its algo-order API in 2025 and
-    answers -4120 (STOP_ORDER_SWITCH_ALGO) on the order endpoint; that API is not implemented here yet,
-    so they come back REJECTED with the venue's message (the bundled simulator answers the same)."""
+    ValueError for what the market cannot take (GTD on spot) - before anything is sent. USD-M
+    conditional orders take binance_algo_args instead (is_algo_order)."""
     order_type = _BINANCE_TYPES[market][r.order_type]
     limit_like = r.order_type in ("limit", "stop_limit", "take_profit_limit")
     tif = r.time_in_force if limit_like and not r.post_only else None
@@ -91,7 +106,7 @@ def _on_grid(value, precision):
 
 
 class _Order:
-    __slots__ = ("request", "instrument", "text", "status", "price", "quantity")
+    __slots__ = ("request", "instrument", "text", "status", "price", "quantity", "venue_id", "sent_ms", "algo")
 
     def __init__(self, request, instrument, text):
         self.request = request
@@ -100,6 +115,9 @@ class _Order:
         self.status = OrderStatus.SUBMITTED
         self.price = request.price
         self.quantity = request.quantity
+        self.venue_id = 0               # Binance's orderId, once a report names it
+        self.sent_ms = time_us() // 1000
+        self.algo = False               # a USD-M conditional order, kept by Binance's algo service
 
 
 class BinanceExecution(VenuePart, ExecutionClient):
@@ -151,8 +169,10 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self.rejections: dict[int, tuple[int, str]] = {}
         self._core = None                         # the engine's ExecutionCore (bind_engine)
         self.reconcile_events = []                # the latest 1000 differences reconciliation reported
+        self._last_trade: dict[int, int] = {}    # instrument id -> highest venue trade id seen in a FILL
         self.counters = {"submitted": 0, "rejected": 0, "cancels": 0, "replaces": 0, "unknown_outcomes": 0,
-                         "listen_keys": 0, "reconciled": 0, "request_errors": 0}
+                         "listen_keys": 0, "reconciled": 0, "request_errors": 0, "fills_recovered": 0,
+                         "duplicate_fills_dropped": 0}
 
     # ---- wiring ------------------------------------------------------------------------------------
 
@@ -189,8 +209,11 @@ class BinanceExecution(VenuePart, ExecutionClient):
     def submit(self, order: OrderRequest) -> None:
         inst = self.registry.get(self.market, order.instrument)
         o = self._track_new(order, inst)
+        o.algo = is_algo_order(self.market, order)
         self.counters["submitted"] += 1
-        if self.ws_api is None:
+        if self.ws_api is None or o.algo:
+            # Conditional orders take the REST algo-order endpoint with either order entry: they wait for
+            # their trigger, so the WebSocket API's lower latency buys nothing for them.
             self._spawn(self._place(o))
             return
         try:
@@ -207,7 +230,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         if o is None:
             log.info("cancel of unknown or finished order %s ignored", request.client_order_id)
             return
-        if self.ws_api is None:
+        if self.ws_api is None or o.algo:
             self._spawn(self._cancel(o))
             return
         try:
@@ -289,12 +312,13 @@ class BinanceExecution(VenuePart, ExecutionClient):
 
     async def _place(self, o: _Order):
         try:
-            order_type, args = self._order_args(o)
+            order_type, args = (binance_algo_args(o.request, o.text) if o.algo else self._order_args(o))
         except ValueError as exc:
             self._reject(o, 0, str(exc))
             return
+        send = self.rest.new_algo_order if o.algo else self.rest.new_order
         try:
-            await self.rest.new_order(o.instrument.venue_symbol, o.request.side.upper(), order_type, **args)
+            await send(o.instrument.venue_symbol, o.request.side.upper(), order_type, **args)
         except OrderStatusUnknown:
             self.counters["unknown_outcomes"] += 1
             await self._resolve_unknown(o)
@@ -307,7 +331,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         """The order may or may not have reached Binance: ask until it says, never resend."""
         for attempt in range(20):
             try:
-                data = await self.rest.query_order(o.instrument.venue_symbol, client_order_id=o.text)
+                data = await self._query(o)
             except OrderNotFoundError:
                 # Not there after recvWindow has passed: the request never arrived (Binance rejects a
                 # request older than recvWindow, so it cannot arrive later).
@@ -317,13 +341,36 @@ class BinanceExecution(VenuePart, ExecutionClient):
             except BinanceError as exc:
                 log.warning("query of order %s failed: %s", o.text, exc)
             else:
-                self._publish(self._report_records(data))
+                self._publish(self._state_records(o, data))
                 return
             await asyncio.sleep(self.query_interval)
         log.error("order %s: outcome still unknown after %d queries", o.text, attempt + 1)
 
+    async def _query(self, o: _Order) -> dict:
+        """The venue's view of one of our orders (GET order, or GET algoOrder for a conditional one)."""
+        if o.algo:
+            return await self.rest.query_algo_order(client_algo_id=o.text)
+        return await self.rest.query_order(o.instrument.venue_symbol, client_order_id=o.text)
+
+    def _state_records(self, o: _Order, data: dict):
+        return self._algo_report_records(data) if o.algo else self._report_records(data)
+
+    def _algo_report_records(self, a: dict):
+        """A REST algo order (New / Query Algo Order, openAlgoOrders) as the ALGO_UPDATE the stream would
+        send, through the same compiled decoder."""
+        ts = a.get("updateTime") or a.get("createTime") or time_us() // 1000
+        actual = a.get("actualOrderId") or ""
+        return self._decode_json({"e": "ALGO_UPDATE", "T": ts, "E": ts, "o": {
+            "caid": a["clientAlgoId"], "aid": a["algoId"], "at": a.get("algoType", "CONDITIONAL"),
+            "o": a.get("orderType") or a.get("type"), "s": a["symbol"], "S": a["side"],
+            "f": a.get("timeInForce") or "GTC", "q": a["quantity"], "X": a["algoStatus"], "ai": actual,
+            "ap": a.get("actualPrice") or "0", "tp": a.get("triggerPrice") or "0", "p": a.get("price") or "0"}})
+
     async def _cancel(self, o: _Order):
         try:
+            if o.algo:
+                await self.rest.cancel_algo_order(client_algo_id=o.text)
+                return
             await self.rest.cancel_order(o.instrument.venue_symbol, client_order_id=o.text)
         except BinanceError as exc:
             # Typically -2011: already filled / cancelled; the stream has (or will have) the final state.
@@ -434,11 +481,17 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self._spawn(self._reconcile())
 
     async def _reconcile(self):
-        """At start and after every reconnect: merge the venue's open orders, USD-M positions and balances
-        into the engine's order table and portfolio (extrema.reconcile: nothing counted twice, every
-        difference reported as an event, kept in `reconcile_events`), then ask the venue for the final
-        state of every order the engine holds live that the venue no longer lists as open (updates missed
-        while disconnected arrive as ORDER_UPDATE records, through the engine like any other)."""
+        """At start and after every reconnect, in this order:
+        1. read the venue's open orders, USD-M positions and balances, and the final state of every order
+           held live here that the venue no longer lists (GET order by origClientOrderId);
+        2. fetch the trades of the symbols with such orders since the last fill this client saw
+           (GET myTrades / userTrades, `_recover_fills`) and publish the ones the engine has not counted
+           as FILL records - through the engine like live ones, so the order table, the portfolio and the
+           owning strategy see each trade exactly once (the order table dedups by instrument, trade id
+           and side; `_drop_known_fills` keeps a counted one from reaching the strategy again);
+        3. merge open orders, positions and balances with extrema.reconcile (differences kept in
+           `reconcile_events`), now that the missed fills are in the portfolio;
+        4. publish the final states read in 1 as ORDER_UPDATE records."""
         from extrema.execution.reconciliation import VenueSnapshot, reconcile
         try:
             open_orders = await self.rest.open_orders()
@@ -447,6 +500,23 @@ class BinanceExecution(VenuePart, ExecutionClient):
         except BinanceError as exc:
             log.warning("%s reconciliation: the venue's state could not be read (%s)", self.market.name, exc)
             return
+        listed = {order["clientOrderId"] for order in open_orders}
+        live = [o for o in self._orders.values() if o.status not in _TERMINAL]
+        finals = []
+        for o in live:
+            if o.text in listed:
+                continue
+            try:
+                finals.append((o, await self._query(o)))
+            except OrderNotFoundError:
+                continue            # never reached the venue: its rejection is (or will be) published
+            except BinanceError as exc:
+                log.warning("reconciliation query of %s failed: %s", o.text, exc)
+        for order in list(open_orders) + [data for o, data in finals if not o.algo]:
+            o = self._by_text.get(order["clientOrderId"])
+            if o is not None and order.get("orderId"):
+                o.venue_id = int(order["orderId"])
+        await self._recover_fills(live)
         heads = []
         for order in open_orders:
             ours = self.order_ids.parse(order["clientOrderId"]) if self.order_ids is not None else None
@@ -465,18 +535,85 @@ class BinanceExecution(VenuePart, ExecutionClient):
                 if e.kind != "SUMMARY":
                     log.info("%s reconciliation: %s %s", self.market.name, e.kind, e.message)
         self.counters["reconciled"] += 1
-        listed = {order["clientOrderId"] for order in open_orders}
-        for o in list(self._orders.values()):
-            if o.text in listed or o.status in _TERMINAL:
-                continue
-            try:
-                data = await self.rest.query_order(o.instrument.venue_symbol, client_order_id=o.text)
-            except OrderNotFoundError:
-                continue            # never reached the venue: its rejection is (or will be) published
-            except BinanceError as exc:
-                log.warning("reconciliation query of %s failed: %s", o.text, exc)
-                continue
-            self._publish(self._report_records(data))
+        for o, data in finals:
+            self._publish(self._state_records(o, data))
+
+    async def _recover_fills(self, live):
+        """Fetch the trades of `live` orders' symbols made since the last fill seen (fromId = last trade id
+        + 1, else from the earliest send time), keep those of these orders, and publish them as FILL
+        records (see _reconcile). Pages through the venue's 1000-trade limit."""
+        by_venue_id = {o.venue_id: o for o in live if o.venue_id}
+        symbols: dict[str, list] = {}
+        for o in live:
+            symbols.setdefault(o.instrument.venue_symbol, []).append(o)
+        for symbol, orders in symbols.items():
+            iid = orders[0].instrument.id
+            last = self._last_trade.get(iid)
+            query = {"from_id": last + 1} if last is not None else {"start_time": min(o.sent_ms for o in orders) - 1000}
+            while True:
+                try:
+                    trades = await self.rest.my_trades(symbol, limit=1000, **query)
+                except BinanceError as exc:
+                    log.warning("%s: trades of %s could not be read (%s); missed fills may be absent",
+                                self.market.name, symbol, exc)
+                    break
+                batch = [self._trade_records(t, by_venue_id[t["orderId"]]) for t in trades
+                         if t.get("orderId") in by_venue_id]
+                if batch:
+                    records = self._drop_known_fills(np.concatenate(batch))
+                    self.counters["fills_recovered"] += int(np.count_nonzero(records["kind"] == RecordKind.FILL))
+                    self._publish(records)
+                if len(trades) < 1000:
+                    break
+                query = {"from_id": max(int(t["id"]) for t in trades) + 1}
+
+    def _trade_records(self, trade: dict, o: "_Order"):
+        """One REST trade (myTrades / userTrades row) of order `o` as its FILL record (head + continuation):
+        the stream report the venue would have sent for it, through the same compiled decoder; the
+        decoder's ORDER_UPDATE half is dropped (a trade row says nothing about the order's status)."""
+        sym, ts = trade["symbol"], int(trade["time"])
+        if self.market == Market.BINANCE_SPOT:
+            side, maker = ("BUY" if trade["isBuyer"] else "SELL"), bool(trade["isMaker"])
+            report = {"e": "executionReport", "E": ts, "T": ts, "s": sym, "c": o.text, "S": side, "o": "LIMIT",
+                      "f": "GTC", "q": trade["qty"], "p": "0", "P": "0", "x": "TRADE", "X": "PARTIALLY_FILLED",
+                      "r": "NONE", "i": trade["orderId"], "l": trade["qty"], "z": trade["qty"],
+                      "L": trade["price"], "n": trade["commission"], "N": trade["commissionAsset"],
+                      "t": trade["id"], "m": maker, "Z": trade["quoteQty"]}
+        else:
+            report = {"e": "ORDER_TRADE_UPDATE", "E": ts, "T": ts, "o": {
+                "s": sym, "c": o.text, "S": trade["side"], "o": "LIMIT", "f": "GTC", "q": trade["qty"], "p": "0",
+                "ap": trade["price"], "sp": "0", "x": "TRADE", "X": "PARTIALLY_FILLED", "i": trade["orderId"],
+                "l": trade["qty"], "z": trade["qty"], "L": trade["price"], "N": trade["commissionAsset"],
+                "n": trade["commission"], "T": ts, "t": trade["id"], "m": bool(trade["maker"]),
+                "rp": trade.get("realizedPnl", "0")}}
+        records = self._decode_json(report)
+        if len(records) != 4 or records[2]["kind"] != RecordKind.FILL:
+            # the decoder dropped it (counted in its stats, logged there with the reason)
+            log.warning("%s: trade %s of %s could not be decoded; skipped", self.market.name, trade.get("id"), o.text)
+            return self._no_records()
+        return records[2:4]
+
+    def _drop_known_fills(self, records):
+        """`records` without the FILLs (head and continuation) the engine's order table has already
+        counted: a trade recovered over REST and then reported by the stream (or the other way round)
+        reaches the strategy once."""
+        if self._core is None or not len(records):
+            return records
+        kinds = records["kind"]
+        heads = np.flatnonzero(kinds == RecordKind.FILL)
+        if not len(heads):
+            return records
+        knows = self._core.orders.knows_trade
+        drop = [i for i in heads.tolist()
+                if records[i]["sequence"] and knows(int(records[i]["instrument_id"]), int(records[i]["sequence"]),
+                                                    1 if int(records[i]["flags"]) & RecordFlag.ASK else 0)]
+        if not drop:
+            return records
+        self.counters["duplicate_fills_dropped"] += len(drop)
+        keep = np.ones(len(records), dtype=bool)
+        for i in drop:
+            keep[i:i + 2] = False
+        return records[keep]
 
     def _venue_positions(self, positions):
         """USD-M positionRisk entries -> {instrument id: (raw size, raw entry price)} (one-way mode)."""
@@ -509,6 +646,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self._handle_user_records(records)
 
     def _handle_user_records(self, records):
+        records = self._drop_known_fills(records)
         if len(records):
             self._track(records)
             self._emit(records)
@@ -517,9 +655,15 @@ class BinanceExecution(VenuePart, ExecutionClient):
         """Keep each order's latest status (ORDER_UPDATE head: sequence = client order id; its
         continuation's first word = status)."""
         kinds = records["kind"]
+        for i in np.flatnonzero(kinds == RecordKind.FILL).tolist():
+            iid, trade_id = int(records[i]["instrument_id"]), int(records[i]["sequence"])
+            if trade_id > self._last_trade.get(iid, 0):
+                self._last_trade[iid] = trade_id
         for i in np.flatnonzero(kinds == RecordKind.ORDER_UPDATE).tolist():
             o = self._orders.get(int(records[i]["sequence"]))
             if o is not None:
+                if records[i]["aux1"] > 0:
+                    o.venue_id = int(records[i]["aux1"])
                 o.status = int(records[i + 1]["ts_exchange"])
                 if o.status in _TERMINAL:
                     self._finish(o)

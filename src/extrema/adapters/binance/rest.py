@@ -51,10 +51,13 @@ from .errors import (
 from .ratelimit import SPOT_DEFAULT_LIMITS, USDM_DEFAULT_LIMITS, RateLimit, RateLimiter, parse_retry_after
 from .signing import BinanceCredentials, encode_params, sign_query, sign_ws_api_params
 
-__all__ = ["BinanceRest", "Balance", "ReplaceResult", "ClockSample", "validate_client_order_id",
+__all__ = ["BinanceRest", "ALGO_ORDER_TYPES", "Balance", "ReplaceResult", "ClockSample", "validate_client_order_id",
            "SPOT_BASE_URL", "USDM_BASE_URL"]
 
 log = logging.getLogger("extrema.adapters.binance.rest")
+
+# USD-M order types that only the algo-order API takes (New Algo Order, "type").
+ALGO_ORDER_TYPES = ("STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT", "TRAILING_STOP_MARKET")
 
 SPOT_BASE_URL = "https://api.binance.com"
 USDM_BASE_URL = "https://fapi.binance.com"
@@ -394,6 +397,100 @@ class BinanceRest:
         """GET openOrders for one symbol, or all (much heavier: spot 80, USD-M 40 weight)."""
         params = {"symbol": _symbol(symbol)} if symbol else {}
         return await self._call("open_orders", params, timeout=timeout)
+
+    async def my_trades(self, symbol: str, *, order_id: Optional[int] = None, from_id: Optional[int] = None,
+                        start_time: Optional[int] = None, end_time: Optional[int] = None,
+                        limit: Optional[int] = None, timeout: Optional[float] = None) -> list:
+        """The account's trades in one symbol, oldest first: spot GET /api/v3/myTrades (weight 20, 5 with
+        orderId), USD-M GET /fapi/v1/userTrades (weight 5). `from_id` returns trades with id >= it;
+        otherwise `start_time` / `end_time` (ms) bound them (Binance allows at most 24 h between the two,
+        USD-M 7 days) or the most recent ones come back. `limit` 1-1000 (default 500).
+        https://developers.binance.com/docs/binance-spot-api-docs/rest-api/account-endpoints#account-trade-list-user_data
+        https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Account-Trade-List"""
+        if limit is not None and not (isinstance(limit, int) and 1 <= limit <= 1000):
+            raise ValueError(f"trade list limit must be 1..1000, got {limit!r}")
+        if from_id is not None and (start_time is not None or end_time is not None) and self._api == USDM:
+            raise ValueError("USD-M userTrades takes fromId or a time range, not both")
+        params = {"symbol": _symbol(symbol), "orderId": order_id, "fromId": from_id, "startTime": start_time,
+                  "endTime": end_time, "limit": limit}
+        data = await self._call("my_trades", params, timeout=timeout)
+        if not isinstance(data, list):
+            raise InvalidResponseError(f"trade list is not a JSON array: {data!r:.200}")
+        return data
+
+    # --- USD-M conditional (algo) orders -----------------------------------------------------------------
+
+    async def new_algo_order(self, symbol: str, side: str, order_type: str, *, client_algo_id: str,
+                             quantity=None, price=None, trigger_price=None, time_in_force: Optional[str] = None,
+                             reduce_only: Optional[bool] = None, working_type: Optional[str] = None,
+                             activate_price=None, callback_rate=None, extra: Optional[Mapping[str, Any]] = None,
+                             timeout: Optional[float] = None) -> dict:
+        """USD-M POST /fapi/v1/algoOrder (algoType CONDITIONAL): STOP_MARKET / TAKE_PROFIT_MARKET (quantity,
+        trigger_price), STOP / TAKE_PROFIT (also price), TRAILING_STOP_MARKET (callback_rate, optional
+        activate_price). Since 2025-12 Binance answers -4120 for these types on /fapi/v1/order.
+        Raises OrderStatusUnknown when the outcome is unknown - query by client_algo_id, do not resend.
+        https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/New-Algo-Order"""
+        self._usdm_only("new_algo_order")
+        validate_client_order_id(client_algo_id)
+        side = _upper(side, "side", ("BUY", "SELL"))
+        order_type = _upper(order_type, "order_type", ALGO_ORDER_TYPES)
+        if order_type == "TRAILING_STOP_MARKET":
+            if callback_rate is None:
+                raise ValueError("a TRAILING_STOP_MARKET order needs callback_rate")
+        elif trigger_price is None:
+            raise ValueError(f"a {order_type} order needs trigger_price")
+        if order_type in ("STOP", "TAKE_PROFIT"):
+            if price is None:
+                raise ValueError(f"a {order_type} order needs a price")
+            time_in_force = _upper(time_in_force or "GTC", "time_in_force", ("GTC", "IOC", "FOK", "GTX", "GTD"))
+        elif price is not None:
+            raise ValueError(f"a {order_type} order has no price")
+        if quantity is None:
+            raise ValueError("give quantity")
+        if working_type is not None:
+            working_type = _upper(working_type, "working_type", ("MARK_PRICE", "CONTRACT_PRICE"))
+        params: Dict[str, Any] = {
+            "algoType": "CONDITIONAL", "symbol": _symbol(symbol), "side": side, "type": order_type,
+            "timeInForce": time_in_force, "quantity": _decimal(quantity, "quantity"),
+            "price": _decimal(price, "price"), "triggerPrice": _decimal(trigger_price, "trigger_price"),
+            "workingType": working_type, "reduceOnly": reduce_only,
+            "activatePrice": _decimal(activate_price, "activate_price"),
+            "callbackRate": _decimal(callback_rate, "callback_rate"), "clientAlgoId": client_algo_id}
+        _merge_extra(params, extra)
+        return await self._call("new_algo_order", params, timeout=timeout,
+                                order=(client_algo_id, "new", params["symbol"]))
+
+    async def cancel_algo_order(self, *, client_algo_id: Optional[str] = None, algo_id: Optional[int] = None,
+                                timeout: Optional[float] = None) -> dict:
+        """USD-M DELETE /fapi/v1/algoOrder by clientAlgoId (or algoId). An unknown / finished algo order
+        raises the venue's error (UnknownOrderError for -2011)."""
+        self._usdm_only("cancel_algo_order")
+        if client_algo_id is None and algo_id is None:
+            raise ValueError("give client_algo_id or algo_id")
+        params = {"algoId": algo_id, "clientAlgoId": client_algo_id}
+        ref = client_algo_id if client_algo_id is not None else str(algo_id)
+        return await self._call("cancel_algo_order", params, timeout=timeout, order=(ref, "cancel", ""))
+
+    async def query_algo_order(self, *, client_algo_id: Optional[str] = None, algo_id: Optional[int] = None,
+                               timeout: Optional[float] = None) -> dict:
+        """USD-M GET /fapi/v1/algoOrder by clientAlgoId (or algoId); an unknown one raises the venue's error
+        (OrderNotFoundError)."""
+        self._usdm_only("query_algo_order")
+        if client_algo_id is None and algo_id is None:
+            raise ValueError("give client_algo_id or algo_id")
+        return await self._call("query_algo_order", {"algoId": algo_id, "clientAlgoId": client_algo_id},
+                                timeout=timeout)
+
+    async def open_algo_orders(self, symbol: Optional[str] = None, *, timeout: Optional[float] = None) -> list:
+        """USD-M GET /fapi/v1/openAlgoOrders: the algo orders not yet finished (one symbol, or all)."""
+        self._usdm_only("open_algo_orders")
+        params = {"symbol": _symbol(symbol)} if symbol else {}
+        data = await self._call("open_algo_orders", params, timeout=timeout)
+        if isinstance(data, dict) and isinstance(data.get("orders"), list):
+            data = data["orders"]
+        if not isinstance(data, list):
+            raise InvalidResponseError(f"open algo orders is not a JSON array: {data!r:.200}")
+        return data
 
     # --- account ---------------------------------------------------------------------------------------
 

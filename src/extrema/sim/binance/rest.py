@@ -425,6 +425,51 @@ def spot_account(sim, params):
             "accountType": "SPOT", "balances": balances, "permissions": ["SPOT"], "uid": 1}
 
 
+def _trade_rows(sim, params):
+    """The account's trades of one symbol after the documented filters: orderId, fromId (id >= it),
+    startTime / endTime (ms), limit (default 500, 1..1000); oldest first, the most recent `limit` when
+    neither fromId nor startTime is given."""
+    spec = _symbol(sim, params)
+    limit = _int(params, "limit", 500)
+    if not 1 <= limit <= 1000:
+        raise Reject(-1100, "Illegal characters found in parameter 'limit'; legal range is '1-1000'.")
+    order_id, from_id = _int(params, "orderId"), _int(params, "fromId")
+    start, end = _int(params, "startTime"), _int(params, "endTime")
+    rows = sim.engine.user_trades[spec.symbol]
+    out = [r for r in rows if (order_id is None or r[0].order_id == order_id)
+           and (from_id is None or r[1].trade_id >= from_id) and (start is None or r[2] >= start)
+           and (end is None or r[2] <= end)]
+    out = out[:limit] if from_id is not None or start is not None else out[-limit:]
+    return spec, out
+
+
+def spot_my_trades(sim, params):
+    """GET /api/v3/myTrades."""
+    spec, rows = _trade_rows(sim, params)
+    f = sim.fmt
+    return [{"symbol": spec.symbol, "id": fill.trade_id, "orderId": o.order_id, "orderListId": -1,
+             "price": f.px(spec, fill.price), "qty": f.qty(spec, fill.qty), "quoteQty": f.notional(spec, fill.quote),
+             "commission": f.amount(fill.commission), "commissionAsset": fill.commission_asset, "time": t,
+             "isBuyer": o.side == 0, "isMaker": fill.maker, "isBestMatch": True} for o, fill, t in rows]
+
+
+def spot_my_trades_weight(sim, params):
+    return 5 if params.get("orderId") else 20
+
+
+def usdm_user_trades(sim, params):
+    """GET /fapi/v1/userTrades."""
+    if params.get("fromId") and (params.get("startTime") or params.get("endTime")):
+        raise Reject(-4135, "Invalid time range: fromId cannot be sent with startTime or endTime.")
+    spec, rows = _trade_rows(sim, params)
+    f = sim.fmt
+    return [{"buyer": o.side == 0, "commission": f.amount(fill.commission), "commissionAsset": fill.commission_asset,
+             "id": fill.trade_id, "maker": fill.maker, "orderId": o.order_id, "price": f.px(spec, fill.price),
+             "qty": f.qty(spec, fill.qty), "quoteQty": f.notional(spec, fill.quote),
+             "realizedPnl": f.amount(fill.realized_pnl), "marginAsset": "USDT", "side": SIDE_NAMES[o.side],
+             "positionSide": "BOTH", "symbol": spec.symbol, "time": t} for o, fill, t in rows]
+
+
 # ------------------------------------------------------------------------------------ user stream
 
 def _listen_key(sim) -> str:
@@ -556,6 +601,52 @@ def usdm_open_orders_weight(sim, params):
     return 1 if params.get("symbol") else 40
 
 
+def usdm_new_algo_order(sim, params):
+    """POST /fapi/v1/algoOrder (see extrema.sim.binance.algo)."""
+    if _mandatory(params, "algoType") != "CONDITIONAL":
+        raise Reject(-1100, "Illegal characters found in parameter 'algoType'; legal range is 'CONDITIONAL'.")
+    spec = _symbol(sim, params)
+    side = _side(params)
+    if (params.get("positionSide") or "BOTH") != "BOTH":
+        raise Reject(-4061, "Order's position side does not match user's setting.")
+    working = params.get("workingType") or "CONTRACT_PRICE"
+    if working not in ("CONTRACT_PRICE", "MARK_PRICE"):
+        raise Reject(-1100, "Illegal characters found in parameter 'workingType'.")
+    tif = params.get("timeInForce") or None
+    if tif is not None and tif not in ("GTC", "IOC", "FOK", "GTX"):
+        raise Reject(-1115, "Invalid timeInForce.")
+    a = sim.algo.place(spec.symbol, side, _mandatory(params, "type"), _decimal(sim, spec, params, "quantity", "qty"),
+                       _decimal(sim, spec, params, "price", "price"),
+                       _decimal(sim, spec, params, "triggerPrice", "price"), tif, working, _bool(params, "reduceOnly"),
+                       _client_id(params, "clientAlgoId") or _new_id())
+    return sim.algo.view(sim.fmt, a)
+
+
+def _algo_ref(params):
+    algo_id = _int(params, "algoId")
+    client_id = params.get("clientAlgoId") or None
+    if algo_id is None and client_id is None:
+        raise Reject(-1102, "Param 'clientAlgoId' or 'algoId' must be sent, but both were empty/null!")
+    return algo_id, client_id
+
+
+def usdm_cancel_algo_order(sim, params):
+    a = sim.algo.cancel(*_algo_ref(params))
+    return {"algoId": a.algo_id, "clientAlgoId": a.client_id, "code": "200", "msg": "success"}
+
+
+def usdm_query_algo_order(sim, params):
+    a = sim.algo.find(*_algo_ref(params))
+    if a is None:
+        raise Reject(-2013, "Order does not exist.")
+    return sim.algo.view(sim.fmt, a)
+
+
+def usdm_open_algo_orders(sim, params):
+    spec = _symbol(sim, params, required=False)
+    return [sim.algo.view(sim.fmt, a) for a in sim.algo.open(spec.symbol if spec else None)]
+
+
 def usdm_cancel_all(sim, params):
     spec = _symbol(sim, params)
     sim.engine.cancel_all(spec.symbol)
@@ -679,6 +770,7 @@ ROUTES = {
         ("GET", "/api/v3/openOrders"): Route(spot_open_orders, spot_open_orders_weight, SIGNED),
         ("DELETE", "/api/v3/openOrders"): Route(spot_cancel_all, w(1), SIGNED),
         ("GET", "/api/v3/account"): Route(spot_account, w(20), SIGNED),
+        ("GET", "/api/v3/myTrades"): Route(spot_my_trades, spot_my_trades_weight, SIGNED),
         ("POST", "/api/v3/userDataStream"): Route(listen_key_new, w(2), USER_STREAM),
         ("PUT", "/api/v3/userDataStream"): Route(listen_key_keepalive, w(2), USER_STREAM),
         ("DELETE", "/api/v3/userDataStream"): Route(listen_key_close, w(2), USER_STREAM),
@@ -698,6 +790,11 @@ ROUTES = {
         ("GET", "/fapi/v2/account"): Route(usdm_account, w(5), SIGNED),
         ("GET", "/fapi/v3/account"): Route(usdm_account_v3, w(5), SIGNED),
         ("GET", "/fapi/v2/positionRisk"): Route(usdm_position_risk, w(5), SIGNED),
+        ("GET", "/fapi/v1/userTrades"): Route(usdm_user_trades, w(5), SIGNED),
+        ("POST", "/fapi/v1/algoOrder"): Route(usdm_new_algo_order, w(0), SIGNED, 1),
+        ("DELETE", "/fapi/v1/algoOrder"): Route(usdm_cancel_algo_order, w(1), SIGNED),
+        ("GET", "/fapi/v1/algoOrder"): Route(usdm_query_algo_order, w(1), SIGNED),
+        ("GET", "/fapi/v1/openAlgoOrders"): Route(usdm_open_algo_orders, usdm_open_orders_weight, SIGNED),
         ("GET", "/fapi/v2/balance"): Route(usdm_balance, w(5), SIGNED),
         ("POST", "/fapi/v1/leverage"): Route(usdm_leverage, w(1), SIGNED),
         ("POST", "/fapi/v1/listenKey"): Route(listen_key_new, w(1), USER_STREAM),

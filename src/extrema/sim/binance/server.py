@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 from aiohttp import WSMsgType, web
 
 from ..faults import Faults
+from .algo import AlgoBook
 from ..generator import GeneratedMarket
 from ..matching import (BUY, SELL, SPOT, USDM, MatchingEngine, Reject, SymbolSpec,
                         parse_raw)
@@ -199,6 +200,7 @@ class BinanceSimulator:
         self.engine = MatchingEngine(market, self.specs, clock_ms=lambda: int(time.time() * 1000),
                                      balances=balances, fees=fees, leverage=leverage)
         self.fmt = Formatter(market, self.engine)
+        self.algo = AlgoBook(self.engine)      # USD-M conditional orders (extrema.sim.binance.algo)
         self.limiter = RateLimiter(market, rate_limits or RateLimits.for_market(market))
         self.counters: Counter = Counter()
         self.conns: set[_Conn] = set()
@@ -453,7 +455,10 @@ class BinanceSimulator:
     def _pump(self, market_data: bool = True):
         """Turn what the engine did since the last call into stream messages."""
         now = self.now_ms()
+        if self.market == USDM:
+            self.algo.check()                  # triggers place orders: their events are in this drain
         events = self.engine.drain()
+        algo_texts = [dumps(self.algo.event(self.fmt, a, now)) for a in self.algo.drain()]
         if market_data:
             for symbol, book in self.engine.books.items():
                 if book.changed:
@@ -487,8 +492,8 @@ class BinanceSimulator:
                 for (sym, _), series in self._klines.items():
                     if sym == t.symbol:
                         series.add(t)
-        if user_orders or positions or assets:
-            self._publish_user(user_orders, assets, positions, now)
+        if user_orders or positions or assets or algo_texts:
+            self._publish_user(user_orders, assets, positions, now, algo_texts)
 
     def _flush_depth(self, symbol: str, speed: int):
         acc = self._depth[symbol].get(speed)
@@ -573,6 +578,8 @@ class BinanceSimulator:
                     self._push_klines(now, elapsed_ms)
                 if self.market == USDM and elapsed_ms % 1000 == 0:
                     self._push_mark(now, next_funding, every_s=1 if elapsed_ms % 3000 else 3)
+                    if self.algo.open():
+                        self._pump()           # MARK_PRICE triggers see the new mark
             if elapsed_ms % 1000 == 0:
                 self._expire_listen_keys()
 
@@ -621,8 +628,8 @@ class BinanceSimulator:
             else:
                 conn.push(data_text, market=True, is_depth=is_depth or "@depth" in stream)
 
-    def _publish_user(self, orders, assets, positions, now: int):
-        texts = []
+    def _publish_user(self, orders, assets, positions, now: int, algo_texts=()):
+        texts = list(algo_texts)
         for _, order, exec_type, fill in orders:
             if self.market == SPOT:
                 texts.append(dumps(self.fmt.execution_report(order, exec_type, fill, now)))
@@ -684,6 +691,10 @@ class BinanceSimulator:
             subs.discard(conn)
 
     async def _ws(self, request: web.Request):
+        if self.faults.refuse_connections:
+            # an outage: every websocket upgrade is refused until it is switched off
+            self.faults.counters["refused_connection"] += 1
+            return web.Response(status=503, text="Service Unavailable")
         path = request.path
         if path == ws_api.PATHS[self.market]:
             return await self._ws_api(request)

@@ -57,6 +57,7 @@ METHODS = {
         "ping": ("GET", "/fapi/v1/ping"), "time": ("GET", "/fapi/v1/time"), "depth": ("GET", "/fapi/v1/depth"),
         "order.place": ("POST", "/fapi/v1/order"), "order.modify": ("PUT", "/fapi/v1/order"),
         "order.cancel": ("DELETE", "/fapi/v1/order"), "order.status": ("GET", "/fapi/v1/order"),
+        "algoOrder.place": ("POST", "/fapi/v1/algoOrder"), "algoOrder.cancel": ("DELETE", "/fapi/v1/algoOrder"),
         "account.status": ("GET", "/fapi/v2/account"), "account.balance": ("GET", "/fapi/v2/balance"),
         "account.position": ("GET", "/fapi/v2/positionRisk"),
         "userDataStream.start": ("POST", "/fapi/v1/listenKey"), "userDataStream.ping": ("PUT", "/fapi/v1/listenKey"),
