@@ -187,6 +187,8 @@ def test_demo_writes_the_report(tmp_path):
     except ImportError:
         assert "report not written: this installation has no extrema.backtest.results" in out.stdout
         return
-    for name in ("orders.csv", "fills.csv", "equity.csv", "stats.json", "equity.png", "report.html"):
+    for name in ("orders.csv", "fills.csv", "equity.csv", "stats.json", "report.html"):
         assert (report / name).is_file(), name
+    stats = json.loads((report / "stats.json").read_text())
+    assert stats["summary"]["trades"] == len((report / "fills.csv").read_text().splitlines()) - 1
     assert f"report: {report}" in out.stdout

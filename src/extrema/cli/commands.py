@@ -86,6 +86,8 @@ def cmd_demo(args):
         raise UsageError(f"--speed must be > 0, got {args.speed}")
     if not args.debug:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        # the first reconciliation adopts the simulator's starting balances: expected, not news here
+        logging.getLogger("extrema.reconcile").setLevel(logging.ERROR)
     from extrema import EngineBuilder, InstrumentRegistry
     from extrema.adapters.binance.venue import BinanceVenue
     from extrema.cli.build import App

@@ -150,7 +150,7 @@ def live_arrays(engine, tape: LiveTape) -> dict:
         orders[k] = (coid, o["owner"], o["instrument_id"], -1 if o["side"] else 1, o["order_type"],
                      o["time_in_force"], o["price_raw"] / 10.0 ** inst.price_precision,
                      o["quantity_raw"] / 10.0 ** inst.size_precision, o["filled_raw"] / 10.0 ** inst.size_precision,
-                     o["status"], max(min(int(o["reason"]), 2**31 - 1), -2**31), o["ts_created"],
+                     o["status"], int(o["reason"]) & 0xFFFF, o["ts_created"],      # OrderReason (low 16 bits)
                      ack.get(coid, 0), done.get(coid, 0))
 
     fi = np.flatnonzero(heads["kind"] == RecordKind.FILL)
