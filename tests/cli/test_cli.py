@@ -88,7 +88,7 @@ def test_usage_errors_exit_2_on_one_line(argv, expect, capsys, monkeypatch):
 
 
 def test_backtest_config_sections_are_validated(tmp_path, capsys, monkeypatch):
-    """The [backtest] section and the command line merge; subscriptions and exchangeInfo instruments are refused."""
+    """The [backtest] section and the command line merge; instruments loaded from a venue are refused."""
     from extrema.cli.commands import backtest_config
     from extrema.cli.main import build_parser
     data = tmp_path / "events.jsonl"
@@ -117,10 +117,10 @@ fees = {{ maker = 0.0001, taker = 0.0005 }}
     assert b["fees"] == {"maker": 0.0001, "taker": 0.0005} and b["realtime"] and b["speed"] == 4.0
     assert cfg.resolve(b["data"][0]) == data and cfg.resolve(b["out"]) == tmp_path / "report"
     assert cfg.instruments[0]["market"] == "BINANCE_SPOT"
-    cfg_path.write_text(cfg_path.read_text().replace('params = { instrument = "BTC_USDT" }',
-                                                    'params = { instrument = "BTC_USDT" }\nsubscribe = { BTC_USDT = "book" }'))
+    cfg_path.write_text(f'[[instruments]]\nsymbol = "BTCUSDT"\n[backtest]\ndata = ["{data.name}"]\n')
     assert main(["backtest", str(cfg_path)]) == 2
-    assert "strategies[0].subscribe: a backtest strategy subscribes in on_start" in capsys.readouterr().err
+    assert ("instruments[0].symbol: loads the instrument from a source's exchangeInfo, but the config has no "
+            "[[sources]]; give name / market / tick_size / lot_size") in capsys.readouterr().err
 
 
 def test_record_config_is_validated_before_recording(tmp_path, capsys):

@@ -410,10 +410,6 @@ def backtest_config(args) -> Config:
         if "symbol" in spec:
             raise ConfigError(f"instruments[{i}].symbol", "a backtest has no venue to load it from: give name, "
                                                           "market, tick_size, lot_size (and min_notional)")
-    for i, spec in enumerate(cfg.strategies):
-        if spec["subscribe"]:
-            raise ConfigError(f"strategies[{i}].subscribe", "a backtest strategy subscribes in on_start "
-                                                            "(self.context.subscribe(...)); remove this table")
     if cfg.backtest["report"] and not args.no_report and not cfg.backtest["out"]:
         raise UsageError("where to write the report: --out DIR (or backtest.out; --no-report for stats only)")
     return cfg
@@ -431,7 +427,7 @@ def _model(module, kind, spec, names, where):
 def cmd_backtest(args):
     cfg = backtest_config(args)
     from extrema import InstrumentRegistry
-    from extrema.cli.build import apply_limits, make_strategy, register_instruments, setup_logging
+    from extrema.cli.build import apply_limits, find_instrument, make_strategy, register_instruments, setup_logging
     setup_logging(cfg.logging, debug=args.debug)
     import extrema.backtest as bt_mod
     from extrema.backtest import Backtest
@@ -446,13 +442,19 @@ def cmd_backtest(args):
         except (ValueError, OSError) as e:
             raise ConfigError(f"backtest.data[{i}]", str(e)) from None
     here = cfg.path.parent if cfg.path else None
-    strategies = [make_strategy(spec, f"strategies[{i}]", search_dir=here) for i, spec in enumerate(cfg.strategies)]
+    strategies = []
+    for i, spec in enumerate(cfg.strategies):
+        where = f"strategies[{i}]"
+        subscribe = {find_instrument(registry, name, f"{where}.subscribe.{name}"): kinds
+                     for name, kinds in spec["subscribe"].items()}
+        strategies.append((make_strategy(spec, where, search_dir=here), subscribe))
     latency = _model(bt_mod, "latency", b["latency"], {"constant": "ConstantLatency", "data": "DataLatency"},
                      "backtest.latency")
     queue = _model(bt_mod, "queue", b["queue"], {"conservative": "ConservativeQueue",
                                                  "probabilistic": "ProbabilisticQueue"}, "backtest.queue")
     kw = {"latency": latency, "queue": queue, "balances": b["balances"], "equity_interval_us": b["equity_interval_us"],
-          "progress": b["progress"] and sys.stderr.isatty()}
+          "progress": b["progress"] and sys.stderr.isatty(), "pnl_method": cfg.engine["pnl_method"],
+          "on_error": cfg.engine["on_error"]}
     if b["fees"] is not None:
         fees = b["fees"]
         if "instruments" in fees:

@@ -51,7 +51,7 @@ def equity_sample(portfolio, ts=None):
     pos = portfolio.positions(owner=OWNER_ALL)
     realized = float(pos["realized"].sum()) if len(pos) else 0.0
     unrealized = float(np.nansum(pos["unrealized"])) if len(pos) else 0.0
-    fees = float(pos["fees"].sum()) if len(pos) else 0.0
+    fees = float(pos["fees"].sum() + pos["fees_other"].sum()) if len(pos) else 0.0
     exposure = float(np.nansum(np.abs(pos["quantity"] * pos["mark"]))) if len(pos) else 0.0
     row = np.zeros(1, EQUITY_DTYPE)
     row[0] = (time_us() if ts is None else ts, portfolio.equity(OWNER_ALL), realized, unrealized, fees, exposure)
