@@ -250,9 +250,10 @@ def _record_strategy(kinds):
         def __init__(self):
             super().__init__("recorder")
             self.seen = 0
+            self.instruments = []            # set once the engine's instruments are loaded
 
         def on_start(self):
-            for inst in self.context._engine.registry:
+            for inst in self.instruments:
                 self.context.subscribe(inst, *kinds)
 
         def on_trade(self, view):
@@ -300,6 +301,7 @@ def cmd_record(args):
     duration = args.duration if args.duration is not None else (cfg.engine["duration"] or None)
     sub = _record_strategy(kinds)
     app = _build(cfg, strategies=[(sub, {})], record=storage)
+    sub.instruments = list(app.registry)
     try:
         _say(f"recording {', '.join(kinds)} of {', '.join(i.name for i in app.registry)} into {storage['journal']}"
              f" ({'until Ctrl-C' if duration is None else f'{duration:g} s'})")

@@ -91,19 +91,25 @@ class LiveTape:
             self._chunks.append(batch[both].copy())
 
     def _run(self):
+        # A back-pressure consumer that stopped reading would stall the engine once the ring is full:
+        # whatever happens here, the consumer is closed (released) when this thread ends.
         next_sample = time.monotonic()
-        while True:
-            wait = max(next_sample - time.monotonic(), 0.0)
-            try:
-                batch = self._consumer.read(timeout=wait)
-            except RingClosedError:
-                break
-            if len(batch):
-                self._take(batch)
-            if time.monotonic() >= next_sample:
-                self._equity.append(equity_sample(self.engine.portfolio))
-                next_sample += self.equity_interval
-        self._consumer.close()
+        try:
+            while True:
+                wait = max(next_sample - time.monotonic(), 0.0)
+                try:
+                    batch = self._consumer.read(timeout=wait)
+                except RingClosedError:
+                    break
+                if len(batch):
+                    self._take(batch)
+                if time.monotonic() >= next_sample:
+                    self._equity.append(equity_sample(self.engine.portfolio))
+                    next_sample += self.equity_interval
+        except Exception:
+            log.exception("the live tape stopped reading the engine's ring; the report will be partial")
+        finally:
+            self._consumer.close()
 
     def close(self, timeout: float = 10.0):
         """Wait for the engine's ring to close (engine.stop()) and everything to be read; a last sample."""
