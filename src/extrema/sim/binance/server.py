@@ -169,13 +169,15 @@ class BinanceSimulator:
               default {DEFAULT_API_KEY: DEFAULT_API_SECRET}.
     balances  starting account (spot: {asset: amount}; USD-M: {"USDT": wallet}) as decimal strings.
     fees      (maker, taker) in parts per million (spot default 1000/1000 = 0.1%, USD-M 200/500).
+    rest_port, ws_port   fixed ports (default 0: any free port, see rest_url / ws_url once started).
     """
 
     def __init__(self, market: str = SPOT, source=None, faults: Faults | None = None, api_keys=None, *,
                  balances: dict[str, str] | None = None, fees: tuple[int, int] | None = None,
                  rate_limits: RateLimits | None = None, host: str = "127.0.0.1", ping_interval: float | None = None,
                  pong_timeout: float | None = None, max_connection_age: float = 86400.0,
-                 listen_key_ttl: float = 3600.0, max_queued_frames: int = 100_000, leverage: int = 20):
+                 listen_key_ttl: float = 3600.0, max_queued_frames: int = 100_000, leverage: int = 20,
+                 rest_port: int = 0, ws_port: int = 0):
         if market not in (SPOT, USDM):
             raise ValueError(f"market must be {SPOT!r} or {USDM!r}")
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -188,6 +190,7 @@ class BinanceSimulator:
         keys = api_keys if api_keys is not None else {DEFAULT_API_KEY: DEFAULT_API_SECRET}
         self.api_keys = {k: v if isinstance(v, KeyVerifier) else KeyVerifier(v) for k, v in keys.items()}
         self.host = host
+        self._ports = {"rest": rest_port, "ws": ws_port}   # 0: any free port
         self.ping_interval, self.pong_timeout = PING[market]
         if ping_interval is not None:
             self.ping_interval = ping_interval
@@ -236,7 +239,7 @@ class BinanceSimulator:
         for app, kind in ((rest, "rest"), (ws, "ws")):
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
-            site = web.TCPSite(runner, self.host, 0)
+            site = web.TCPSite(runner, self.host, self._ports[kind])
             await site.start()
             port = site._server.sockets[0].getsockname()[1]
             self._runners.append(runner)

@@ -1,0 +1,3 @@
+from extrema.cli import main
+
+main()

@@ -1,0 +1,214 @@
+"""A live (or paper) engine's run as a backtest-style result: the same files, statistics and plots.
+
+    tape = LiveTape(engine)        # after build(), before start(): reads the engine's ring on a thread
+    engine.start(); ...; engine.stop()
+    tape.close()
+    result = result_from_engine(engine, tape)          # -> extrema.backtest.results.BacktestResult
+    result.write("report/")
+
+The engine keeps orders (its order table) and positions (its portfolio) but not a history of fills or
+of equity, so `LiveTape` keeps them: a back-pressure consumer of the engine's ring (the same records
+the strategies saw, read off the hot path on its own thread, as DESIGN.md section 1 intends for
+recorders) collects every FILL and ORDER_UPDATE, and every `equity_interval` seconds it samples the
+portfolio's equity. `live_arrays` turns that into the pinned result arrays (ORDER_DTYPE, FILL_DTYPE,
+EQUITY_DTYPE of extrema.backtest.results); `result_from_engine` wraps them in a BacktestResult.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+
+from extrema._core.clock import time_us
+from extrema._core.instruments import asset_code
+from extrema._core.records import CONTINUATION_DTYPE, RECORD_DTYPE, OrderStatus, RecordFlag, RecordKind
+from extrema._core.ring import RingClosedError
+
+log = logging.getLogger("extrema.cli")
+
+# The pinned result layouts (docs: /work/notes/issue7-interfaces.md, extrema.backtest.results).
+FILL_DTYPE = np.dtype([("ts", "i8"), ("client_order_id", "i8"), ("strategy", "i4"), ("instrument_id", "i4"),
+                       ("side", "i1"), ("price", "f8"), ("quantity", "f8"), ("fee", "f8"), ("liquidity", "i1"),
+                       ("latency_us", "i8")])
+ORDER_DTYPE = np.dtype([("client_order_id", "i8"), ("strategy", "i4"), ("instrument_id", "i4"), ("side", "i1"),
+                        ("order_type", "i1"), ("time_in_force", "i1"), ("price", "f8"), ("quantity", "f8"),
+                        ("filled", "f8"), ("status", "i1"), ("reason", "i4"), ("submit_ts", "i8"),
+                        ("ack_ts", "i8"), ("done_ts", "i8")])
+EQUITY_DTYPE = np.dtype([("ts", "i8"), ("equity", "f8"), ("realized", "f8"), ("unrealized", "f8"),
+                         ("fees", "f8"), ("gross_exposure", "f8")])
+
+OWNER_ALL = 65            # the portfolio's engine-wide owner (extrema._core.orders OWNER_ALL)
+ASSET_SCALE = 1e8         # FILL fees are raw at ASSET_PRECISION (records.pyx)
+_KEPT = (RecordKind.FILL, RecordKind.ORDER_UPDATE)
+_TERMINAL = (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
+_ACKED = (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED)
+
+
+def equity_sample(portfolio, ts=None):
+    """One EQUITY_DTYPE row from the portfolio's engine-wide positions (account currency)."""
+    pos = portfolio.positions(owner=OWNER_ALL)
+    realized = float(pos["realized"].sum()) if len(pos) else 0.0
+    unrealized = float(np.nansum(pos["unrealized"])) if len(pos) else 0.0
+    fees = float(pos["fees"].sum() + pos["fees_other"].sum()) if len(pos) else 0.0
+    exposure = float(np.nansum(np.abs(pos["quantity"] * pos["mark"]))) if len(pos) else 0.0
+    row = np.zeros(1, EQUITY_DTYPE)
+    row[0] = (time_us() if ts is None else ts, portfolio.equity(OWNER_ALL), realized, unrealized, fees, exposure)
+    return row
+
+
+class LiveTape:
+    """Fills, order updates and equity samples of a running engine (see the module doc)."""
+
+    def __init__(self, engine, *, equity_interval: float = 1.0):
+        if equity_interval <= 0:
+            raise ValueError(f"equity_interval must be > 0 seconds, got {equity_interval}")
+        self.engine = engine
+        self.equity_interval = equity_interval
+        self._consumer = engine.ring.consumer("block")
+        self._chunks: list[np.ndarray] = []
+        self._equity: list[np.ndarray] = []
+        self._carry = None
+        self.started_us = time_us()
+        self.ended_us = None
+        self._thread = threading.Thread(target=self._run, name="extrema-live-tape", daemon=True)
+        self._thread.start()
+
+    def _take(self, batch):
+        if self._carry is not None:
+            batch = np.concatenate([self._carry, batch])
+            self._carry = None
+        idx = np.flatnonzero(np.isin(batch["kind"], _KEPT))
+        if not len(idx):
+            return
+        if idx[-1] + 1 >= len(batch):              # a head whose continuation is in the next batch
+            self._carry = batch[idx[-1]:].copy()
+            idx = idx[:-1]
+        if len(idx):
+            both = np.empty(2 * len(idx), np.intp)
+            both[0::2], both[1::2] = idx, idx + 1
+            self._chunks.append(batch[both].copy())
+
+    def _run(self):
+        # A back-pressure consumer that stopped reading would stall the engine once the ring is full:
+        # whatever happens here, the consumer is closed (released) when this thread ends.
+        next_sample = time.monotonic()
+        try:
+            while True:
+                wait = max(next_sample - time.monotonic(), 0.0)
+                try:
+                    batch = self._consumer.read(timeout=wait)
+                except RingClosedError:
+                    break
+                if len(batch):
+                    self._take(batch)
+                if time.monotonic() >= next_sample:
+                    self._equity.append(equity_sample(self.engine.portfolio))
+                    next_sample += self.equity_interval
+        except Exception:
+            log.exception("the live tape stopped reading the engine's ring; the report will be partial")
+        finally:
+            self._consumer.close()
+
+    def close(self, timeout: float = 10.0):
+        """Wait for the engine's ring to close (engine.stop()) and everything to be read; a last sample."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("the live tape did not finish reading the ring within %.0f s", timeout)
+        self.ended_us = time_us()
+        self._equity.append(equity_sample(self.engine.portfolio, self.ended_us))
+
+    def records(self) -> np.ndarray:
+        """Every FILL / ORDER_UPDATE (head + continuation) seen, in ring order."""
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, RECORD_DTYPE)
+
+    def equity(self) -> np.ndarray:
+        return np.concatenate(self._equity) if self._equity else np.zeros(0, EQUITY_DTYPE)
+
+
+def live_arrays(engine, tape: LiveTape) -> dict:
+    """The result fields (orders, fills, equity, positions, instruments, strategies, meta) of a live run."""
+    registry = engine.registry
+    strategies = [s.name for s in engine.dispatcher.strategies]
+    recs = tape.records()
+    heads = recs[0::2]
+    payload = recs[1::2].copy().view(CONTINUATION_DTYPE)["payload"]     # p0..p6 of each continuation
+
+    # ack / done times from the order updates the strategies received
+    ack, done = {}, {}
+    upd = np.flatnonzero(heads["kind"] == RecordKind.ORDER_UPDATE)
+    for i in upd:
+        coid, status, ts = int(heads["sequence"][i]), int(payload[i, 0]), int(heads["ts_local"][i])
+        if status in _ACKED and coid not in ack:
+            ack[coid] = ts
+        if status in _TERMINAL and coid not in done:
+            done[coid] = ts
+
+    table = engine.orders.to_numpy()
+    table = table[table["owner"] < len(strategies)]           # this engine's strategies' orders only
+    orders = np.zeros(len(table), ORDER_DTYPE)
+    submit = {}
+    for k, o in enumerate(table):
+        inst = registry[int(o["instrument_id"])]
+        coid = int(o["client_order_id"])
+        submit[coid] = (int(o["ts_created"]), int(o["owner"]))
+        orders[k] = (coid, o["owner"], o["instrument_id"], -1 if o["side"] else 1, o["order_type"],
+                     o["time_in_force"], o["price_raw"] / 10.0 ** inst.price_precision,
+                     o["quantity_raw"] / 10.0 ** inst.size_precision, o["filled_raw"] / 10.0 ** inst.size_precision,
+                     o["status"], int(o["reason"]) & 0xFFFF, o["ts_created"],      # OrderReason (low 16 bits)
+                     ack.get(coid, 0), done.get(coid, 0))
+
+    fi = np.flatnonzero(heads["kind"] == RecordKind.FILL)
+    fills = np.zeros(len(fi), FILL_DTYPE)
+    k = 0
+    seen = set()
+    for i in fi:
+        h = heads[i]
+        coid = int(h["aux0"])
+        if coid not in submit:                                 # another engine's or an external order
+            continue
+        # A venue trade counts once, as the order table counts it (a replayed or duplicated FILL
+        # reaches the ring but not the positions): key (instrument, trade id, side).
+        key = (int(h["instrument_id"]), int(h["sequence"]), bool(h["flags"] & RecordFlag.ASK))
+        if h["sequence"] != 0:
+            if key in seen:
+                continue
+            seen.add(key)
+        sub_ts, owner = submit[coid]
+        inst = registry[int(h["instrument_id"])]
+        price = h["price"] / 10.0 ** inst.price_precision
+        qty = h["quantity"] / 10.0 ** inst.size_precision
+        fee = h["aux1"] / ASSET_SCALE
+        fee_asset = int(payload[i, 1])
+        if fee_asset and asset_code(fee_asset) == inst.base:   # fee taken in the base asset: value it in quote
+            fee *= price
+        ts = int(h["ts_exchange"]) or int(h["ts_local"])
+        fills[k] = (ts, coid, owner, h["instrument_id"], -1 if h["flags"] & RecordFlag.ASK else 1, price, qty,
+                    fee, 1 if h["flags"] & RecordFlag.MAKER else 2, int(h["ts_local"]) - sub_ts)
+        k += 1
+    fills = fills[:k]
+
+    positions = {}
+    pos = engine.portfolio.positions(owner=OWNER_ALL)
+    for p in pos:
+        positions[registry[int(p["instrument_id"])].name] = {
+            "quantity": float(p["quantity"]), "avg_price": float(p["avg_price"]),
+            "realized": float(p["realized"]), "unrealized": float(p["unrealized"])}
+    equity = tape.equity()
+    wall = max((tape.ended_us or time_us()) - tape.started_us, 1) / 1e6
+    meta = {"mode": "live", "events": int(engine.published), "wall_seconds": round(wall, 3),
+            "events_per_second": engine.published / wall,
+            "data_span_us": [int(tape.started_us), int(tape.ended_us or time_us())],
+            "models": {"execution": "venue (live or the bundled simulator)"},
+            "stop_reason": engine.stop_reason}
+    return {"orders": orders, "fills": fills, "equity": equity, "positions": positions,
+            "instruments": {i.id: i.name for i in registry}, "strategies": strategies, "meta": meta}
+
+
+def result_from_engine(engine, tape: LiveTape, **meta):
+    """A BacktestResult (extrema.backtest.results) of a live engine's run; `meta` adds run facts."""
+    from extrema.backtest.results import BacktestResult
+    fields = live_arrays(engine, tape)
+    fields["meta"].update(meta)
+    return BacktestResult(**fields)
