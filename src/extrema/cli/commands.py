@@ -25,15 +25,9 @@ def _check_duration(value, what="--duration"):
 
 
 def _write_report(engine, tape, out, **meta):
-    """The backtest-style report of a live run into `out`; returns the directory, or None if it could not."""
+    """The backtest-style report of a live run into `out`; returns the directory."""
     from extrema.cli.report import result_from_engine
-    try:
-        result = result_from_engine(engine, tape, **meta)
-    except ImportError as e:
-        _say(f"report not written: this installation has no extrema.backtest.results ({e})")
-        return None
-    path = result.write(out)
-    return Path(path) if path is not None else Path(out)
+    return Path(result_from_engine(engine, tape, **meta).write(out))
 
 
 def _run_engine(app, *, duration, summary, report=None, report_meta=None):
