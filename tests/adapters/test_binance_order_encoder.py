@@ -48,7 +48,7 @@ def test_the_ws_api_vector_is_written_byte_for_byte(fixtures_dir):
     # no client order id, no response type - the payload and signature of the documentation.
     (v,) = [v for v in _vectors(fixtures_dir) if "web-socket-api" in v["source"] and v["payload"].isascii()]
     enc = OrderEncoder(v["api_key"], v["secret"].encode(), 100)
-    frame = enc.frame(7, b"BTCUSDT", b"", 1, ORDER_LIMIT, 1, 5_200_000, 2, 1_000_000, 8, 1645423376532, ack=False)
+    frame = enc.frame(7, "BTCUSDT", "", 1, ORDER_LIMIT, 1, 5_200_000, 2, 1_000_000, 8, 1645423376532, ack=False)
     assert enc.payload().decode() == v["payload"]
     msg = json.loads(frame)
     assert msg["id"] == 7 and msg["method"] == "order.place"
@@ -92,18 +92,19 @@ def test_compiled_frames_equal_the_python_path(market, secret, symbol, coid, sid
     python = _python_frame(market, creds, rid, ts, recv, symbol, coid, side, order_type, tif,
                            price_raw if limit else 0, pp, qty_raw, sp)
     enc = creds.order_encoder(recv)
-    compiled = enc.frame(rid, symbol.encode(), coid.encode(), side, order_type, tif, price_raw if limit else 0, pp,
+    compiled = enc.frame(rid, symbol, coid, side, order_type, tif, price_raw if limit else 0, pp,
                          qty_raw, sp, ts)
     assert compiled == python
 
 
 @pytest.mark.parametrize("args", [
-    dict(symbol=b'BTC"USDT'), dict(symbol=b""), dict(coid=b"a" * 37), dict(coid=b"has space"),
+    dict(symbol='BTC"USDT'), dict(symbol=""), dict(symbol="BTCUSDT\u00e9"), dict(coid="a" * 37),
+    dict(coid="has space"),
     dict(side=2), dict(order_type=3), dict(tif=4), dict(price_raw=0), dict(qty_raw=-1), dict(pp=19),
 ])
 def test_orders_it_does_not_write_are_refused_unsent(args):
     enc = OrderEncoder("key", b"secret")
-    call = dict(rid=1, symbol=b"BTCUSDT", coid=b"ex1", side=0, order_type=ORDER_LIMIT, tif=1, price_raw=100, pp=2,
+    call = dict(rid=1, symbol="BTCUSDT", coid="ex1", side=0, order_type=ORDER_LIMIT, tif=1, price_raw=100, pp=2,
                 qty_raw=5, sp=3, ts=1)
     call.update(args)
     with pytest.raises(ValueError, match="not writable"):

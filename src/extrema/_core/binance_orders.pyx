@@ -2,7 +2,7 @@
 HMAC-SHA256-signed and handed to the socket in C.
 
     enc = OrderEncoder(api_key, secret, recv_window_ms=5000)      # signing.BinanceCredentials.order_encoder()
-    n = enc.send(transport, rid, b"BTCUSDT", b"exab12...", SIDE_BUY, ORDER_LIMIT, TIF_GTC,
+    n = enc.send(transport, rid, "BTCUSDT", "exab12...", SIDE_BUY, ORDER_LIMIT, TIF_GTC,
                  43000_00, 2, 1000, 3, now_ms)
 
 Why (issue 5, tick-to-order): the general path (ws_api.BinanceWsApi.place_order) builds the parameters
@@ -33,6 +33,7 @@ cimport cython
 from libc.stdint cimport int64_t, uint64_t, uint8_t
 from libc.string cimport memcpy, memset, strlen
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 
 from picows.picows cimport WSTransport, WSMsgType
 
@@ -271,11 +272,14 @@ cdef class OrderEncoder:
         self.frame_len = j - self._frame
         return self.frame_len
 
-    cdef int _encode_checked(self, int64_t rid, bytes symbol, bytes client_order_id, int side, int order_type,
+    cdef int _encode_checked(self, int64_t rid, str symbol, str client_order_id, int side, int order_type,
                              int tif, int64_t price_raw, int price_precision, int64_t qty_raw,
                              int size_precision, int64_t ts_ms, bint ack=True) except -1:
-        if self.encode(rid, PyBytes_AS_STRING(symbol), PyBytes_GET_SIZE(symbol), PyBytes_AS_STRING(client_order_id),
-                       PyBytes_GET_SIZE(client_order_id), side, order_type, tif, price_raw, price_precision,
+        # The UTF-8 of an ASCII str is its own buffer (no copy); anything else is refused by the checks.
+        cdef Py_ssize_t sym_n, coid_n
+        cdef const char *sym = PyUnicode_AsUTF8AndSize(symbol, &sym_n)
+        cdef const char *coid = PyUnicode_AsUTF8AndSize(client_order_id, &coid_n)
+        if self.encode(rid, sym, sym_n, coid, coid_n, side, order_type, tif, price_raw, price_precision,
                        qty_raw, size_precision, ts_ms, ack) < 0:
             raise ValueError(
                 f"order not writable by the compiled encoder: side={side} type={order_type} tif={tif} "
@@ -283,7 +287,7 @@ cdef class OrderEncoder:
                 f"symbol={symbol!r} client_order_id={client_order_id!r}")
         return 0
 
-    def frame(self, int64_t rid, bytes symbol not None, bytes client_order_id not None, int side, int order_type,
+    def frame(self, int64_t rid, str symbol not None, str client_order_id not None, int side, int order_type,
               int tif, int64_t price_raw, int price_precision, int64_t qty_raw, int size_precision, int64_t ts_ms,
               *, bint ack=True):
         """The request text (bytes) for these arguments, nothing sent. ValueError when the encoder does not
@@ -315,8 +319,8 @@ cdef class OrderEncoder:
         """The signature payload of the last request (bytes): what was signed."""
         return PyBytes_FromStringAndSize(self._pay, self._pay_n)
 
-    def send(self, WSTransport transport not None, int64_t rid, bytes symbol not None,
-             bytes client_order_id not None, int side, int order_type, int tif, int64_t price_raw,
+    def send(self, WSTransport transport not None, int64_t rid, str symbol not None,
+             str client_order_id not None, int side, int order_type, int tif, int64_t price_raw,
              int price_precision, int64_t qty_raw, int size_precision, int64_t ts_ms):
         """Write the request and hand it to the websocket as one TEXT frame (masked and written to the
         socket by picows before this returns, unless the socket's buffer is full). Returns its length."""

@@ -191,7 +191,6 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self._emit = None
         self._loop = None
         self._orders: dict[int, _Order] = {}
-        self._symbols: dict[int, bytes] = {}      # instrument id -> venue symbol (submit_raw)
         self._by_text: dict[str, _Order] = {}
         self._finished: "OrderedDict[int, _Order]" = OrderedDict()
         self.keep_finished = 10_000
@@ -273,17 +272,11 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self._by_text[text] = o
         self.counters["submitted"] += 1
         try:
-            self.ws_api.place_order_raw(self._symbol_bytes(inst), text.encode(), side, order_type,
+            self.ws_api.place_order_raw(inst.venue_symbol, text, side, order_type,
                                         time_in_force if order_type == 2 else 0, price_raw, inst.price_precision,
                                         quantity_raw, inst.size_precision)
         except (BinanceError, ValueError) as exc:
             self._loop_of().call_soon(self._reject, o, getattr(exc, "code", 0) or 0, str(exc))
-
-    def _symbol_bytes(self, inst):
-        b = self._symbols.get(inst.id)
-        if b is None:
-            b = self._symbols[inst.id] = inst.venue_symbol.encode()
-        return b
 
     def cancel(self, request: CancelRequest) -> None:
         self.counters["cancels"] += 1

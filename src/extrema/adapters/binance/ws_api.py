@@ -526,7 +526,7 @@ class BinanceWsApi:
         Ed25519 key the session is logged on and place_order sends unsigned requests instead."""
         return self._encoder is not None
 
-    def place_order_raw(self, symbol: bytes, client_order_id: bytes, side: int, order_type: int, time_in_force: int,
+    def place_order_raw(self, symbol: str, client_order_id: str, side: int, order_type: int, time_in_force: int,
                         price_raw: int, price_precision: int, quantity_raw: int, size_precision: int) -> int:
         """`order.place` of a plain order from raw fixed-point numbers, written before this returns: the
         compiled writer (extrema._core.binance_orders) formats, signs and hands the frame to the socket.
@@ -545,18 +545,18 @@ class BinanceWsApi:
         if transport is None:
             raise BinanceConnectionError("WS-API order.place: not sent - not connected", endpoint="WS-API order.place")
         cost = self._place_cost
-        res = self.rate_limiter.try_acquire(cost.weight, cost.orders, endpoint="order.place")
+        ts = self._now_ms()
+        res = self.rate_limiter.try_acquire(cost.weight, cost.orders, endpoint="order.place", now_ms=ts)
         rid = next(self._ids)
         sent_ns = time.perf_counter_ns()
         try:
             enc.send(transport, rid, symbol, client_order_id, side, order_type, time_in_force, price_raw,
-                     price_precision, quantity_raw, size_precision, self._now_ms())
+                     price_precision, quantity_raw, size_precision, ts)
         except BaseException:
             self.rate_limiter.settle(res, None, reached_server=False)
             raise
         self.session.stats.sent += 1
-        coid = client_order_id.decode()
-        self._pending[rid] = _Pending("order.place", res, coid, "new", symbol.decode(), sent_ns)
+        self._pending[rid] = _Pending("order.place", res, client_order_id, "new", symbol, sent_ns)
         self.counters["sent"] += 1
         return rid
 
