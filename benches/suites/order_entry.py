@@ -3,8 +3,9 @@
 Figures (see benches/README.md, "The order_entry suite"):
   1. `place_order` from the call to the frame written (p50 / p99 / p99.9, µs) over >= 10,000 spot LIMIT
      orders against the simulator: the time the caller (a strategy hook) spends before the bytes are in
-     the socket. Three signing set-ups: HMAC key (every request signed), Ed25519 key with a logged-on
-     session (`session.logon`: requests unsigned), Ed25519 key signing every request.
+     the socket. Four set-ups: HMAC key (every request signed) through the Python path and through the
+     compiled writer (`place_order_raw`: raw numbers, extrema._core.binance_orders), Ed25519 key with a
+     logged-on session (`session.logon`: requests unsigned), Ed25519 key signing every request.
   2. The peer: BinanceRest.new_order (aiohttp) from the call until its request bytes are written,
      measured by instrumenting aiohttp's StreamWriter._write / _writelines (the last transport write of
      the request; the coroutine is driven by the event loop like any REST call), same orders.
@@ -93,8 +94,8 @@ async def _measure(urls, creds_hmac, creds_ed, p, log):
     ws_url = urls["ws_url"] + "/ws-api/v3"
     out = {}
     pc = time.perf_counter_ns
-    setups = [("hmac", creds_hmac, dict(logon=False)), ("ed25519_session", creds_ed, dict(logon=True)),
-              ("ed25519_signed", creds_ed, dict(logon=False))]
+    setups = [("hmac", creds_hmac, dict(logon=False)), ("hmac_compiled", creds_hmac, dict(logon=False)),
+              ("ed25519_session", creds_ed, dict(logon=True)), ("ed25519_signed", creds_ed, dict(logon=False))]
     canceller = None
     for name, creds, kw in setups:
         answers = []
@@ -122,9 +123,16 @@ async def _measure(urls, creds_hmac, creds_ed, p, log):
                 due += SPACING_NS
                 while pc() < due:
                     pass
-                t0 = pc()
-                api.place_order("BTCUSDT", "BUY", "LIMIT", client_order_id=cid, quantity="0.001", price="30000.00")
-                samples[k] = pc() - t0
+                if name == "hmac_compiled":
+                    # the same order from raw numbers through the compiled writer (the engine's fast path)
+                    t0 = pc()
+                    api.place_order_raw("BTCUSDT", cid, 0, 2, 1, 3_000_000, 2, 1, 3)
+                    samples[k] = pc() - t0
+                else:
+                    t0 = pc()
+                    api.place_order("BTCUSDT", "BUY", "LIMIT", client_order_id=cid, quantity="0.001",
+                                    price="30000.00")
+                    samples[k] = pc() - t0
                 ids.append(cid)
                 k += 1
             await _drain(api)
@@ -249,8 +257,8 @@ def run(ctx) -> list[dict]:
 
     rows = []
     rest = _pct(res["rest_to_write"])
-    labels = {"hmac": "HMAC key, signed", "ed25519_session": "Ed25519 key, logged-on session (unsigned)",
-              "ed25519_signed": "Ed25519 key, signed"}
+    labels = {"hmac": "HMAC key, signed", "hmac_compiled": "HMAC key, signed, compiled (place_order_raw)",
+              "ed25519_session": "Ed25519 key, logged-on session (unsigned)", "ed25519_signed": "Ed25519 key, signed"}
     n = p["orders"]
     for name, label in labels.items():
         ws = _pct(res[f"ws_{name}"])

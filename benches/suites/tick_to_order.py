@@ -18,6 +18,8 @@ the order_entry suite compares the order write itself with the REST client.
 
 from __future__ import annotations
 
+import gc
+import os
 import time
 
 import numpy as np
@@ -36,7 +38,7 @@ def _pct(samples_ns):
     return [float(np.percentile(a, q)) for q in QUANTILES]
 
 
-def _measure(urls, n_orders, log, busy_poll=False):
+def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
     from decimal import Decimal
 
     from extrema import EngineBuilder, InstrumentRegistry, Strategy
@@ -60,18 +62,21 @@ def _measure(urls, n_orders, log, busy_poll=False):
     md._on_message = stamped
     # Where the time goes: entry stamps of the execution client's submit and of the WebSocket API's
     # place_order (two thin wrappers, ~0.3 µs each, included in the total).
+    # Orders take the compiled path (Context.submit -> BinanceExecution.submit_raw ->
+    # BinanceWsApi.place_order_raw -> OrderEncoder.send); the stamps are on its two entry points.
     marks = {"submit": 0, "place": 0}
     execution, api = venue.execution, venue.execution.ws_api
-    exec_submit, place_order = execution.submit, api.place_order
+    assert execution.compiled_orders, "the bench measures the compiled order path (HMAC key, WebSocket API)"
+    exec_submit, place_order = execution.submit_raw, api.place_order_raw
 
-    def submit_stamped(order):
+    def submit_stamped(*args):
         marks["submit"] = time.perf_counter_ns()
-        exec_submit(order)
+        exec_submit(*args)
 
-    def place_stamped(*args, **kwargs):
+    def place_stamped(*args):
         marks["place"] = time.perf_counter_ns()
-        return place_order(*args, **kwargs)
-    execution.submit, api.place_order = submit_stamped, place_stamped
+        return place_order(*args)
+    execution.submit_raw, api.place_order_raw = submit_stamped, place_stamped
 
     class TickToOrder(Strategy):
         def __init__(self):
@@ -79,6 +84,13 @@ def _measure(urls, n_orders, log, busy_poll=False):
             self.total, self.to_hook, self.pending = [], [], []
             self.to_submit, self.to_place = [], []
             self.skip = 50                   # warm-up orders, not measured
+
+        def on_start(self):
+            if freeze_gc:
+                # Everything built at start (modules, the engine, sessions) leaves the collector's young
+                # generations: the collections the order path's allocations trigger walk only new objects.
+                gc.collect()
+                gc.freeze()
 
         def on_trade(self, trade):
             t_hook = time.perf_counter_ns()
@@ -102,8 +114,11 @@ def _measure(urls, n_orders, log, busy_poll=False):
                 self.context.stop_engine("measured")
 
     strategy = TickToOrder()
-    engine = (EngineBuilder(registry).venue(venue).strategy(strategy, subscribe={inst: "trades"})
-              .options(stop_when_sources_done=False, busy_poll=busy_poll).build())
+    builder = (EngineBuilder(registry).venue(venue).strategy(strategy, subscribe={inst: "trades"})
+               .options(stop_when_sources_done=False, busy_poll=busy_poll))
+    if cpu is not None:
+        builder.pin(cpu)
+    engine = builder.build()
     t0 = time.monotonic()
     engine.run(timeout=600)
     log(f"{len(strategy.total)} orders in {time.monotonic() - t0:.1f} s; engine stop: {engine.stop_reason}")
@@ -120,13 +135,23 @@ def run(ctx) -> list[dict]:
         raise SystemExit(f"tick_to_order suite: extrema is not importable ({type(exc).__name__}: {exc}); "
                          "build it first: pip install -e .") from exc
     p = QUICK if ctx.quick else FULL
-    with simulator_process(speed=30.0, who="tick_to_order suite") as urls:
-        runs = {mode: _measure(urls, p["orders"], ctx.log, busy_poll=mode == "busy-poll")
-                for mode in ("epoll", "busy-poll")}
+    cpus = sorted(os.sched_getaffinity(0))
+    # Engine thread on the last CPU, the simulator on the others (when there are two or more).
+    engine_cpu, sim_cpus = (cpus[-1], cpus[:-1]) if len(cpus) > 1 else (None, None)
+    modes = {"epoll": dict(), "busy-poll": dict(busy_poll=True),
+             "busy-poll pinned": dict(busy_poll=True, cpu=engine_cpu, freeze_gc=True)}
+    runs = {}
+    for mode, options in modes.items():
+        # One simulator per mode: the pinned mode pins the simulator too.
+        pin_sim = sim_cpus if options.get("cpu") is not None else None
+        with simulator_process(speed=30.0, who="tick_to_order suite", cpus=pin_sim) as urls:
+            runs[mode] = _measure(urls, p["orders"], ctx.log, **options)
     rows = []
     for mode, (total, split) in runs.items():
-        loop = ("engine loop sleeps in epoll between frames (default)" if mode == "epoll"
-                else "engine loop busy-polls (EngineBuilder.options(busy_poll=True))")
+        loop = {"epoll": "engine loop sleeps in epoll between frames (default)",
+                "busy-poll": "engine loop busy-polls (EngineBuilder.options(busy_poll=True))",
+                "busy-poll pinned": f"busy-poll, engine thread pinned to CPU {engine_cpu} "
+                                    f"(EngineBuilder.pin), simulator to CPU(s) {sim_cpus}, gc.freeze() at start"}[mode]
         for q, v in zip(QUANTILES, _pct(total)):
             rows.append(ctx.row(f"tick-to-order p{q:g}, {mode} (frame -> order bytes written, WebSocket API)", v,
                                 "µs", target="p50 <= 20 µs" if q == 50 else None,
@@ -134,9 +159,9 @@ def run(ctx) -> list[dict]:
                                 note=f"{len(total)} orders from a Python on_trade hook; {loop}; simulator in a "
                                      f"child process on the same 2 cores"))
         parts = {"hook": "frame -> hook entry (decode, sync, ring, dispatch)",
-                 "context": "hook -> execution client (strategy code, context.submit: id, request, risk chain)",
-                 "client": "execution client -> place_order (order table, decoder id map)",
-                 "place": "place_order -> bytes written (check, format, HMAC, budget, socket write)"}
+                 "context": "hook -> execution client (strategy code, context.submit: id, raw numbers, risk chain)",
+                 "client": "execution client -> place_order_raw (client id text, decoder id map, order entry)",
+                 "place": "place_order_raw -> bytes written (budget, compiled format + HMAC, picows write)"}
         for key, label in parts.items():
             rows.append(ctx.row(f"  {mode}: of which {label} p50", _pct(split[key])[0], "µs"))
     return rows

@@ -25,8 +25,10 @@ asyncio.run(main())
 
 
 @contextlib.contextmanager
-def simulator_process(*, market="spot", seed=5, symbols=("BTCUSDT",), speed=1.0, api_keys=None, who="bench"):
-    """Start the simulator in a child process; yields {"ws_url", "rest_url"}; stops it on exit."""
+def simulator_process(*, market="spot", seed=5, symbols=("BTCUSDT",), speed=1.0, api_keys=None, who="bench",
+                      cpus=None):
+    """Start the simulator in a child process; yields {"ws_url", "rest_url"}; stops it on exit. `cpus`: pin
+    every thread of the simulator to these CPUs (e.g. the core the engine thread is not pinned to)."""
     cfg = {"market": market, "seed": seed, "symbols": list(symbols), "speed": speed, "api_keys": api_keys}
     sim = subprocess.Popen([sys.executable, "-c", _SIM, json.dumps(cfg)], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, text=True, env=os.environ.copy())
@@ -34,6 +36,9 @@ def simulator_process(*, market="spot", seed=5, symbols=("BTCUSDT",), speed=1.0,
         line = sim.stdout.readline()
         if not line:
             raise SystemExit(f"{who}: the simulator process did not start")
+        if cpus is not None:
+            for tid in os.listdir(f"/proc/{sim.pid}/task"):
+                os.sched_setaffinity(int(tid), set(cpus))
         yield json.loads(line)
     finally:
         sim.stdin.close()

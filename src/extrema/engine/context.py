@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
+from extrema._core.fixedpoint import to_raw
 from extrema._core.records import OrderType, RecordKind, TimeInForce
 from extrema._core.risk import estimate_fill
 from extrema.execution.client import ORDER_TYPES, TIMES_IN_FORCE, CancelRequest, OrderRequest, ReplaceRequest
@@ -17,6 +18,10 @@ _ORDER_TYPES = {name: int(OrderType[name.upper()]) for name in ORDER_TYPES}
 _TIME_IN_FORCE = {name: int(TimeInForce[name]) for name in TIMES_IN_FORCE}
 SEND_FAILED_REASON = 3000          # ORDER_UPDATE reason of an order the execution client refused to send
 _KEEP_REJECTIONS = 1024
+
+_SIDES = {"buy": 0, "sell": 1}
+# Times in force of the submit fast path -> extrema.TimeInForce numbers (a market order sends none).
+_RAW_TIFS = {"GTC": 1, "IOC": 2, "FOK": 3}
 
 _KINDS = {"trades": RecordKind.TRADE, "quotes": RecordKind.QUOTE, "book": RecordKind.BOOK_DELTA,
           "candles": RecordKind.CANDLE, "mark_price": RecordKind.MARK_PRICE,
@@ -40,6 +45,7 @@ class Context:
         self._strategy = strategy
         self.index = index
         self._rejections = {}             # client order id -> RiskRejection (the latest _KEEP_REJECTIONS)
+        self._raw_clients = {}            # market -> execution client with submit_raw, or None (submit fast path)
         self.log = logging.getLogger(f"extrema.strategy.{strategy.name}")
 
     # ---- market data ----------------------------------------------------------------------------
@@ -132,6 +138,11 @@ class Context:
         "take_profit_market", "take_profit_limit" (these with stop_price); time_in_force GTC, IOC, FOK,
         GTX (post-only) or GTD (with expire_time_us)."""
         inst = self._engine.find_instrument(instrument)
+        if (order_type is None and not reduce_only and not post_only and stop_price is None
+                and expire_time_us is None and time_in_force in _RAW_TIFS):
+            coid = self._submit_raw(inst, side, quantity, price, _RAW_TIFS[time_in_force])
+            if coid is not None:
+                return coid
         order = OrderRequest(
             client_order_id=self._engine.next_client_order_id(self.index), strategy=self._strategy.name,
             instrument=inst.name, side=side, quantity=Decimal(str(quantity)),
@@ -148,14 +159,7 @@ class Context:
             order_type=_ORDER_TYPES[order.order_type], time_in_force=_TIME_IN_FORCE[order.time_in_force],
             stop_price_raw=stop_raw, reduce_only=reduce_only, post_only=post_only, now=self._engine.clock())
         if rejection is not None:
-            rejection.strategy = self._strategy.name
-            rejection.instrument = inst.name
-            self._rejections[order.client_order_id] = rejection
-            if len(self._rejections) > _KEEP_REJECTIONS:
-                del self._rejections[next(iter(self._rejections))]
-            self.log.info("order %d refused by the pre-trade checks: %s", order.client_order_id, rejection.message)
-            self._engine.deliver_order_state(order.client_order_id)
-            return order.client_order_id
+            return self._refused(order.client_order_id, inst, rejection)
         try:
             self._engine.execution_client(inst.market).submit(order)
         except Exception:
@@ -163,6 +167,52 @@ class Context:
             self._engine.orders.reject(order.client_order_id, SEND_FAILED_REASON)
             raise
         return order.client_order_id
+
+    def _refused(self, client_order_id, inst, rejection):
+        rejection.strategy = self._strategy.name
+        rejection.instrument = inst.name
+        self._rejections[client_order_id] = rejection
+        if len(self._rejections) > _KEEP_REJECTIONS:
+            del self._rejections[next(iter(self._rejections))]
+        self.log.info("order %d refused by the pre-trade checks: %s", client_order_id, rejection.message)
+        self._engine.deliver_order_state(client_order_id)
+        return client_order_id
+
+    def _submit_raw(self, inst, side, quantity, price, tif):
+        """The common case of submit - a limit (GTC / IOC / FOK) or market order of an execution client that
+        takes raw numbers (submit_raw, e.g. Binance's compiled WebSocket API writer): no OrderRequest, no
+        Decimal; the numbers go as int64 raw values at the instrument's precisions through the compiled risk
+        chain to the client. The same checks as the general path: anything it would refuse or treat
+        differently (an unknown side, a float or text off the instrument's grid, a non-positive number)
+        returns None and takes the general path, which raises the general path's errors."""
+        client = self._raw_clients.get(inst.market, False)
+        if client is False:
+            c = self._engine.execution_client(inst.market)
+            client = self._raw_clients[inst.market] = c if getattr(c, "compiled_orders", False) else None
+        s = _SIDES.get(side)
+        if client is None or s is None:
+            return None
+        try:
+            qty_raw = to_raw(quantity, inst.size_precision, allow_negative=False)
+            price_raw = 0 if price is None else to_raw(price, inst.price_precision, allow_negative=False)
+        except (ValueError, TypeError):
+            return None
+        if qty_raw <= 0 or (price is not None and price_raw <= 0):
+            return None
+        engine = self._engine
+        coid = engine.order_ids.next(self.index)
+        order_type = 2 if price is not None else 1     # extrema.OrderType LIMIT / MARKET
+        rejection = engine.execution_core.submit(self.index, coid, inst.id, s, qty_raw, price_raw,
+                                                 order_type=order_type, time_in_force=tif, now=engine.clock())
+        if rejection is not None:
+            return self._refused(coid, inst, rejection)
+        try:
+            client.submit_raw(coid, self._strategy.name, inst, s, order_type, tif if price is not None else 0,
+                              qty_raw, price_raw)
+        except Exception:
+            engine.orders.reject(coid, SEND_FAILED_REASON)
+            raise
+        return coid
 
     def cancel(self, client_order_id):
         """Cancel an order. Nothing is sent when there is nothing to cancel at the venue (never sent,

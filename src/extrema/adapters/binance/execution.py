@@ -105,19 +105,68 @@ def _on_grid(value, precision):
     return format(value, "f")
 
 
-class _Order:
-    __slots__ = ("request", "instrument", "text", "status", "price", "quantity", "venue_id", "sent_ms", "algo")
+_SIDE_TEXT = ("buy", "sell")
+_RAW_TYPES = {2: "limit", 1: "market"}          # extrema.OrderType numbers the compiled path sends
+_RAW_TIFS = {0: "GTC", 1: "GTC", 2: "IOC", 3: "FOK"}
 
-    def __init__(self, request, instrument, text):
-        self.request = request
+
+class _Order:
+    """An order this client sent. Orders from the compiled path (submit_raw) keep their raw numbers and
+    build the OrderRequest (Decimals) only when something asks for it (a rejection report, a replace)."""
+    __slots__ = ("_request", "instrument", "text", "status", "_price", "_quantity", "_raw", "venue_id", "sent_ms",
+                 "algo")
+
+    def __init__(self, request, instrument, text, raw=None):
+        self._request = request
         self.instrument = instrument
         self.text = text
         self.status = OrderStatus.SUBMITTED
-        self.price = request.price
-        self.quantity = request.quantity
         self.venue_id = 0               # Binance's orderId, once a report names it
         self.sent_ms = time_us() // 1000
         self.algo = False               # a USD-M conditional order, kept by Binance's algo service
+        self._raw = raw
+        self._price = self._quantity = None
+        if request is not None:
+            self._price = request.price
+            self._quantity = request.quantity
+
+    @property
+    def request(self) -> OrderRequest:
+        if self._request is None:
+            coid, strategy, side, order_type, tif, price_raw, qty_raw = self._raw
+            inst = self.instrument
+            self._request = OrderRequest(
+                coid, strategy, inst.name, _SIDE_TEXT[side], Decimal(qty_raw).scaleb(-inst.size_precision),
+                Decimal(price_raw).scaleb(-inst.price_precision) if price_raw else None, _RAW_TYPES[order_type],
+                _RAW_TIFS[tif])
+            self._price = self._request.price
+            self._quantity = self._request.quantity
+        return self._request
+
+    # The order's current price / quantity (a replace changes them), as Decimals.
+    @property
+    def price(self):
+        if self._request is None:
+            self.request                   # noqa: B018 - builds the Decimals once
+        return self._price
+
+    @price.setter
+    def price(self, value):
+        if self._request is None:
+            self.request                   # noqa: B018
+        self._price = value
+
+    @property
+    def quantity(self):
+        if self._request is None:
+            self.request                   # noqa: B018
+        return self._quantity
+
+    @quantity.setter
+    def quantity(self, value):
+        if self._request is None:
+            self.request                   # noqa: B018
+        self._quantity = value
 
 
 class BinanceExecution(VenuePart, ExecutionClient):
@@ -222,6 +271,35 @@ class BinanceExecution(VenuePart, ExecutionClient):
         except (BinanceError, ValueError) as exc:
             # Not sent (disconnected, over the rate limit, refused before sending): rejected at once. The
             # update is published after the hook returns, never inside it.
+            self._loop_of().call_soon(self._reject, o, getattr(exc, "code", 0) or 0, str(exc))
+
+    @property
+    def compiled_orders(self) -> bool:
+        """submit_raw sends through the compiled order writer (WebSocket API order entry, HMAC key)."""
+        return self.ws_api is not None and self.ws_api.compiled_orders
+
+    def submit_raw(self, client_order_id: int, strategy: str, inst, side: int, order_type: int, time_in_force: int,
+                   quantity_raw: int, price_raw: int) -> None:
+        """submit() for a plain order given as raw numbers (the engine's Context.submit fast path): LIMIT
+        (order_type 2, time_in_force 1 GTC / 2 IOC / 3 FOK) or MARKET (1, price_raw 0, time_in_force 0),
+        side 0 buy / 1 sell, at the instrument's precisions. No OrderRequest, no Decimal: the order goes
+        to BinanceWsApi.place_order_raw. Without the compiled writer it is the same as submit()."""
+        if not self.compiled_orders or order_type not in _RAW_TYPES:
+            self.submit(_Order(None, inst, "", (client_order_id, strategy, side, order_type, time_in_force, price_raw,
+                                                quantity_raw)).request)
+            return
+        text = self.order_ids.text(client_order_id)
+        self._codec().register_client_order_id(text, client_order_id)
+        o = _Order(None, inst, text, (client_order_id, strategy, side, order_type, time_in_force, price_raw,
+                                      quantity_raw))
+        self._orders[client_order_id] = o
+        self._by_text[text] = o
+        self.counters["submitted"] += 1
+        try:
+            self.ws_api.place_order_raw(inst.venue_symbol, text, side, order_type,
+                                        time_in_force if order_type == 2 else 0, price_raw, inst.price_precision,
+                                        quantity_raw, inst.size_precision)
+        except (BinanceError, ValueError) as exc:
             self._loop_of().call_soon(self._reject, o, getattr(exc, "code", 0) or 0, str(exc))
 
     def cancel(self, request: CancelRequest) -> None:

@@ -132,6 +132,18 @@ class BinanceCredentials:
             return sign_ed25519
         return lambda data: self.sign(data)
 
+    def order_encoder(self, recv_window_ms: int = 5000):
+        """The compiled `order.place` writer of this key (extrema._core.binance_orders.OrderEncoder: frame
+        text, HMAC-SHA256 from precomputed key states and the socket write in C), or None when this key
+        cannot use it (Ed25519 / RSA keys, an api key that would need escaping in JSON)."""
+        if self.key_type != KEY_HMAC:
+            return None
+        from extrema._core.binance_orders import OrderEncoder
+        try:
+            return OrderEncoder(self.api_key, self._secret, recv_window_ms)
+        except ValueError:
+            return None
+
     def __repr__(self):
         return f"BinanceCredentials(api_key={_mask(self.api_key)!r}, key_type={self.key_type!r}, secret=***)"
 

@@ -214,6 +214,9 @@ class BinanceWsApi:
             (SPOT_WS_API_LIMITS if self._api == SPOT else USDM_DEFAULT_LIMITS), self._now_ms)
         self._endpoints = _ep.endpoint_table(self._api)
         self._sign = credentials.signer()
+        # The compiled order.place writer (HMAC keys; None otherwise): place_order_raw.
+        self._encoder = credentials.order_encoder(self.recv_window_ms)
+        self._place_cost = self._endpoints["new_order"]
         self._api_key = credentials.api_key
         self._api_key_json = json.dumps(credentials.api_key)
         self._recv_window_text = str(self.recv_window_ms)
@@ -516,6 +519,46 @@ class BinanceWsApi:
             raise ValueError(f"order_type must be a Binance order type like LIMIT or LIMIT_MAKER, got {order_type!r}")
         return self._send_parts("order.place", pa, ja, pb, jb, f"&type={order_type}", f',"type":"{order_type}"',
                                 ep.weight, ep.orders, client_order_id, "new", symbol)
+
+    @property
+    def compiled_orders(self) -> bool:
+        """place_order_raw is available: an HMAC key (the compiled writer signs each request). With an
+        Ed25519 key the session is logged on and place_order sends unsigned requests instead."""
+        return self._encoder is not None
+
+    def place_order_raw(self, symbol: str, client_order_id: str, side: int, order_type: int, time_in_force: int,
+                        price_raw: int, price_precision: int, quantity_raw: int, size_precision: int) -> int:
+        """`order.place` of a plain order from raw fixed-point numbers, written before this returns: the
+        compiled writer (extrema._core.binance_orders) formats, signs and hands the frame to the socket.
+        The same request place_order sends for LIMIT (order_type 2 = extrema.OrderType.LIMIT, price
+        price_raw / 10**price_precision, time_in_force 1 GTC, 2 IOC, 3 FOK) or MARKET (order_type 1, price_raw 0,
+        time_in_force 0) by quantity with
+        newOrderRespType ACK; side 0 BUY, 1 SELL (extrema.Side). Same readiness and rate-limit rules as
+        place_order; ValueError (unsent) for an order the writer does not take. Returns the request id."""
+        enc = self._encoder
+        if enc is None:
+            raise ValueError("place_order_raw needs an HMAC key (compiled_orders is False): use place_order")
+        if not self._ready:
+            self._check_sendable("order.place", True)
+        listener = self.session._listener
+        transport = listener.transport if listener is not None else None
+        if transport is None:
+            raise BinanceConnectionError("WS-API order.place: not sent - not connected", endpoint="WS-API order.place")
+        cost = self._place_cost
+        ts = self._now_ms()
+        res = self.rate_limiter.try_acquire(cost.weight, cost.orders, endpoint="order.place", now_ms=ts)
+        rid = next(self._ids)
+        sent_ns = time.perf_counter_ns()
+        try:
+            enc.send(transport, rid, symbol, client_order_id, side, order_type, time_in_force, price_raw,
+                     price_precision, quantity_raw, size_precision, ts)
+        except BaseException:
+            self.rate_limiter.settle(res, None, reached_server=False)
+            raise
+        self.session.stats.sent += 1
+        self._pending[rid] = _Pending("order.place", res, client_order_id, "new", symbol, sent_ns)
+        self.counters["sent"] += 1
+        return rid
 
     def cancel_order(self, symbol: str, *, client_order_id: Optional[str] = None,
                      order_id: Optional[int] = None, new_client_order_id: Optional[str] = None) -> int:
