@@ -351,6 +351,7 @@ cdef class SimExchange:
     cdef int32_t *_cond_tail
     cdef int64_t *_last_px             # the exchange side's last trade price per instrument (0: none yet)
     cdef int64_t *_mark_px             # its last mark price (0: none yet)
+    cdef char *_has_depth              # L2 records seen: quotes (bookTicker) no longer define the book
     cdef int _trigger_src              # what triggers conditional orders by default (TRIGGER_*)
     cdef int64_t *_tick
     cdef int64_t *_lot
@@ -410,6 +411,7 @@ cdef class SimExchange:
         self._cond_tail = NULL
         self._last_px = NULL
         self._mark_px = NULL
+        self._has_depth = NULL
         self._orders = NULL
         self._arr = NULL
         self._resp = NULL
@@ -473,6 +475,7 @@ cdef class SimExchange:
         self._cond_tail = <int32_t *>malloc(n * sizeof(int32_t))
         self._last_px = <int64_t *>malloc(n * sizeof(int64_t))
         self._mark_px = <int64_t *>malloc(n * sizeof(int64_t))
+        self._has_depth = <char *>malloc(n * sizeof(char))
         self._tick = <int64_t *>malloc(n * sizeof(int64_t))
         self._lot = <int64_t *>malloc(n * sizeof(int64_t))
         self._min_notional = <int64_t *>malloc(n * sizeof(int64_t))
@@ -487,7 +490,7 @@ cdef class SimExchange:
                 or self._min_notional == NULL or self._pow_sp == NULL or self._pos == NULL or self._maker == NULL
                 or self._taker == NULL or self._fee_scale == NULL or self._fee_asset == NULL or self._levels == NULL
                 or self._cond_head == NULL or self._cond_tail == NULL or self._last_px == NULL
-                or self._mark_px == NULL):
+                or self._mark_px == NULL or self._has_depth == NULL):
             raise MemoryError()
         self._book_list = [None] * n
         fees = fees or {}
@@ -499,6 +502,7 @@ cdef class SimExchange:
             self._cond_tail[i] = -1
             self._last_px[i] = 0
             self._mark_px[i] = 0
+            self._has_depth[i] = 0
             self._tick[i] = 1
             self._lot[i] = 1
             self._min_notional[i] = 0
@@ -550,6 +554,7 @@ cdef class SimExchange:
         free(self._fee_asset); free(self._levels); free(self._orders); free(self._arr); free(self._resp)
         free(self._fills); free(self._lat_window); free(self._lat_scratch)
         free(self._cond_head); free(self._cond_tail); free(self._last_px); free(self._mark_px)
+        free(self._has_depth)
 
     # ---- the replay clock ---------------------------------------------------------------------------
 
@@ -1261,6 +1266,7 @@ cdef class SimExchange:
             return 0
         book = <OrderBook>self._books[iid]
         if kind == KIND_BOOK_DELTA:
+            self._has_depth[iid] = 1
             if self._rest_head[iid] < 0:
                 book.apply_record(r)
                 return 0
@@ -1284,7 +1290,11 @@ cdef class SimExchange:
                 if self._cond_head[iid] >= 0:
                     self._check_triggers(iid, TRIGGER_MARK, r.price)
         elif kind == KIND_QUOTE:
-            # top-of-book data: the book is the quote (one level a side)
+            # top-of-book data: the book is the quote (one level a side) - unless the data has L2 depth for
+            # this instrument too (a capture with depth and bookTicker streams): then the depth is the book
+            # and the quote, a partial view of it, is not applied (the engine's book ignores it likewise)
+            if self._has_depth[iid]:
+                return 0
             if self._rest_head[iid] >= 0:
                 self._quote_depth(iid, book, r)
             book.clear_levels()
