@@ -1561,6 +1561,11 @@ cdef class SimExchange:
             if until_us > self.now:
                 self.now = until_us
 
+    def flush_posted(self):
+        """Deliver what a hook called outside the replay loop (a task's answer) asked to deliver."""
+        if self._posted:
+            self._drain_posted()
+
     def deliver_records(self, records):
         """Deliver records to the engine now (timer records from the housekeeping)."""
         cdef cnp.ndarray arr = as_record_array(records, "deliver_records")
