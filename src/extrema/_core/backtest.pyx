@@ -78,7 +78,8 @@ from extrema._core.types cimport (
     EXEC_NEW, EXEC_CANCELED, EXEC_REJECTED, EXEC_TRADE, EXEC_EXPIRED, EXEC_AMENDMENT,
     ORDER_REASON_NONE, ORDER_REASON_OTHER, ORDER_REASON_POST_ONLY_WOULD_TAKE, ORDER_REASON_PRICE_QTY_LIMITS,
     ORDER_REASON_UNKNOWN_ORDER, ORDER_REASON_INSUFFICIENT_LIQUIDITY)
-from extrema._core.book cimport OrderBook, BOOK_OK
+from extrema._core.book cimport OrderBook, BOOK_OK, BookStatus
+from extrema._core.portfolio cimport Portfolio
 from extrema._core.execution cimport ExecutionCore
 from extrema._core.ring cimport Ring, RingConsumer
 from extrema._core.dispatch cimport Dispatcher
@@ -191,6 +192,36 @@ cdef struct FillRow:
     double fee
     int64_t latency_us
     int32_t slot
+
+
+# The exchange's books, reached through borrowed pointers (SimExchange._book_list owns them): a typed
+# OrderBook local would cost an INCREF / DECREF per record on the replay's hot path.
+cdef inline BookStatus _bk_apply(PyObject *b, const Record *r) noexcept nogil:
+    return (<OrderBook>b).apply_record(r)
+
+
+cdef inline bint _bk_has_best(PyObject *b, int side) noexcept nogil:
+    return (<OrderBook>b).has_best(side)
+
+
+cdef inline int64_t _bk_best(PyObject *b, int side) noexcept nogil:
+    return (<OrderBook>b).best_price_raw(side)
+
+
+cdef inline int64_t _bk_qty_at(PyObject *b, int side, int64_t price) noexcept nogil:
+    return (<OrderBook>b).qty_at_raw(side, price)
+
+
+cdef inline void _bk_fill_levels(PyObject *b, int side, int64_t *out, Py_ssize_t k) noexcept nogil:
+    (<OrderBook>b)._fill_levels_raw(side, out, k)
+
+
+cdef inline void _bk_clear(PyObject *b) noexcept nogil:
+    (<OrderBook>b).clear_levels()
+
+
+cdef inline void _bk_set(PyObject *b, int side, int64_t price, int64_t qty) noexcept nogil:
+    (<OrderBook>b).set_level(side, price, qty)
 
 
 cdef inline bint _is_conditional(int order_type) noexcept nogil:
@@ -381,6 +412,7 @@ cdef class SimExchange:
     cdef Py_ssize_t _n_fills
     cdef Py_ssize_t _cap_fills
     cdef list _posted                  # records the engine asked to deliver after the running hook
+    cdef Py_ssize_t _n_posted          # len(_posted), tested per delivery without touching the list
 
     # input buffer (the current batch and the unconsumed tail of the previous one)
     cdef object _buf
@@ -573,6 +605,7 @@ cdef class SimExchange:
     def post(self, records):
         """Records to deliver to the engine right after the hook that is running (deliver_order_state)."""
         self._posted.append(np.array(records, copy=True))
+        self._n_posted += 1
 
     def book(self, uint32_t instrument_id):
         """The exchange's replayed book of an instrument (what orders match against)."""
@@ -907,7 +940,7 @@ cdef class SimExchange:
         """Walk the opposite side of the replayed book up to `limit` (any price for a market order), filling
         up to `want`; taken = filled size."""
         cdef SimOrder *o = &self._orders[slot]
-        cdef OrderBook book = <OrderBook>self._books[o.iid]
+        cdef PyObject *book = self._books[o.iid]
         cdef int opp = 1 - o.side
         cdef Py_ssize_t k, got, chunk = LEVELS_CHUNK, skip = 0
         cdef int64_t px, q, lot = self._lot[o.iid], done = 0
@@ -937,13 +970,13 @@ cdef class SimExchange:
         taken[0] = done
         return 0
 
-    cdef Py_ssize_t _levels_from(self, OrderBook book, int side, Py_ssize_t skip, Py_ssize_t chunk) except -1:
+    cdef Py_ssize_t _levels_from(self, PyObject *book, int side, Py_ssize_t skip, Py_ssize_t chunk) except -1:
         """Levels skip .. skip + chunk - 1 of a side into self._levels (the book gives top-k)."""
         cdef int64_t *buf
         cdef Py_ssize_t total = skip + chunk, got, i
         if skip == 0:
             memset(self._levels, 0, 2 * chunk * sizeof(int64_t))
-            book._fill_levels_raw(side, self._levels, chunk)
+            _bk_fill_levels(book, side, self._levels, chunk)
             buf = self._levels
         else:
             buf = <int64_t *>malloc(2 * total * sizeof(int64_t))   # deep walks only: beyond LEVELS_CHUNK levels
@@ -951,7 +984,7 @@ cdef class SimExchange:
                 raise MemoryError()
             for i in range(2 * total):
                 buf[i] = 0
-            book._fill_levels_raw(side, buf, total)
+            _bk_fill_levels(book, side, buf, total)
             memcpy(self._levels, buf + 2 * skip, 2 * chunk * sizeof(int64_t))
             free(buf)
         got = 0
@@ -961,7 +994,7 @@ cdef class SimExchange:
 
     cdef int64_t _available(self, SimOrder *o, int64_t limit) except -1:
         """Size on the opposite side at prices within limit (FOK)."""
-        cdef OrderBook book = <OrderBook>self._books[o.iid]
+        cdef PyObject *book = self._books[o.iid]
         cdef Py_ssize_t k, got, skip = 0
         cdef int64_t total = 0, px
         while True:
@@ -977,14 +1010,14 @@ cdef class SimExchange:
                 return total
             skip += got
 
-    cdef inline bint _marketable(self, SimOrder *o, int64_t price) noexcept:
-        cdef OrderBook book = <OrderBook>self._books[o.iid]
+    cdef inline bint _marketable(self, SimOrder *o, int64_t price) noexcept nogil:
+        cdef PyObject *book = self._books[o.iid]
         cdef int opp = 1 - o.side
-        if not book.has_best(opp):
+        if not _bk_has_best(book, opp):
             return False
         if o.side == 0:
-            return book.best_price_raw(1) <= price
-        return book.best_price_raw(0) >= price
+            return _bk_best(book, 1) <= price
+        return _bk_best(book, 0) >= price
 
     cdef int _reject(self, int32_t slot, int reason) except -1:
         self.rejects += 1
@@ -995,7 +1028,7 @@ cdef class SimExchange:
 
     cdef int _arrive_new(self, int32_t slot) except -1:
         cdef SimOrder *o = &self._orders[slot]
-        cdef OrderBook book
+        cdef PyObject *book
         cdef int64_t ref, trigger_px
         cdef bint is_market = _is_market_type(o.order_type)
         cdef bint conditional = _is_conditional(o.order_type)
@@ -1006,7 +1039,7 @@ cdef class SimExchange:
                 o.order_type != ORDER_TYPE_LIMIT_MAKER and not conditional:
             # trailing stops are not simulated (context.stop_order(trail=...) is the engine-side one)
             return self._reject(slot, ORDER_REASON_OTHER)
-        book = <OrderBook>self._books[o.iid]
+        book = self._books[o.iid]
         # Binance filters: PRICE_FILTER tickSize, LOT_SIZE stepSize, MIN_NOTIONAL / NOTIONAL
         if o.quantity <= 0 or o.quantity % self._lot[o.iid] != 0:
             return self._reject(slot, ORDER_REASON_PRICE_QTY_LIMITS)
@@ -1019,7 +1052,7 @@ cdef class SimExchange:
             if is_market and conditional:
                 ref = o.stop_price            # what it is expected to trade at
             elif is_market:
-                ref = book.best_price_raw(1 - o.side) if book.has_best(1 - o.side) else 0
+                ref = _bk_best(book, 1 - o.side) if _bk_has_best(book, 1 - o.side) else 0
             # price x size / 10**sp >= min notional (both at the price precision)
             if <double>ref * <double>o.quantity < <double>self._min_notional[o.iid] * <double>self._pow_sp[o.iid]:
                 return self._reject(slot, ORDER_REASON_PRICE_QTY_LIMITS)
@@ -1070,10 +1103,9 @@ cdef class SimExchange:
             self._rest(slot)
         return 0
 
-    cdef void _start_queue(self, SimOrder *o) noexcept:
+    cdef void _start_queue(self, SimOrder *o) noexcept nogil:
         """Both models: you arrive behind everything resting at your price."""
-        cdef OrderBook book = <OrderBook>self._books[o.iid]
-        o.front = <double>book.qty_at_raw(o.side, o.price)
+        o.front = <double>_bk_qty_at(self._books[o.iid], o.side, o.price)
         o.traded_at_level = 0
 
     cdef int _arrive_cancel(self, int32_t slot) except -1:
@@ -1228,13 +1260,13 @@ cdef class SimExchange:
 
     cdef int _check_cross(self, uint32_t iid) except -1:
         """The replayed book moved through a resting order's price: it would have traded with us."""
-        cdef OrderBook book = <OrderBook>self._books[iid]
+        cdef PyObject *book = self._books[iid]
         cdef int32_t s = self._rest_head[iid], nxt
         cdef SimOrder *o
         cdef int64_t leaves, lot = self._lot[iid], cap
-        cdef bint has_bid = book.has_best(0), has_ask = book.has_best(1)
-        cdef int64_t bid = book.best_price_raw(0) if has_bid else 0
-        cdef int64_t ask = book.best_price_raw(1) if has_ask else 0
+        cdef bint has_bid = _bk_has_best(book, 0), has_ask = _bk_has_best(book, 1)
+        cdef int64_t bid = _bk_best(book, 0) if has_bid else 0
+        cdef int64_t ask = _bk_best(book, 1) if has_ask else 0
         while s >= 0:
             o = &self._orders[s]
             nxt = o.next
@@ -1260,20 +1292,20 @@ cdef class SimExchange:
         """Apply one replayed market record on the exchange side."""
         cdef uint32_t iid = r.instrument_id
         cdef int kind = r.kind, side
-        cdef OrderBook book
-        cdef int64_t prev, new, bid_prev, ask_prev
+        cdef PyObject *book
+        cdef int64_t prev, new
         if iid >= self._n_inst or self._books[iid] == NULL:
             return 0
-        book = <OrderBook>self._books[iid]
+        book = self._books[iid]
         if kind == KIND_BOOK_DELTA:
             self._has_depth[iid] = 1
             if self._rest_head[iid] < 0:
-                book.apply_record(r)
+                _bk_apply(book, r)
                 return 0
             side = 1 if r.flags & FLAG_ASK else 0
-            prev = book.qty_at_raw(side, r.price)
-            book.apply_record(r)
-            new = book.qty_at_raw(side, r.price)
+            prev = _bk_qty_at(book, side, r.price)
+            _bk_apply(book, r)
+            new = _bk_qty_at(book, side, r.price)
             if prev != new:
                 self._on_depth(iid, side, r.price, prev, new)
             if r.flags & FLAG_LAST:
@@ -1297,15 +1329,15 @@ cdef class SimExchange:
                 return 0
             if self._rest_head[iid] >= 0:
                 self._quote_depth(iid, book, r)
-            book.clear_levels()
+            _bk_clear(book)
             if r.price > 0 and r.quantity > 0:
-                book.set_level(0, r.price, r.quantity)
+                _bk_set(book, 0, r.price, r.quantity)
             if r.aux0 > 0 and r.aux1 > 0:
-                book.set_level(1, r.aux0, r.aux1)
+                _bk_set(book, 1, r.aux0, r.aux1)
             if self._rest_head[iid] >= 0:
                 self._check_cross(iid)
         elif kind == KIND_BOOK_RESET:
-            book.apply_record(r)
+            _bk_apply(book, r)
         return 0
 
     cdef int _check_triggers(self, uint32_t iid, int src, int64_t px) except -1:
@@ -1339,14 +1371,14 @@ cdef class SimExchange:
                                          ORDER_REASON_INSUFFICIENT_LIQUIDITY)
         return self._match_incoming(slot)
 
-    cdef int _quote_depth(self, uint32_t iid, OrderBook book, const Record *r) except -1:
+    cdef int _quote_depth(self, uint32_t iid, PyObject *book, const Record *r) except -1:
         cdef int32_t s = self._rest_head[iid]
         cdef SimOrder *o
         cdef int64_t prev, new
         while s >= 0:
             o = &self._orders[s]
             s = o.next
-            prev = book.qty_at_raw(o.side, o.price)
+            prev = _bk_qty_at(book, o.side, o.price)
             if o.side == 0:
                 new = r.quantity if r.price == o.price else (prev if r.price < o.price else 0)
             else:
@@ -1424,19 +1456,34 @@ cdef class SimExchange:
                 break
         self.events += n
         if self._core._dirty_n:
-            self._core.after_dispatch(self.now)
+            self._after_dispatch()
         if self._core.stops._fired_n:
             self._engine._submit_fired_stops()
         if self._disp.stop_requested:
             self.stopped = True
-        if self._posted:
+        if self._n_posted:
             self._drain_posted()
+        return 0
+
+    cdef int _after_dispatch(self) except -1:
+        """ExecutionCore.after_dispatch without the Python call (it runs after every book message of an
+        instrument an engine-side book stop watches): check the stops of the books that changed."""
+        cdef ExecutionCore core = self._core
+        cdef Portfolio pf = core.portfolio
+        cdef Py_ssize_t k
+        cdef uint32_t iid
+        for k in range(core._dirty_n):
+            iid = core._dirty[k]
+            if iid < pf._n_instruments and pf._specs[iid].book != NULL:
+                core.stops.on_book(iid, <OrderBook>pf._specs[iid].book, self.now)
+        core._dirty_n = 0
         return 0
 
     cdef int _drain_posted(self) except -1:
         cdef cnp.ndarray arr
-        while self._posted and not self.stopped:
+        while self._n_posted and not self.stopped:
             arr = as_record_array(self._posted.pop(0), "post")
+            self._n_posted -= 1
             self._deliver(record_data(arr), cnp.PyArray_DIM(arr, 0))
         return 0
 
@@ -1563,7 +1610,7 @@ cdef class SimExchange:
 
     def flush_posted(self):
         """Deliver what a hook called outside the replay loop (a task's answer) asked to deliver."""
-        if self._posted:
+        if self._n_posted:
             self._drain_posted()
 
     def deliver_records(self, records):
