@@ -1,4 +1,5 @@
 """The backtest runner end to end: unmodified strategies through the engine against the simulated exchange."""
+import time
 from decimal import Decimal
 
 import numpy as np
@@ -248,3 +249,72 @@ def test_a_strategy_that_raises_does_not_stop_the_run():
     s = Bad()
     res = run(tape, s)
     assert s.books == 2 and res.meta["engine"]["dispatcher"]["hook_errors"] == 1
+
+
+class Asker(Strategy):
+    """Asks a task for a quote size on every book message; trades what it answers."""
+
+    def on_start(self):
+        self.context.subscribe("BTC_USDT", "book")
+        self.sent, self.answers = {}, []
+
+    def on_book(self, book):
+        b = book.book
+        if b.best_bid_raw is not None:
+            rid = self.context.request("sizer", (len(self.sent), b.best_bid_raw))
+            self.sent[rid] = self.context.now_us()
+
+    def on_response(self, response):
+        self.answers.append((response.request_id, self.context.now_us(), response.result))
+        qty, price_raw = response.result
+        for coid in self.context.open_orders("BTC_USDT"):
+            self.context.cancel(coid)
+        self.context.submit("BTC_USDT", "buy" if qty % 2 else "sell", f"{qty / 1000:.3f}",
+                            str(Decimal(price_raw).scaleb(-1)))
+
+
+def sizer(payload):
+    # uneven thread timing: the answer must still land at the same replay time in every run
+    k, price_raw = payload
+    time.sleep((k * 7919 % 5) / 10_000)
+    return 100 + k % 7, price_raw
+
+
+def test_task_answers_arrive_at_a_modelled_time_and_runs_repeat():
+    rng = np.random.default_rng(3)
+    t = book_tape()
+    for k in range(60):
+        ms = 1_000 * (k + 1)
+        t.level(ms, "bid", P(100.0) - int(rng.integers(0, 3)), Q(float(rng.integers(1, 30)) / 10))
+        if k % 3 == 0:
+            t.trade(ms + 10, P(100.0) - int(rng.integers(0, 3)), Q(2), True)
+    runs = []
+    for _ in range(2):
+        s = Asker("asker")
+        res = Backtest(registry(), t.array(), [s], tasks={"sizer": sizer}, task_latency_us=400,
+                       equity_interval_us=5_000).run()
+        runs.append((s, res))
+    (a, ra), (b, rb) = runs
+    assert len(a.answers) == len(a.sent) == 61
+    # each answer at its request's time + the modelled task latency, in request order
+    assert [(rid, ts) for rid, ts, _ in a.answers] == [(rid, ts + 400) for rid, ts in a.sent.items()]
+    assert a.answers == b.answers and len(ra.fills) > 0
+    for name in ("orders", "fills", "equity"):
+        assert getattr(ra, name).tobytes() == getattr(rb, name).tobytes()
+    assert ra.meta["task_latency_us"] == 400
+
+
+def test_a_task_that_never_answers_fails_the_run_clearly():
+    import threading
+    gate = threading.Event()
+
+    class Once(Asker):
+        def on_book(self, book):
+            if not self.sent:
+                super().on_book(book)
+    try:
+        with pytest.raises(RuntimeError, match="did not answer request 1"):
+            Backtest(registry(), book_tape().level(1_000, "bid", P(99.9), Q(1)).array(), [Once("once")],
+                     tasks={"sizer": lambda payload: gate.wait()}, task_timeout=0.05).run()
+    finally:
+        gate.set()

@@ -78,7 +78,8 @@ from extrema._core.types cimport (
     EXEC_NEW, EXEC_CANCELED, EXEC_REJECTED, EXEC_TRADE, EXEC_EXPIRED, EXEC_AMENDMENT,
     ORDER_REASON_NONE, ORDER_REASON_OTHER, ORDER_REASON_POST_ONLY_WOULD_TAKE, ORDER_REASON_PRICE_QTY_LIMITS,
     ORDER_REASON_UNKNOWN_ORDER, ORDER_REASON_INSUFFICIENT_LIQUIDITY)
-from extrema._core.book cimport OrderBook, BOOK_OK
+from extrema._core.book cimport OrderBook, BOOK_OK, BookStatus
+from extrema._core.portfolio cimport Portfolio
 from extrema._core.execution cimport ExecutionCore
 from extrema._core.ring cimport Ring, RingConsumer
 from extrema._core.dispatch cimport Dispatcher
@@ -191,6 +192,36 @@ cdef struct FillRow:
     double fee
     int64_t latency_us
     int32_t slot
+
+
+# The exchange's books, reached through borrowed pointers (SimExchange._book_list owns them): a typed
+# OrderBook local would cost an INCREF / DECREF per record on the replay's hot path.
+cdef inline BookStatus _bk_apply(PyObject *b, const Record *r) noexcept nogil:
+    return (<OrderBook>b).apply_record(r)
+
+
+cdef inline bint _bk_has_best(PyObject *b, int side) noexcept nogil:
+    return (<OrderBook>b).has_best(side)
+
+
+cdef inline int64_t _bk_best(PyObject *b, int side) noexcept nogil:
+    return (<OrderBook>b).best_price_raw(side)
+
+
+cdef inline int64_t _bk_qty_at(PyObject *b, int side, int64_t price) noexcept nogil:
+    return (<OrderBook>b).qty_at_raw(side, price)
+
+
+cdef inline void _bk_fill_levels(PyObject *b, int side, int64_t *out, Py_ssize_t k) noexcept nogil:
+    (<OrderBook>b)._fill_levels_raw(side, out, k)
+
+
+cdef inline void _bk_clear(PyObject *b) noexcept nogil:
+    (<OrderBook>b).clear_levels()
+
+
+cdef inline void _bk_set(PyObject *b, int side, int64_t price, int64_t qty) noexcept nogil:
+    (<OrderBook>b).set_level(side, price, qty)
 
 
 cdef inline bint _is_conditional(int order_type) noexcept nogil:
@@ -351,6 +382,7 @@ cdef class SimExchange:
     cdef int32_t *_cond_tail
     cdef int64_t *_last_px             # the exchange side's last trade price per instrument (0: none yet)
     cdef int64_t *_mark_px             # its last mark price (0: none yet)
+    cdef char *_has_depth              # L2 records seen: quotes (bookTicker) no longer define the book
     cdef int _trigger_src              # what triggers conditional orders by default (TRIGGER_*)
     cdef int64_t *_tick
     cdef int64_t *_lot
@@ -380,6 +412,7 @@ cdef class SimExchange:
     cdef Py_ssize_t _n_fills
     cdef Py_ssize_t _cap_fills
     cdef list _posted                  # records the engine asked to deliver after the running hook
+    cdef Py_ssize_t _n_posted          # len(_posted), tested per delivery without touching the list
 
     # input buffer (the current batch and the unconsumed tail of the previous one)
     cdef object _buf
@@ -410,6 +443,7 @@ cdef class SimExchange:
         self._cond_tail = NULL
         self._last_px = NULL
         self._mark_px = NULL
+        self._has_depth = NULL
         self._orders = NULL
         self._arr = NULL
         self._resp = NULL
@@ -473,6 +507,7 @@ cdef class SimExchange:
         self._cond_tail = <int32_t *>malloc(n * sizeof(int32_t))
         self._last_px = <int64_t *>malloc(n * sizeof(int64_t))
         self._mark_px = <int64_t *>malloc(n * sizeof(int64_t))
+        self._has_depth = <char *>malloc(n * sizeof(char))
         self._tick = <int64_t *>malloc(n * sizeof(int64_t))
         self._lot = <int64_t *>malloc(n * sizeof(int64_t))
         self._min_notional = <int64_t *>malloc(n * sizeof(int64_t))
@@ -487,7 +522,7 @@ cdef class SimExchange:
                 or self._min_notional == NULL or self._pow_sp == NULL or self._pos == NULL or self._maker == NULL
                 or self._taker == NULL or self._fee_scale == NULL or self._fee_asset == NULL or self._levels == NULL
                 or self._cond_head == NULL or self._cond_tail == NULL or self._last_px == NULL
-                or self._mark_px == NULL):
+                or self._mark_px == NULL or self._has_depth == NULL):
             raise MemoryError()
         self._book_list = [None] * n
         fees = fees or {}
@@ -499,6 +534,7 @@ cdef class SimExchange:
             self._cond_tail[i] = -1
             self._last_px[i] = 0
             self._mark_px[i] = 0
+            self._has_depth[i] = 0
             self._tick[i] = 1
             self._lot[i] = 1
             self._min_notional[i] = 0
@@ -550,6 +586,7 @@ cdef class SimExchange:
         free(self._fee_asset); free(self._levels); free(self._orders); free(self._arr); free(self._resp)
         free(self._fills); free(self._lat_window); free(self._lat_scratch)
         free(self._cond_head); free(self._cond_tail); free(self._last_px); free(self._mark_px)
+        free(self._has_depth)
 
     # ---- the replay clock ---------------------------------------------------------------------------
 
@@ -568,6 +605,7 @@ cdef class SimExchange:
     def post(self, records):
         """Records to deliver to the engine right after the hook that is running (deliver_order_state)."""
         self._posted.append(np.array(records, copy=True))
+        self._n_posted += 1
 
     def book(self, uint32_t instrument_id):
         """The exchange's replayed book of an instrument (what orders match against)."""
@@ -902,7 +940,7 @@ cdef class SimExchange:
         """Walk the opposite side of the replayed book up to `limit` (any price for a market order), filling
         up to `want`; taken = filled size."""
         cdef SimOrder *o = &self._orders[slot]
-        cdef OrderBook book = <OrderBook>self._books[o.iid]
+        cdef PyObject *book = self._books[o.iid]
         cdef int opp = 1 - o.side
         cdef Py_ssize_t k, got, chunk = LEVELS_CHUNK, skip = 0
         cdef int64_t px, q, lot = self._lot[o.iid], done = 0
@@ -932,13 +970,13 @@ cdef class SimExchange:
         taken[0] = done
         return 0
 
-    cdef Py_ssize_t _levels_from(self, OrderBook book, int side, Py_ssize_t skip, Py_ssize_t chunk) except -1:
+    cdef Py_ssize_t _levels_from(self, PyObject *book, int side, Py_ssize_t skip, Py_ssize_t chunk) except -1:
         """Levels skip .. skip + chunk - 1 of a side into self._levels (the book gives top-k)."""
         cdef int64_t *buf
         cdef Py_ssize_t total = skip + chunk, got, i
         if skip == 0:
             memset(self._levels, 0, 2 * chunk * sizeof(int64_t))
-            book._fill_levels_raw(side, self._levels, chunk)
+            _bk_fill_levels(book, side, self._levels, chunk)
             buf = self._levels
         else:
             buf = <int64_t *>malloc(2 * total * sizeof(int64_t))   # deep walks only: beyond LEVELS_CHUNK levels
@@ -946,7 +984,7 @@ cdef class SimExchange:
                 raise MemoryError()
             for i in range(2 * total):
                 buf[i] = 0
-            book._fill_levels_raw(side, buf, total)
+            _bk_fill_levels(book, side, buf, total)
             memcpy(self._levels, buf + 2 * skip, 2 * chunk * sizeof(int64_t))
             free(buf)
         got = 0
@@ -956,7 +994,7 @@ cdef class SimExchange:
 
     cdef int64_t _available(self, SimOrder *o, int64_t limit) except -1:
         """Size on the opposite side at prices within limit (FOK)."""
-        cdef OrderBook book = <OrderBook>self._books[o.iid]
+        cdef PyObject *book = self._books[o.iid]
         cdef Py_ssize_t k, got, skip = 0
         cdef int64_t total = 0, px
         while True:
@@ -972,14 +1010,14 @@ cdef class SimExchange:
                 return total
             skip += got
 
-    cdef inline bint _marketable(self, SimOrder *o, int64_t price) noexcept:
-        cdef OrderBook book = <OrderBook>self._books[o.iid]
+    cdef inline bint _marketable(self, SimOrder *o, int64_t price) noexcept nogil:
+        cdef PyObject *book = self._books[o.iid]
         cdef int opp = 1 - o.side
-        if not book.has_best(opp):
+        if not _bk_has_best(book, opp):
             return False
         if o.side == 0:
-            return book.best_price_raw(1) <= price
-        return book.best_price_raw(0) >= price
+            return _bk_best(book, 1) <= price
+        return _bk_best(book, 0) >= price
 
     cdef int _reject(self, int32_t slot, int reason) except -1:
         self.rejects += 1
@@ -990,7 +1028,7 @@ cdef class SimExchange:
 
     cdef int _arrive_new(self, int32_t slot) except -1:
         cdef SimOrder *o = &self._orders[slot]
-        cdef OrderBook book
+        cdef PyObject *book
         cdef int64_t ref, trigger_px
         cdef bint is_market = _is_market_type(o.order_type)
         cdef bint conditional = _is_conditional(o.order_type)
@@ -1001,7 +1039,7 @@ cdef class SimExchange:
                 o.order_type != ORDER_TYPE_LIMIT_MAKER and not conditional:
             # trailing stops are not simulated (context.stop_order(trail=...) is the engine-side one)
             return self._reject(slot, ORDER_REASON_OTHER)
-        book = <OrderBook>self._books[o.iid]
+        book = self._books[o.iid]
         # Binance filters: PRICE_FILTER tickSize, LOT_SIZE stepSize, MIN_NOTIONAL / NOTIONAL
         if o.quantity <= 0 or o.quantity % self._lot[o.iid] != 0:
             return self._reject(slot, ORDER_REASON_PRICE_QTY_LIMITS)
@@ -1014,7 +1052,7 @@ cdef class SimExchange:
             if is_market and conditional:
                 ref = o.stop_price            # what it is expected to trade at
             elif is_market:
-                ref = book.best_price_raw(1 - o.side) if book.has_best(1 - o.side) else 0
+                ref = _bk_best(book, 1 - o.side) if _bk_has_best(book, 1 - o.side) else 0
             # price x size / 10**sp >= min notional (both at the price precision)
             if <double>ref * <double>o.quantity < <double>self._min_notional[o.iid] * <double>self._pow_sp[o.iid]:
                 return self._reject(slot, ORDER_REASON_PRICE_QTY_LIMITS)
@@ -1065,10 +1103,9 @@ cdef class SimExchange:
             self._rest(slot)
         return 0
 
-    cdef void _start_queue(self, SimOrder *o) noexcept:
+    cdef void _start_queue(self, SimOrder *o) noexcept nogil:
         """Both models: you arrive behind everything resting at your price."""
-        cdef OrderBook book = <OrderBook>self._books[o.iid]
-        o.front = <double>book.qty_at_raw(o.side, o.price)
+        o.front = <double>_bk_qty_at(self._books[o.iid], o.side, o.price)
         o.traded_at_level = 0
 
     cdef int _arrive_cancel(self, int32_t slot) except -1:
@@ -1223,13 +1260,13 @@ cdef class SimExchange:
 
     cdef int _check_cross(self, uint32_t iid) except -1:
         """The replayed book moved through a resting order's price: it would have traded with us."""
-        cdef OrderBook book = <OrderBook>self._books[iid]
+        cdef PyObject *book = self._books[iid]
         cdef int32_t s = self._rest_head[iid], nxt
         cdef SimOrder *o
         cdef int64_t leaves, lot = self._lot[iid], cap
-        cdef bint has_bid = book.has_best(0), has_ask = book.has_best(1)
-        cdef int64_t bid = book.best_price_raw(0) if has_bid else 0
-        cdef int64_t ask = book.best_price_raw(1) if has_ask else 0
+        cdef bint has_bid = _bk_has_best(book, 0), has_ask = _bk_has_best(book, 1)
+        cdef int64_t bid = _bk_best(book, 0) if has_bid else 0
+        cdef int64_t ask = _bk_best(book, 1) if has_ask else 0
         while s >= 0:
             o = &self._orders[s]
             nxt = o.next
@@ -1255,19 +1292,20 @@ cdef class SimExchange:
         """Apply one replayed market record on the exchange side."""
         cdef uint32_t iid = r.instrument_id
         cdef int kind = r.kind, side
-        cdef OrderBook book
-        cdef int64_t prev, new, bid_prev, ask_prev
+        cdef PyObject *book
+        cdef int64_t prev, new
         if iid >= self._n_inst or self._books[iid] == NULL:
             return 0
-        book = <OrderBook>self._books[iid]
+        book = self._books[iid]
         if kind == KIND_BOOK_DELTA:
+            self._has_depth[iid] = 1
             if self._rest_head[iid] < 0:
-                book.apply_record(r)
+                _bk_apply(book, r)
                 return 0
             side = 1 if r.flags & FLAG_ASK else 0
-            prev = book.qty_at_raw(side, r.price)
-            book.apply_record(r)
-            new = book.qty_at_raw(side, r.price)
+            prev = _bk_qty_at(book, side, r.price)
+            _bk_apply(book, r)
+            new = _bk_qty_at(book, side, r.price)
             if prev != new:
                 self._on_depth(iid, side, r.price, prev, new)
             if r.flags & FLAG_LAST:
@@ -1284,18 +1322,22 @@ cdef class SimExchange:
                 if self._cond_head[iid] >= 0:
                     self._check_triggers(iid, TRIGGER_MARK, r.price)
         elif kind == KIND_QUOTE:
-            # top-of-book data: the book is the quote (one level a side)
+            # top-of-book data: the book is the quote (one level a side) - unless the data has L2 depth for
+            # this instrument too (a capture with depth and bookTicker streams): then the depth is the book
+            # and the quote, a partial view of it, is not applied (the engine's book ignores it likewise)
+            if self._has_depth[iid]:
+                return 0
             if self._rest_head[iid] >= 0:
                 self._quote_depth(iid, book, r)
-            book.clear_levels()
+            _bk_clear(book)
             if r.price > 0 and r.quantity > 0:
-                book.set_level(0, r.price, r.quantity)
+                _bk_set(book, 0, r.price, r.quantity)
             if r.aux0 > 0 and r.aux1 > 0:
-                book.set_level(1, r.aux0, r.aux1)
+                _bk_set(book, 1, r.aux0, r.aux1)
             if self._rest_head[iid] >= 0:
                 self._check_cross(iid)
         elif kind == KIND_BOOK_RESET:
-            book.apply_record(r)
+            _bk_apply(book, r)
         return 0
 
     cdef int _check_triggers(self, uint32_t iid, int src, int64_t px) except -1:
@@ -1329,14 +1371,14 @@ cdef class SimExchange:
                                          ORDER_REASON_INSUFFICIENT_LIQUIDITY)
         return self._match_incoming(slot)
 
-    cdef int _quote_depth(self, uint32_t iid, OrderBook book, const Record *r) except -1:
+    cdef int _quote_depth(self, uint32_t iid, PyObject *book, const Record *r) except -1:
         cdef int32_t s = self._rest_head[iid]
         cdef SimOrder *o
         cdef int64_t prev, new
         while s >= 0:
             o = &self._orders[s]
             s = o.next
-            prev = book.qty_at_raw(o.side, o.price)
+            prev = _bk_qty_at(book, o.side, o.price)
             if o.side == 0:
                 new = r.quantity if r.price == o.price else (prev if r.price < o.price else 0)
             else:
@@ -1414,19 +1456,34 @@ cdef class SimExchange:
                 break
         self.events += n
         if self._core._dirty_n:
-            self._core.after_dispatch(self.now)
+            self._after_dispatch()
         if self._core.stops._fired_n:
             self._engine._submit_fired_stops()
         if self._disp.stop_requested:
             self.stopped = True
-        if self._posted:
+        if self._n_posted:
             self._drain_posted()
+        return 0
+
+    cdef int _after_dispatch(self) except -1:
+        """ExecutionCore.after_dispatch without the Python call (it runs after every book message of an
+        instrument an engine-side book stop watches): check the stops of the books that changed."""
+        cdef ExecutionCore core = self._core
+        cdef Portfolio pf = core.portfolio
+        cdef Py_ssize_t k
+        cdef uint32_t iid
+        for k in range(core._dirty_n):
+            iid = core._dirty[k]
+            if iid < pf._n_instruments and pf._specs[iid].book != NULL:
+                core.stops.on_book(iid, <OrderBook>pf._specs[iid].book, self.now)
+        core._dirty_n = 0
         return 0
 
     cdef int _drain_posted(self) except -1:
         cdef cnp.ndarray arr
-        while self._posted and not self.stopped:
+        while self._n_posted and not self.stopped:
             arr = as_record_array(self._posted.pop(0), "post")
+            self._n_posted -= 1
             self._deliver(record_data(arr), cnp.PyArray_DIM(arr, 0))
         return 0
 
@@ -1550,6 +1607,11 @@ cdef class SimExchange:
             self._run_until_local(until_us)
             if until_us > self.now:
                 self.now = until_us
+
+    def flush_posted(self):
+        """Deliver what a hook called outside the replay loop (a task's answer) asked to deliver."""
+        if self._n_posted:
+            self._drain_posted()
 
     def deliver_records(self, records):
         """Deliver records to the engine now (timer records from the housekeeping)."""

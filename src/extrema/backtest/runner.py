@@ -8,6 +8,15 @@ bars, risk and portfolio that run live, against the compiled simulated exchange 
 The run is synchronous, in the caller's thread: no event loop, no sleeps. The engine's clock is the
 replay clock (the local time of the event being handled), so context.now_us(), schedule() timers, the
 bar clock and the risk clock follow the data. Same inputs, same results, bit for bit.
+
+Tasks (Backtest(tasks={"name": Task or function})) still run on their own threads, but their answers do
+not arrive whenever the thread finishes (as live, where that makes a run depend on the machine's
+timing): a request sent at replay time t is answered at t + task_latency_us (a modelled task latency,
+default 0 - right after the hook that asked, before the next event). When the replay clock reaches that
+time it waits for the task's answer (up to task_timeout seconds of wall time, then the run fails naming
+the task) and delivers it to on_response then, ordered with timers and data like any event of that
+time. So a run with tasks gives the same results every time, provided the tasks themselves are
+deterministic (a task handles its requests one at a time, in the order they were sent).
 """
 from __future__ import annotations
 
@@ -38,7 +47,7 @@ _ORDER_TYPES = {"limit": int(OrderType.LIMIT), "market": int(OrderType.MARKET),
 # What triggers the venue's stop / take-profit orders (Binance USD-M workingType): "last" = the last trade
 # price (CONTRACT_PRICE, the default; spot's only one), "mark" = the mark price records in the data.
 _STOP_TRIGGERS = {"last": 0, "mark": 1}
-_HOUSE_TIMER, _HOUSE_BARS, _HOUSE_RISK, _HOUSE_EQUITY = 0, 1, 2, 3
+_HOUSE_TIMER, _HOUSE_BARS, _HOUSE_RISK, _HOUSE_EQUITY, _HOUSE_REPLY = 0, 1, 2, 3, 4
 
 
 def _exact_raw(value, precision):
@@ -101,8 +110,9 @@ class _Replay:
         self._seq = 0
         self._timers = {}            # timer id -> (index, period) of live timers
         self._bars_armed = False
-        self._replies = []
-        self._lock = threading.Lock()
+        self._answers = {}           # request id -> (CommandResponse, strategy index), posted by task threads
+        self._owed = {}              # request id -> strategy index: sent, answer not delivered yet
+        self._answered = threading.Condition()
         self.equity_rows = []
 
     def push(self, due, kind, payload=None):
@@ -132,15 +142,42 @@ class _Replay:
         boundary = min(now - now % iv + iv for iv in intervals)
         self.push(boundary + self._engine.bar_close_grace_us, _HOUSE_BARS, boundary)
 
+    def request_sent(self, request_id, index):
+        """A strategy sent a task request now: its answer is due task_latency_us later (module doc)."""
+        self._owed[request_id] = index
+        self.push(self.sim.now + self._bt.task_latency_us, _HOUSE_REPLY, request_id)
+
     def post_reply(self, response, index):
-        with self._lock:                        # task threads answer here; delivered at the next housekeeping
-            self._replies.append((response, index))
+        """Called on a task's thread with its answer; kept until the answer's modelled time."""
+        with self._answered:
+            self._answers[response.request_id] = (response, index)
+            self._answered.notify_all()
+
+    def _wait_answer(self, request_id):
+        timeout = self._bt.task_timeout
+        with self._answered:
+            if not self._answered.wait_for(lambda: request_id in self._answers, timeout):
+                name = next((r.name for r in self._engine._runners.values() if r.pending), "?")
+                raise RuntimeError(f"task {name!r} did not answer request {request_id} within {timeout} s of wall "
+                                   f"time; a backtest waits for every answer to keep runs deterministic "
+                                   f"(raise Backtest(task_timeout=...) for slow tasks)")
+            return self._answers.pop(request_id)
+
+    def _deliver_answer(self, request_id):
+        response, index = self._wait_answer(request_id)
+        del self._owed[request_id]
+        self._engine.dispatcher.deliver(index, "on_response", response)
+        self.sim.flush_posted()               # what the hook left to deliver (e.g. a risk rejection)
+
+    def owed_due(self):
+        """The latest due time of the answers still owed (None when none is)."""
+        dues = [due for due, _, kind, _ in self._heap if kind == _HOUSE_REPLY]
+        return max(dues) if dues else None
 
     def deliver_replies(self):
-        with self._lock:
-            replies, self._replies = self._replies, []
-        for response, index in replies:
-            self._engine.dispatcher.deliver(index, "on_response", response)
+        """End of the run (the task threads have finished): the answers still owed, in request order."""
+        for request_id in sorted(self._owed):
+            self._deliver_answer(request_id)
 
     # ---- the simulated exchange calls this when house_due is reached ----
     def __call__(self, now):
@@ -169,10 +206,10 @@ class _Replay:
             elif kind == _HOUSE_EQUITY:
                 self.equity_rows.append(self._bt._equity_row(now))
                 self.push(now + self._bt.equity_interval_us, _HOUSE_EQUITY)
+            elif kind == _HOUSE_REPLY:
+                self._deliver_answer(payload)
             if self._engine.dispatcher.stop_requested:
                 self.sim.request_stop()
-        if self._replies:
-            self.deliver_replies()
         return heap[0][0] if heap else NEVER
 
 
@@ -201,7 +238,7 @@ class Backtest:
     def __init__(self, registry, source, strategies, *, latency=None, queue=None, fees=None, balances=None,
                  risk=None, equity_interval_us=1_000_000, progress=False, pnl_method="average",
                  risk_interval=1.0, bar_close_grace=0.25, book_options=None, on_error="continue",
-                 engine_tag="bt00", stop_trigger="last"):
+                 engine_tag="bt00", stop_trigger="last", tasks=None, task_latency_us=0, task_timeout=60.0):
         self.registry = registry
         self.source = source
         self.strategies = [s if isinstance(s, tuple) else (s, None) for s in strategies]
@@ -223,6 +260,13 @@ class Backtest:
         if stop_trigger not in _STOP_TRIGGERS:
             raise ValueError(f"stop_trigger must be one of {sorted(_STOP_TRIGGERS)}, got {stop_trigger!r}")
         self.stop_trigger = stop_trigger
+        if not isinstance(task_latency_us, int) or task_latency_us < 0:
+            raise ValueError(f"task_latency_us must be an int >= 0 (microseconds), got {task_latency_us!r}")
+        if not task_timeout > 0:
+            raise ValueError(f"task_timeout must be > 0 seconds, got {task_timeout!r}")
+        self.tasks = dict(tasks or {})
+        self.task_latency_us = task_latency_us
+        self.task_timeout = float(task_timeout)
         self._risk_interval_us = int(risk_interval * 1e6) if risk_interval else 0
         self._engine_options = dict(pnl_method=pnl_method, risk_interval=0, bar_close_grace=bar_close_grace,
                                     book_options=book_options, on_error=on_error, engine_tag=engine_tag,
@@ -256,7 +300,8 @@ class Backtest:
             raise RuntimeError("a Backtest runs once; build a new one")
         self._ran = True
         client = SimulatedExecutionClient()
-        engine = Engine(self.registry, strategies=self.strategies, execution=client, **self._engine_options)
+        engine = Engine(self.registry, strategies=self.strategies, execution=client, tasks=self.tasks,
+                        **self._engine_options)
         self.engine = engine
         replay = None
         sim = SimExchange(engine, fees=self._fee_table(), house=lambda now: replay(now),
@@ -301,6 +346,11 @@ class Backtest:
                         sim.feed(batch)
                         progress.update(sim)
             sim.finish()
+            # answers owed at the end of the data arrive at their modelled time too (requests their hooks
+            # send in turn are answered at the end of the run, in request order: end_replay)
+            due = replay.owed_due()
+            if due is not None and not sim.stopped:
+                sim.drain(due)
         finally:
             progress.close()
         end = sim.now
@@ -353,7 +403,7 @@ class Backtest:
         events = sim.market_events
         meta = {"events": events, "records_delivered": sim.events, "wall_seconds": wall, "events_per_second": events / wall if wall > 0 else 0.0,
                 "start_us": t0, "end_us": end, "latency": repr(self.latency), "queue": repr(self.queue),
-                "fees": repr(self.fees), "stop_trigger": self.stop_trigger, "balances": {k: float(v) for k, v in self.balances.items()},
+                "fees": repr(self.fees), "stop_trigger": self.stop_trigger, "task_latency_us": self.task_latency_us, "balances": {k: float(v) for k, v in self.balances.items()},
                 "exchange": sim.stats(), "engine": engine.stats(), "stop_reason": engine.stop_reason,
                 "marks": marks, "multipliers": {inst.name: float(inst.multiplier) for inst in insts.values()},
                 "equity_interval_us": self.equity_interval_us}

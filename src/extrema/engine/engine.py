@@ -351,7 +351,7 @@ class Engine:
         self.stop_reason = self.stop_reason or reason
         for runner in self._runners.values():
             runner.stop()
-        self._replay.deliver_replies()
+        self._replay.deliver_replies()          # answers still owed, in request order
         for index, strategy in enumerate(self.dispatcher.strategies):
             self._lifecycle(index, strategy, "on_stop")
         self.ring.close()
@@ -537,6 +537,9 @@ class Engine:
         if runner is None:
             raise KeyError(f"no task named {task!r} (tasks: {sorted(self._runners) or 'none'})")
         request_id = next(self._request_ids)
+        if self._replay is not None:
+            # a backtest delivers the answer at a modelled time, not when the thread happens to finish
+            self._replay.request_sent(request_id, index)
         runner.submit(request_id, index, payload)
         return request_id
 
