@@ -2,6 +2,8 @@
 wraps any source, raw exchange-frame JSONL capture, and export of journals to Parquet."""
 from extrema.storage.journal import (
     DEFAULT_SEGMENT_BYTES, JournalError, JournalReader, JournalWriter, list_segments, read_header)
+from extrema.storage.parquet import export_parquet, records_table
+from extrema.storage.recorder import RawFrameWriter, Recorder
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "JournalError", "JournalReader", "JournalWriter", "list_segments",
-           "read_header"]
+           "read_header", "export_parquet", "records_table", "RawFrameWriter", "Recorder"]
