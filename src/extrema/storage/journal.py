@@ -23,7 +23,8 @@ Crash safety. The writer copies records into the mapped file and only then store
 count (one aligned 8-byte store). A process killed at any instant (SIGKILL included) leaves the
 kernel's page cache holding every store it made, in program order, so `committed` never covers a
 record that is not completely in place: a reader sees a clean prefix and no torn record. A batch is
-published whole (it is one store), so a multi-slot event is never cut off from its continuations.
+published whole (one store) unless it spans a segment rotation, where it is published in pieces cut
+between events: a multi-slot event is never cut off from its continuations.
 Protection against power loss / kernel crashes is `flush()` (msync): call it at the rate your data is
 worth. New segments are created under a temporary name, given their header, and renamed into place, so
 a reader never finds a half-made segment.
@@ -33,8 +34,8 @@ Reopening a journal validates the last segment and appends after its committed p
 left by a killed writer, are overwritten). Readers may read while a writer appends: they see what was
 committed when they looked.
 
-Throughput (benches/README.md, `python benches/journal_bench.py`): millions of records/s in large
-batches, ~1-2 µs per append call for the one-frame batches a live recorder makes.
+Throughput (benches/README.md, `python benches/journal_bench.py`): 2-6 M records/s in large batches
+(first-touch page faults), < 1 µs per append call for the one-frame batches a live recorder makes.
 """
 from __future__ import annotations
 
