@@ -15,6 +15,60 @@ import numpy as np
 from extrema._core.records import RECORD_DTYPE
 
 
+_CONTINUATION = 15     # RecordKind.CONTINUATION: its ts fields hold payload words, not times
+
+
+def event_times(records, field="ts_local"):
+    """The `field` timestamp of every record, continuation slots taking their head's (their 56 bytes
+    after the first 8 are payload words, not times)."""
+    ts = records[field]
+    cont = records["kind"] == _CONTINUATION
+    if not cont.any():
+        return ts
+    idx = np.arange(len(records))
+    idx[cont] = 0
+    np.maximum.accumulate(idx, out=idx)
+    return ts[idx]
+
+
+async def replay(batches, emit, *, realtime=False, speed=1.0, time_field="ts_local", on_batch=None):
+    """Emit RECORD_DTYPE batches: as fast as possible (yielding to the loop between batches), or paced
+    by `time_field` at `speed` x real time when realtime=True (the first record sets the origin; records
+    sharing a timestamp go out together; a multi-slot event is never split). `on_batch(batch)` is
+    called after each batch is emitted (progress). The one pacing implementation of every source."""
+    if speed <= 0:
+        raise ValueError(f"speed must be > 0, got {speed}")
+    if not realtime:
+        for batch in batches:
+            if len(batch):
+                emit(batch)
+                if on_batch is not None:
+                    on_batch(batch)
+            await asyncio.sleep(0)          # let the loop breathe: timers, commands, stop
+        return
+    loop = asyncio.get_running_loop()
+    origin = None
+    scale = 1.0 / (1e6 * speed)
+    for batch in batches:
+        if not len(batch):
+            continue
+        ts = event_times(batch, time_field)
+        if origin is None:
+            origin = (loop.time(), int(ts[0]))
+        t0, first = origin
+        cuts = np.flatnonzero(ts[1:] != ts[:-1]) + 1     # a continuation has its head's time: never cut
+        start = 0
+        for stop in (*cuts.tolist(), len(batch)):
+            delay = t0 + (int(ts[start]) - first) * scale - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            emit(batch[start:stop])
+            start = stop
+        if on_batch is not None:
+            on_batch(batch)
+        await asyncio.sleep(0)
+
+
 class RecordSource:
     """Replays an in-memory RECORD_DTYPE array: in batches as fast as possible, or paced by its
     ts_exchange timestamps (`speed` x real time) when realtime=True."""
@@ -32,21 +86,20 @@ class RecordSource:
         self.speed = speed
         self.emitted = 0
 
-    async def run(self, emit, subscriptions):
+    def batches(self):
         records = self.records
-        if not self.realtime:
-            for start in range(0, len(records), self.batch):
-                emit(records[start:start + self.batch])
-                self.emitted = min(start + self.batch, len(records))
-                await asyncio.sleep(0)          # let the loop breathe: timers, commands, stop
-            return
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        first_ts = int(records[0]["ts_exchange"]) if len(records) else 0
-        for i in range(len(records)):
-            due = t0 + (int(records[i]["ts_exchange"]) - first_ts) / 1e6 / self.speed
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            emit(records[i:i + 1])
-            self.emitted = i + 1
+        starts = records["kind"] != _CONTINUATION
+        start = 0
+        while start < len(records):
+            stop = min(start + self.batch, len(records))
+            while stop < len(records) and not starts[stop]:
+                stop += 1                    # keep a multi-slot event whole
+            yield records[start:stop]
+            start = stop
+
+    async def run(self, emit, subscriptions):
+        def count(batch):
+            self.emitted += len(batch)
+        self.emitted = 0
+        await replay(self.batches(), emit, realtime=self.realtime, speed=self.speed, time_field="ts_exchange",
+                     on_batch=count)

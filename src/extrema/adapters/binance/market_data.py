@@ -108,6 +108,9 @@ class BinanceMarketData(VenuePart):
         self._snapshot_backoff: dict[int, Backoff] = {}
         self._request_ids = 0
         self.counters = {"snapshots": 0, "snapshot_failures": 0, "resyncs": 0, "venue_errors": 0}
+        # Raw-frame recording (extrema.storage.Recorder(raw_jsonl=...)): called with (direction, payload,
+        # ts_local_us, url) for every frame and REST depth snapshot; None costs one attribute test.
+        self.raw_sink = None
 
     # ---- engine wiring -------------------------------------------------------------------------------
 
@@ -150,6 +153,8 @@ class BinanceMarketData(VenuePart):
         self._depth_ids = {iid for iid, kind in self._streams.values() if kind == RecordKind.BOOK_DELTA}
         if not self._streams:
             log.info("%s: no subscriptions for this market; idle until there are", self.market.name)
+        if self.raw_sink is not None:
+            self.raw_sink("connect", "", time_us(), self._url())
         # The URL carries the streams; books restart from snapshots the first diff of each instrument asks
         # for (DepthSync answers NEED_SNAPSHOT), so a snapshot is never older than the stream it joins.
         self.session = WsSession(self._url, self._on_message, on_disconnect=self._on_disconnect, name=f"binance-{self.market.name.lower()}",
@@ -198,6 +203,8 @@ class BinanceMarketData(VenuePart):
     # ---- frames ------------------------------------------------------------------------------------
 
     def _on_message(self, payload, ts_local):
+        if self.raw_sink is not None:
+            self.raw_sink("recv", payload, ts_local)
         # Into one reusable buffer: the engine copies what it publishes into its ring and DepthSync
         # copies what it buffers, so nothing keeps these records past this call.
         n = self.decoder.decode_to(payload, self._buffer, ts_local)
@@ -232,7 +239,12 @@ class BinanceMarketData(VenuePart):
         while True:
             try:
                 body = await self.rest.depth(inst.venue_symbol, self.snapshot_limit)
-                snapshot = self.decoder.decode_depth_snapshot(body, iid, time_us())
+                received = time_us()
+                if self.raw_sink is not None:
+                    path = "/api/v3/depth" if self.market == Market.BINANCE_SPOT else "/fapi/v1/depth"
+                    self.raw_sink("http_response", body, received, f"{self.rest.base_url}{path}?symbol="
+                                  f"{inst.venue_symbol}&limit={self.snapshot_limit}")
+                snapshot = self.decoder.decode_depth_snapshot(body, iid, received)
                 if not len(snapshot):
                     raise ValueError(f"unreadable depth snapshot ({self.decoder.last_drop})")
                 status, records = self.sync.snapshot(snapshot)
