@@ -178,7 +178,7 @@ def test_replay_clock_and_timers_interleave_with_data():
     assert all(t == ts for k, t, ts in s.seen if k == "book")
 
 
-def test_same_inputs_same_results_bit_for_bit():
+def test_same_inputs_same_results_bit_for_bit_paced_or_not():
     rng = np.random.default_rng(7)
 
     def tape():
@@ -209,14 +209,23 @@ def test_same_inputs_same_results_bit_for_bit():
                 self.context.submit("BTC_USDT", "sell", "0.5", str(Decimal(b.best_ask_raw).scaleb(-1)))
 
     arrays = tape().array()
-    results = [Backtest(registry(), arrays.copy(), [MM("mm")], latency=ConstantLatency(100, 300, 300),
-                        queue=ProbabilisticQueue(), fees=Fees(0.0002, 0.0005), equity_interval_us=10_000).run()
-               for _ in range(2)]
-    a, b = results
+    span_s = (int(arrays["ts_local"].max()) - int(arrays["ts_local"].min())) / 1e6
+    results, walls = [], []
+    for pacing in ({}, {}, {"realtime": True, "speed": 4.0}):
+        began = time.monotonic()
+        results.append(Backtest(registry(), arrays.copy(), [MM("mm")], latency=ConstantLatency(100, 300, 300),
+                                queue=ProbabilisticQueue(), fees=Fees(0.0002, 0.0005), equity_interval_us=10_000,
+                                **pacing).run())
+        walls.append(time.monotonic() - began)
+    a = results[0]
     assert len(a.fills) > 5
-    for name in ("orders", "fills", "equity"):
-        assert getattr(a, name).tobytes() == getattr(b, name).tobytes()
-    assert a.positions == b.positions
+    for b in results[1:]:
+        for name in ("orders", "fills", "equity"):
+            assert getattr(a, name).tobytes() == getattr(b, name).tobytes()
+        assert a.positions == b.positions
+    # --realtime --speed 4 hands the data over no faster than a quarter of its own span (a lower bound:
+    # sleeping never returns early, so this holds however loaded the machine is)
+    assert walls[2] >= span_s / 4
 
 
 def test_result_layout_and_equity_curve():

@@ -5,7 +5,8 @@ bars, risk and portfolio that run live, against the compiled simulated exchange 
                   queue=ProbabilisticQueue(), fees=Fees(maker=0.0002, taker=0.0005), balances={"USDT": 100_000})
     result = bt.run()            # extrema.backtest.results.BacktestResult
 
-The run is synchronous, in the caller's thread: no event loop, no sleeps. The engine's clock is the
+The run is synchronous, in the caller's thread: no event loop, no sleeps (unless realtime=True: then the
+data is handed over at `speed` x the pace its timestamps say, for watching a replay; results are the same). The engine's clock is the
 replay clock (the local time of the event being handled), so context.now_us(), schedule() timers, the
 bar clock and the risk clock follow the data. Same inputs, same results, bit for bit.
 
@@ -34,6 +35,7 @@ from extrema._core.records import RECORD_DTYPE, OrderType, RecordKind, TimeInFor
 from extrema.backtest.models import ConservativeQueue, ConstantLatency, DataLatency, Fees, ProbabilisticQueue
 from extrema.backtest.results import EQUITY_DTYPE, FILL_DTYPE, ORDER_DTYPE, BacktestResult
 from extrema.engine.engine import Engine
+from extrema.engine.sources import paced
 from extrema.execution.client import ExecutionClient
 
 log = logging.getLogger("extrema.backtest")
@@ -238,7 +240,8 @@ class Backtest:
     def __init__(self, registry, source, strategies, *, latency=None, queue=None, fees=None, balances=None,
                  risk=None, equity_interval_us=1_000_000, progress=False, pnl_method="average",
                  risk_interval=1.0, bar_close_grace=0.25, book_options=None, on_error="continue",
-                 engine_tag="bt00", stop_trigger="last", tasks=None, task_latency_us=0, task_timeout=60.0):
+                 engine_tag="bt00", stop_trigger="last", tasks=None, task_latency_us=0, task_timeout=60.0,
+                 realtime=False, speed=1.0):
         self.registry = registry
         self.source = source
         self.strategies = [s if isinstance(s, tuple) else (s, None) for s in strategies]
@@ -257,6 +260,12 @@ class Backtest:
             raise ValueError(f"equity_interval_us must be > 0, got {equity_interval_us}")
         self.equity_interval_us = int(equity_interval_us)
         self.progress = progress
+        if not speed > 0:
+            raise ValueError(f"speed must be > 0, got {speed!r}")
+        # Pacing changes when the data is handed over in wall time, never what happens in data time:
+        # a paced run gives the same results as an unpaced one.
+        self.realtime = bool(realtime)
+        self.speed = float(speed)
         if stop_trigger not in _STOP_TRIGGERS:
             raise ValueError(f"stop_trigger must be one of {sorted(_STOP_TRIGGERS)}, got {stop_trigger!r}")
         self.stop_trigger = stop_trigger
@@ -322,6 +331,8 @@ class Backtest:
             self.risk(engine)
 
         batches = _batches(self.source)
+        if self.realtime:
+            batches = paced(batches, speed=self.speed)
         first = None
         for batch in batches:
             if len(batch):

@@ -729,8 +729,12 @@ class TardisSource(ReplaySource):
 _CAPTURE_MARKETS = {"spot": Market.BINANCE_SPOT, "usdm": Market.BINANCE_USDM}
 
 
-def _capture_market(path: Path, first_url: Optional[str]):
-    """The Binance market of a capture: from its connect URL, else from `_spot_` / `_usdm_` in its name."""
+def _capture_market(path: Path, first: Optional[dict]):
+    """The Binance market of a capture: the "market" its recorder stamped on the connect line
+    (extrema.storage.RawFrameWriter), else from its connect URL, else from `_spot_` / `_usdm_` in its name."""
+    if first and first.get("market") in Market.__members__:
+        return Market[first["market"]]
+    first_url = first.get("url") if first else None
     if first_url:
         if "fstream" in first_url or "/fapi/" in first_url:
             return Market.BINANCE_USDM
@@ -765,13 +769,14 @@ class CaptureSource(_FileSource):
             snapshots = [snapshots]
         self.snapshot_paths = [Path(p) for p in snapshots]
         if market is None:
-            market = _capture_market(self.path, self._first_url())
+            market = _capture_market(self.path, self._first_connect())
             if market is None:
                 raise ValueError(f"{self.path}: cannot tell the Binance market of this capture: pass market=")
         self.market = Market(market)
         self._frame = np.zeros(8192, dtype=RECORD_DTYPE)
 
-    def _first_url(self):
+    def _first_connect(self):
+        """The first line when it names where the capture came from (a connect line), else None."""
         with open(self.path, "rb") as f:
             for line in f:
                 try:
@@ -779,7 +784,7 @@ class CaptureSource(_FileSource):
                 except ValueError:
                     continue
                 if isinstance(obj, dict) and obj.get("url"):
-                    return obj["url"]
+                    return obj
                 break
         return None
 

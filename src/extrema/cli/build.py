@@ -176,6 +176,10 @@ def register_instruments(cfg: Config, registry, venues: dict):
             continue
         extra = {k: spec[k] for k in ("min_notional", "multiplier", "venue_symbol") if k in spec}
         try:
+            if "venue_symbol" not in extra and spec["market"] in ("BINANCE_SPOT", "BINANCE_USDM"):
+                # what Binance captures and streams name it (BTC_USDT_PERP -> BTCUSDT)
+                from extrema.adapters.binance.symbols import venue_symbol_for_name
+                extra["venue_symbol"] = venue_symbol_for_name(Market[spec["market"]], spec["name"])
             registry.register(spec["name"], Market[spec["market"]], spec["tick_size"], spec["lot_size"], **extra)
         except ValueError as e:
             raise ConfigError(where, str(e)) from None
@@ -242,7 +246,7 @@ def build_engine(cfg: Config, *, strategies=None, record=None, need_strategies=T
         builder = EngineBuilder(app.registry)
         Recorder = None
         if record and record.get("journal"):
-            Recorder = _storage_recorder()
+            from extrema.storage import Recorder
         for name, venue in app.venues.items():
             for src in venue.sources():
                 if Recorder is not None and src is venue.market_data:
@@ -294,12 +298,3 @@ def build_engine(cfg: Config, *, strategies=None, record=None, need_strategies=T
     except BaseException:
         app.close()
         raise
-
-
-def _storage_recorder():
-    try:
-        from extrema.storage import Recorder
-    except ImportError as e:
-        raise ConfigError("storage.journal", f"recording needs extrema.storage, which this installation "
-                                             f"lacks ({e})") from None
-    return Recorder

@@ -302,9 +302,9 @@ def cmd_record(args):
         interrupted, _ = _run_engine(app, duration=duration, summary=None)
         _say(f"recorded: {sub.seen:,} market events, {app.engine.published:,} records")
         for rec in app.recorders:
-            stats = getattr(rec, "stats", None)
-            if stats:
-                _say(f"  {json.dumps(stats, default=str)}")
+            st = rec.stats
+            _say(f"  {st['records']:,} records into {st['journal']}"
+                 + (f", {st['raw_frames']:,} raw frames into {st['raw_jsonl']}" if st["raw_jsonl"] else ""))
         if storage.get("parquet"):
             _export_parquet(cfg.resolve(storage["journal"]), cfg.resolve(storage["parquet"]))
         return 130 if interrupted else 0
@@ -434,7 +434,7 @@ def cmd_backtest(args):
     sources = []
     for i, p in enumerate(b["data"]):
         try:
-            sources.append(open_source(cfg.resolve(p), registry, realtime=b["realtime"], speed=b["speed"]))
+            sources.append(open_source(cfg.resolve(p), registry))
         except (ValueError, OSError) as e:
             raise ConfigError(f"backtest.data[{i}]", str(e)) from None
     here = cfg.path.parent if cfg.path else None
@@ -450,7 +450,7 @@ def cmd_backtest(args):
                                                  "probabilistic": "ProbabilisticQueue"}, "backtest.queue")
     kw = {"latency": latency, "queue": queue, "balances": b["balances"], "equity_interval_us": b["equity_interval_us"],
           "progress": b["progress"] and sys.stderr.isatty(), "pnl_method": cfg.engine["pnl_method"],
-          "on_error": cfg.engine["on_error"]}
+          "on_error": cfg.engine["on_error"], "realtime": b["realtime"], "speed": b["speed"]}
     if b["fees"] is not None:
         fees = b["fees"]
         if "instruments" in fees:
@@ -466,8 +466,12 @@ def cmd_backtest(args):
     kw["risk"] = risk
     backtest = Backtest(registry, sources if len(sources) > 1 else sources[0], strategies, **kw)
     result = backtest.run()
-    stats = result.stats()
-    _say(json.dumps(stats, indent=2, default=str))
+    from extrema.backtest.stats import summary_text
+    _say(summary_text(result.stats()))
+    for path, src in zip(cfg.backtest["data"], sources):
+        dropped = src.stats.get("dropped")
+        if dropped:
+            _say(f"{path}: dropped {dropped} (see the log for the first of each)")
     if b["report"] and not args.no_report:
         out = result.write(cfg.resolve(b["out"]))
         _say(f"report: {out or b['out']}/")

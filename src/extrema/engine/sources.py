@@ -9,6 +9,7 @@ per stream however many strategies share it. Live adapters, the simulator feed a
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 
@@ -50,23 +51,47 @@ async def replay(batches, emit, *, realtime=False, speed=1.0, time_field="ts_loc
     origin = None
     scale = 1.0 / (1e6 * speed)
     for batch in batches:
-        if not len(batch):
-            continue
-        ts = event_times(batch, time_field)
-        if origin is None:
-            origin = (loop.time(), int(ts[0]))
-        t0, first = origin
-        cuts = np.flatnonzero(ts[1:] != ts[:-1]) + 1     # a continuation has its head's time: never cut
-        start = 0
-        for stop in (*cuts.tolist(), len(batch)):
-            delay = t0 + (int(ts[start]) - first) * scale - loop.time()
+        for t, piece in _time_slices(batch, time_field):
+            if origin is None:
+                origin = (loop.time(), t)
+            delay = origin[0] + (t - origin[1]) * scale - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            emit(batch[start:stop])
-            start = stop
-        if on_batch is not None:
+            emit(piece)
+        if len(batch) and on_batch is not None:
             on_batch(batch)
         await asyncio.sleep(0)
+
+
+def paced(batches, *, speed=1.0, time_field="ts_local"):
+    """The batches again, each cut where its timestamp changes and released when `speed` x real time
+    reaches it: the same pacing as replay(), for callers without an event loop (Backtest(realtime=True)
+    runs in the caller's thread)."""
+    if speed <= 0:
+        raise ValueError(f"speed must be > 0, got {speed}")
+    origin = None
+    scale = 1.0 / (1e6 * speed)
+    for batch in batches:
+        for t, piece in _time_slices(batch, time_field):
+            if origin is None:
+                origin = (time.monotonic(), t)
+            delay = origin[0] + (t - origin[1]) * scale - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            yield piece
+
+
+def _time_slices(batch, time_field):
+    """(time, records) pieces of one batch: records sharing a timestamp together; a continuation has its
+    head's time, so a multi-slot event is never cut."""
+    if not len(batch):
+        return
+    ts = event_times(batch, time_field)
+    cuts = np.flatnonzero(ts[1:] != ts[:-1]) + 1
+    start = 0
+    for stop in (*cuts.tolist(), len(batch)):
+        yield int(ts[start]), batch[start:stop]
+        start = stop
 
 
 class RecordSource:

@@ -17,6 +17,7 @@ import json
 import logging
 from pathlib import Path
 
+from extrema._core.instruments import Market
 from extrema.storage.journal import DEFAULT_SEGMENT_BYTES, JournalWriter
 
 log = logging.getLogger("extrema.storage")
@@ -26,8 +27,11 @@ class RawFrameWriter:
     """Writes raw exchange frames as capture JSON lines. Call it as the source's raw sink:
     `writer(direction, payload, ts_local_us, url=None)`; payload is bytes / memoryview / str."""
 
-    def __init__(self, path, *, flush_every: int = 256):
+    def __init__(self, path, *, market=None, flush_every: int = 256):
         self.path = Path(path)
+        # Stamped on connect lines so a recording made against any URL (the simulator's 127.0.0.1 among
+        # them) says which market it is; the captures from Binance itself are told apart by their URLs.
+        self.market = None if market is None else Market(market).name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a", encoding="utf-8")
         self._flush_every = flush_every
@@ -43,6 +47,8 @@ class RawFrameWriter:
         entry = {"dir": direction}
         if url is not None:
             entry["url"] = url
+        if direction == "connect" and self.market is not None:
+            entry["market"] = self.market
         line = json.dumps(entry)[:-1] + f', "ts": {ts_local // 1_000_000}.{ts_local % 1_000_000:06d}, "raw": ' \
             + json.dumps(payload) + "}\n"
         self._file.write(line)
@@ -76,7 +82,7 @@ class Recorder:
             if not hasattr(source, "raw_sink"):
                 raise ValueError(f"raw_jsonl needs a source that hands its raw frames to a sink (a raw_sink "
                                  f"attribute, e.g. BinanceMarketData); {type(source).__name__} has none")
-            self.raw = RawFrameWriter(raw_jsonl)
+            self.raw = RawFrameWriter(raw_jsonl, market=getattr(source, "market", None))
         self.writer = None
         self.recorded = 0
 
@@ -134,6 +140,13 @@ class Recorder:
             self.writer.flush()
         if self.raw is not None:
             self.raw.flush()
+
+    @property
+    def stats(self):
+        """What this recorder wrote (the wrapped source's own counters stay on the source)."""
+        return {"journal": str(self.directory), "records": self.recorded,
+                "raw_frames": None if self.raw is None else self.raw.frames,
+                "raw_jsonl": None if self.raw is None else str(self.raw.path)}
 
     def close(self):
         if self.raw is not None and getattr(self.source, "raw_sink", None) is self.raw:
