@@ -45,7 +45,11 @@ class Context:
         self._strategy = strategy
         self.index = index
         self._rejections = {}             # client order id -> RiskRejection (the latest _KEEP_REJECTIONS)
-        self._raw_clients = {}            # market -> execution client with submit_raw, or None (submit fast path)
+        self._raw_clients = {}            # market -> its client's submit_raw, or None (submit fast path)
+        # The fast path's engine parts, looked up once (set in Engine.__init__, before any Context, and
+        # never replaced): the id allocator and the compiled risk chain / order table.
+        self._next_id = engine.order_ids.next
+        self._core_submit = engine.execution_core.submit
         self.log = logging.getLogger(f"extrema.strategy.{strategy.name}")
 
     # ---- market data ----------------------------------------------------------------------------
@@ -185,12 +189,13 @@ class Context:
         chain to the client. The same checks as the general path: anything it would refuse or treat
         differently (an unknown side, a float or text off the instrument's grid, a non-positive number)
         returns None and takes the general path, which raises the general path's errors."""
-        client = self._raw_clients.get(inst.market, False)
-        if client is False:
-            c = self._engine.execution_client(inst.market)
-            client = self._raw_clients[inst.market] = c if getattr(c, "compiled_orders", False) else None
+        market = inst.market
+        submit_raw = self._raw_clients.get(market, False)
+        if submit_raw is False:
+            c = self._engine.execution_client(market)
+            submit_raw = self._raw_clients[market] = c.submit_raw if getattr(c, "compiled_orders", False) else None
         s = _SIDES.get(side)
-        if client is None or s is None:
+        if submit_raw is None or s is None:
             return None
         try:
             qty_raw = to_raw(quantity, inst.size_precision, allow_negative=False)
@@ -199,18 +204,18 @@ class Context:
             return None
         if qty_raw <= 0 or (price is not None and price_raw <= 0):
             return None
-        engine = self._engine
-        coid = engine.order_ids.next(self.index)
+        index = self.index
+        coid = self._next_id(index)
         order_type = 2 if price is not None else 1     # extrema.OrderType LIMIT / MARKET
-        rejection = engine.execution_core.submit(self.index, coid, inst.id, s, qty_raw, price_raw,
-                                                 order_type=order_type, time_in_force=tif, now=engine.clock())
+        rejection = self._core_submit(index, coid, inst.id, s, qty_raw, price_raw, order_type=order_type,
+                                      time_in_force=tif, now=self._engine.clock())
         if rejection is not None:
             return self._refused(coid, inst, rejection)
         try:
-            client.submit_raw(coid, self._strategy.name, inst, s, order_type, tif if price is not None else 0,
-                              qty_raw, price_raw)
+            submit_raw(coid, self._strategy.name, inst, s, order_type, tif if order_type == 2 else 0, qty_raw,
+                       price_raw)
         except Exception:
-            engine.orders.reject(coid, SEND_FAILED_REASON)
+            self._engine.orders.reject(coid, SEND_FAILED_REASON)
             raise
         return coid
 

@@ -284,21 +284,21 @@ class BinanceExecution(VenuePart, ExecutionClient):
         (order_type 2, time_in_force 1 GTC / 2 IOC / 3 FOK) or MARKET (1, price_raw 0, time_in_force 0),
         side 0 buy / 1 sell, at the instrument's precisions. No OrderRequest, no Decimal: the order goes
         to BinanceWsApi.place_order_raw. Without the compiled writer it is the same as submit()."""
-        if not self.compiled_orders or order_type not in _RAW_TYPES:
+        ws_api = self.ws_api
+        if ws_api is None or not ws_api.compiled_orders or order_type not in _RAW_TYPES:
             self.submit(_Order(None, inst, "", (client_order_id, strategy, side, order_type, time_in_force, price_raw,
                                                 quantity_raw)).request)
             return
         text = self.order_ids.text(client_order_id)
-        self._codec().register_client_order_id(text, client_order_id)
+        (self.decoder or self._codec()).register_client_order_id(text, client_order_id)
         o = _Order(None, inst, text, (client_order_id, strategy, side, order_type, time_in_force, price_raw,
                                       quantity_raw))
         self._orders[client_order_id] = o
         self._by_text[text] = o
         self.counters["submitted"] += 1
         try:
-            self.ws_api.place_order_raw(inst.venue_symbol, text, side, order_type,
-                                        time_in_force if order_type == 2 else 0, price_raw, inst.price_precision,
-                                        quantity_raw, inst.size_precision)
+            ws_api.place_order_raw(inst.venue_symbol, text, side, order_type, time_in_force if order_type == 2 else 0,
+                                   price_raw, inst.price_precision, quantity_raw, inst.size_precision)
         except (BinanceError, ValueError) as exc:
             self._loop_of().call_soon(self._reject, o, getattr(exc, "code", 0) or 0, str(exc))
 

@@ -26,6 +26,8 @@ import re
 import time
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
+from extrema._core.ratelimit import COST_ONE, COST_ORDERS, COST_WEIGHT, Budget, Reservation, reserve_now
+
 from .errors import IPBannedError, RateLimitError
 
 __all__ = ["RateLimit", "RateLimiter", "Reservation", "parse_retry_after", "SPOT_DEFAULT_LIMITS",
@@ -38,7 +40,6 @@ RAW_REQUESTS = "RAW_REQUESTS"
 _INTERVAL_MS = {"SECOND": 1_000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
 _LETTER = {"SECOND": "S", "MINUTE": "M", "HOUR": "H", "DAY": "D"}
 _LETTER_MS = {"S": 1_000, "M": 60_000, "H": 3_600_000, "D": 86_400_000}
-_COST_WEIGHT, _COST_ORDERS, _COST_ONE = 0, 1, 2
 _HEADER = re.compile(r"^x-mbx-(used-weight|order-count)-(\d+)([smhd])$", re.IGNORECASE)
 
 
@@ -89,79 +90,15 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
     return seconds if seconds >= 0 else None
 
 
-class _Budget:
-    """One limiter's counts per window. A request is counted in every window it may land in: the windows
-    of (now - margin) and (now + margin), `margin` being the error allowed in our estimate of the server
-    clock - so near a boundary a request must fit both windows, and no window is overrun whichever side
-    of the boundary the server puts it."""
-    # The limit's fields are copied into slots: this runs on every request, and the WebSocket API order
-    # path (ws_api.py) counts every microsecond of it.
-    __slots__ = ("limit", "confirmed", "pending", "step", "cap", "cost_of", "ident", "header_ident", "pruned")
-
-    def __init__(self, limit: RateLimit):
-        self.limit = limit
-        self.step = limit.interval_ms
-        self.cap = limit.limit
-        self.cost_of = _COST_WEIGHT if limit.kind == REQUEST_WEIGHT else _COST_ORDERS if limit.kind == ORDERS \
-            else _COST_ONE
-        self.ident = (limit.kind, limit.key)
-        self.header_ident = (_HEADER_KIND.get(limit.kind), limit.key)
-        self.pruned = None                      # the oldest live window at the last prune
-        self.confirmed: Dict[int, int] = {}     # window -> highest count the server reported / we counted
-        self.pending: Dict[int, int] = {}       # window -> cost of requests sent and not answered
-
-    def windows(self, now_ms: int, margin_ms: int) -> Tuple[int, ...]:
-        step = self.step
-        first, last = (now_ms - margin_ms) // step, (now_ms + margin_ms) // step
-        return (first,) if first == last else (first, last)
-
-    def prune(self, now_ms: int, margin_ms: int) -> None:
-        oldest = (now_ms - margin_ms) // self.step
-        if oldest == self.pruned:
-            return                              # nothing has aged out since the last prune
-        self.pruned = oldest
-        for d in (self.confirmed, self.pending):
-            for w in [w for w in d if w < oldest]:
-                if d is self.pending and d[w] > 0:
-                    continue                    # still in flight: kept until settled
-                del d[w]
-
-    def used(self, window: int) -> int:
-        return self.confirmed.get(window, 0) + self.pending.get(window, 0)
-
-    def wait_ms(self, now_ms: int, margin_ms: int, cost: int) -> int:
-        """How long until `cost` fits (0 = now). A cost above the whole limit is let through into an
-        empty window rather than held forever."""
-        if cost <= 0:
-            return 0
-        self.prune(now_ms, margin_ms)
-        wait = 0
-        step, cap, confirmed, pending = self.step, self.cap, self.confirmed, self.pending
-        first, last = (now_ms - margin_ms) // step, (now_ms + margin_ms) // step
-        for w in ((first,) if first == last else (first, last)):
-            used = confirmed.get(w, 0) + pending.get(w, 0)
-            if used + cost <= cap or (used == 0 and cost > cap):
-                continue
-            # Window w stops mattering once (now - margin) is past its end; a settle may free it sooner.
-            wait = max(wait, (w + 1) * step + margin_ms - now_ms)
-        return wait
-
-
-class Reservation:
-    """Costs taken from the budgets for one request; released by RateLimiter.settle. (A slotted class, not
-    a dataclass: one is made per order on the WebSocket API order path, where a dataclass with a
-    default_factory costs about a microsecond.)"""
-    __slots__ = ("weight", "orders", "windows", "settled")
-
-    def __init__(self, weight: int, orders: int, windows=None, settled: bool = False):
-        self.weight = weight
-        self.orders = orders
-        self.windows: Dict[Tuple[str, str], Tuple[int, Tuple[int, ...]]] = {} if windows is None else windows
-        self.settled = settled
-
-    def __repr__(self):
-        return (f"Reservation(weight={self.weight}, orders={self.orders}, windows={self.windows}, "
-                f"settled={self.settled})")
+def _Budget(limit: RateLimit) -> Budget:
+    """One limiter's counts per window (extrema._core.ratelimit.Budget: the interval, cap and cost kind as
+    C integers). A request is counted in every window it may land in: the windows of (now - margin) and
+    (now + margin), `margin` being the error allowed in our estimate of the server clock - so near a
+    boundary a request must fit both windows, and no window is overrun whichever side of the boundary the
+    server puts it."""
+    cost_of = COST_WEIGHT if limit.kind == REQUEST_WEIGHT else COST_ORDERS if limit.kind == ORDERS else COST_ONE
+    return Budget(limit, limit.interval_ms, limit.limit, cost_of, (limit.kind, limit.key),
+                  (_HEADER_KIND.get(limit.kind), limit.key))
 
 
 _HEADER_KIND = {REQUEST_WEIGHT: "USED-WEIGHT", ORDERS: "ORDER-COUNT"}
@@ -231,7 +168,7 @@ class RateLimiter:
     def _cost(b: _Budget, weight: int, orders: int) -> int:
         # REQUEST_WEIGHT: the weight, ORDERS: the order count, RAW_REQUESTS: every request counts once.
         cost_of = b.cost_of
-        return weight if cost_of == _COST_WEIGHT else orders if cost_of == _COST_ORDERS else 1
+        return weight if cost_of == COST_WEIGHT else orders if cost_of == COST_ORDERS else 1
 
     def _wait_s(self, weight: int, orders: int, loop_now: float) -> Tuple[float, Optional[type]]:
         """(seconds to wait, the exception class when the wait is a venue block)."""
@@ -245,8 +182,8 @@ class RateLimiter:
         worst = 0
         for b in self._budgets:
             cost_of = b.cost_of
-            wait = b.wait_ms(now, margin, weight if cost_of == _COST_WEIGHT else
-                             orders if cost_of == _COST_ORDERS else 1)
+            wait = b.wait_ms(now, margin, weight if cost_of == COST_WEIGHT else
+                             orders if cost_of == COST_ORDERS else 1)
             if wait > worst:
                 worst = wait
         return worst / 1000.0, None
@@ -284,46 +221,18 @@ class RateLimiter:
         WebSocket API order path). Raises RateLimitError (IPBannedError during a ban) with `retry_after`
         when the request does not fit a budget now or a 429 / 418 block is active.
 
-        The same rule as acquire() (every window the request may land in must have room), written as one
-        pass over the budgets because it runs inside the order path. `now_ms`: the server
+        The same rule as acquire() (every window the request may land in must have room), as one compiled
+        pass over the budgets (extrema._core.ratelimit.reserve_now) because it runs inside the order path. `now_ms`: the server
         clock estimate when the caller already has it (the request's timestamp)."""
         if self._banned_until or self._blocked_until or (orders and self._order_blocked_until):
             wait, blocked_by = self._wait_s(weight, orders, time_monotonic_loop())
             if wait > 0:
                 raise self._refusal(blocked_by, wait, endpoint)
-        now = self._now_ms() if now_ms is None else now_ms
-        margin = self.window_margin_ms
-        lo, hi = now - margin, now + margin
-        plan = []
-        worst = 0
-        for b in self._budgets:
-            cost_of = b.cost_of
-            cost = weight if cost_of == _COST_WEIGHT else orders if cost_of == _COST_ORDERS else 1
-            if cost <= 0:
-                continue
-            step = b.step
-            first = lo // step
-            if first != b.pruned:
-                b.prune(now, margin)
-            windows = (first,) if first == hi // step else (first, hi // step)
-            for w in windows:
-                used = b.confirmed.get(w, 0) + b.pending.get(w, 0)
-                # over the cap, unless the window is empty (a cost above the whole limit is let through)
-                if used + cost > b.cap and used:
-                    wait = (w + 1) * step + margin - now
-                    if wait > worst:
-                        worst = wait
-            plan.append((b, cost, windows))
-        if worst > 0:
-            raise self._refusal(None, worst / 1000.0, endpoint)
-        reserved = {}
-        res = Reservation(weight, orders, reserved)
+        res = reserve_now(self._budgets, weight, orders, self._now_ms() if now_ms is None else now_ms,
+                          self.window_margin_ms)
+        if res.__class__ is int:
+            raise self._refusal(None, res / 1000.0, endpoint)
         self.in_flight += 1
-        for b, cost, windows in plan:
-            pending = b.pending
-            for w in windows:
-                pending[w] = pending.get(w, 0) + cost
-            reserved[b.ident] = (cost, windows)
         return res
 
     @staticmethod
@@ -341,7 +250,7 @@ class RateLimiter:
         now, margin = self._now_ms(), self.window_margin_ms
         for b in self._budgets:
             cost_of = b.cost_of
-            cost = weight if cost_of == _COST_WEIGHT else orders if cost_of == _COST_ORDERS else 1
+            cost = weight if cost_of == COST_WEIGHT else orders if cost_of == COST_ORDERS else 1
             if cost:
                 windows = b.windows(now, margin)
                 pending = b.pending

@@ -136,6 +136,9 @@ class WsApiResponse:
         return f"<WsApiResponse id={self.request_id} {self.method} status={self.status} {what}>"
 
 
+_perf_counter_ns = time.perf_counter_ns
+
+
 class _Pending:
     __slots__ = ("method", "reservation", "client_order_id", "operation", "symbol", "future", "sent_ns")
 
@@ -540,22 +543,24 @@ class BinanceWsApi:
             raise ValueError("place_order_raw needs an HMAC key (compiled_orders is False): use place_order")
         if not self._ready:
             self._check_sendable("order.place", True)
-        listener = self.session._listener
+        session = self.session
+        listener = session._listener
         transport = listener.transport if listener is not None else None
         if transport is None:
             raise BinanceConnectionError("WS-API order.place: not sent - not connected", endpoint="WS-API order.place")
         cost = self._place_cost
         ts = self._now_ms()
-        res = self.rate_limiter.try_acquire(cost.weight, cost.orders, endpoint="order.place", now_ms=ts)
+        limiter = self.rate_limiter
+        res = limiter.try_acquire(cost.weight, cost.orders, endpoint="order.place", now_ms=ts)
         rid = next(self._ids)
-        sent_ns = time.perf_counter_ns()
+        sent_ns = _perf_counter_ns()
         try:
             enc.send(transport, rid, symbol, client_order_id, side, order_type, time_in_force, price_raw,
                      price_precision, quantity_raw, size_precision, ts)
         except BaseException:
-            self.rate_limiter.settle(res, None, reached_server=False)
+            limiter.settle(res, None, reached_server=False)
             raise
-        self.session.stats.sent += 1
+        session.stats.sent += 1
         self._pending[rid] = _Pending("order.place", res, client_order_id, "new", symbol, sent_ns)
         self.counters["sent"] += 1
         return rid
