@@ -86,17 +86,6 @@ def test_extrema_book_ends_where_the_reference_does(stream):
     assert book.best_bid_raw == max(ref[0]) and book.best_ask_raw == min(ref[1])
 
 
-def test_hftbacktest_events_carry_the_stream(stream):
-    pytest.importorskip("hftbacktest")
-    ev = bd.to_hftbacktest(stream)
-    assert bd.check_conversions(stream, hftbacktest=ev) == []
-    ev["px"][7] += 0.01
-    assert bd.check_conversions(stream, hftbacktest=ev)
-
-
-def test_nautilus_data_carries_the_stream(stream):
-    pytest.importorskip("nautilus_trader")
-    data = bd.to_nautilus(stream)
-    assert bd.check_conversions(stream, nautilus=data) == []
-    # one OrderBookDeltas per venue message that has level updates, one TradeTick per trade
-    assert len(data) == stream.n_messages
+# The NautilusTrader and hftbacktest conversions are checked by the suite itself before anything is timed
+# (benches/suites/backtest.py runs check_conversions on every run and stops on a difference): those peers
+# are not installed by the default test run, so checks of them here could only skip.
