@@ -15,8 +15,16 @@
   30 minutes (it expires after 60: https://developers.binance.com/docs/binance-spot-api-docs/user-data-stream),
   replaced when Binance says it expired, and the stream reconnects like every other WsSession.
 * A request the venue rejects becomes an ORDER_UPDATE with status REJECTED for the strategy (the venue's
-  code and message are in `rejections`). A request whose outcome is unknown (timeout after sending, 5xx)
-  is never resent: the order is queried by its client id until the venue says what happened.
+  code and message are in `rejections`).
+* Transient failures of new orders and cancels, on either order path, go through one RetryPolicy
+  (retry.py; the REST client's, or `retry=`): what certainly did not execute (not sent while
+  disconnected, 429 / 418, -1008, USD-M 503) is sent again after an exponential back-off with jitter
+  (never before Retry-After); what may have executed (timeout after sending, 5xx, -1006 / -1007, the
+  connection lost before the answer, no answer within the REST client's request_timeout) is never resent
+  before the order has been looked up by its client id: a known order is the outcome; an unknown one is
+  sent again (same client id) only once the first request can no longer arrive (recvWindow). A cancel
+  whose outcome is unknown is looked up the same way; an order the venue does not know needs no cancel.
+  An outcome that stays unknown is left to the next reconciliation (`counters["unresolved"]`).
 * After the user stream reconnects, every order still open here is queried, so an update missed while
   disconnected is not lost (the report is fed through the same decoder; updates are idempotent).
 """
@@ -35,8 +43,9 @@ from extrema._core.binance import BinanceDecoder, BinanceEvent
 from extrema._core.clock import time_us
 from extrema._core.instruments import Market
 from extrema._core.records import OrderStatus, RecordFlag, RecordKind
-from extrema.adapters.binance.errors import (BinanceAPIError, BinanceError, OrderNotFoundError,
-                                             OrderStatusUnknown)
+from extrema.adapters.binance.errors import (FINAL, QUERY, BinanceAPIError, BinanceError, OrderNotFoundError,
+                                             OrderStatusUnknown, RetriesExhausted, retry_class)
+from extrema.adapters.binance.retry import GONE, KNOWN, RetryPolicy
 from extrema.adapters.binance.ws_api import BinanceWsApi
 from extrema.adapters.binance.parts import VenuePart
 from extrema.adapters.ws import Backoff, WsSession
@@ -105,8 +114,13 @@ def _on_grid(value, precision):
     return format(value, "f")
 
 
+# WebSocket API method -> the operation a retry runner carries out for it (_on_answer).
+_OPERATION = {"order.place": "new", "order.cancel": "cancel"}
+
+
 class _Order:
-    __slots__ = ("request", "instrument", "text", "status", "price", "quantity", "venue_id", "sent_ms", "algo")
+    __slots__ = ("request", "instrument", "text", "status", "price", "quantity", "venue_id", "sent_ms", "algo",
+                 "busy")
 
     def __init__(self, request, instrument, text):
         self.request = request
@@ -118,6 +132,7 @@ class _Order:
         self.venue_id = 0               # Binance's orderId, once a report names it
         self.sent_ms = time_us() // 1000
         self.algo = False               # a USD-M conditional order, kept by Binance's algo service
+        self.busy = set()               # operations ("new", "cancel") a retry runner is carrying out
 
 
 class BinanceExecution(VenuePart, ExecutionClient):
@@ -130,7 +145,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
 
     def __init__(self, market, rest, ws_url: str, *, ws_api_url: Optional[str] = None, order_entry: str = "ws_api",
                  registry=None, stale_after: float = 120.0, backoff: Optional[Backoff] = None,
-                 query_interval: float = 0.5):
+                 retry: Optional[RetryPolicy] = None):
         self.market = Market(market)
         if order_entry not in ("ws_api", "rest"):
             raise ValueError(f"order_entry must be 'ws_api' or 'rest', got {order_entry!r}")
@@ -144,7 +159,8 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self.ws_api = (BinanceWsApi(self.market, ws_api_url, rest.credentials, on_response=self._on_answer,
                                     on_event_frame=self._on_ws_api_event if spot else None, user_data=spot,
                                     on_ready=self._on_ws_api_ready, now_ms=rest.now_ms,
-                                    rate_limiter=rest.rate_limiter, recv_window_ms=rest.recv_window_ms)
+                                    rate_limiter=rest.rate_limiter, recv_window_ms=rest.recv_window_ms,
+                                    request_timeout=rest.request_timeout)
                        if order_entry == "ws_api" else None)
         # Where user data arrives: the WebSocket API connection (spot) or a listenKey stream.
         self.user_data_on_ws_api = self.ws_api is not None and spot
@@ -153,7 +169,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self.registry = registry
         self.stale_after = stale_after      # user streams are quiet: Binance pings keep them alive
         self._backoff = backoff
-        self.query_interval = query_interval
+        self.retry = retry if retry is not None else rest.retry      # one policy for both order paths
         self.order_ids = None
         self.decoder: Optional[BinanceDecoder] = None
         self.session: Optional[WsSession] = None
@@ -172,7 +188,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self._last_trade: dict[int, int] = {}    # instrument id -> highest venue trade id seen in a FILL
         self.counters = {"submitted": 0, "rejected": 0, "cancels": 0, "replaces": 0, "unknown_outcomes": 0,
                          "listen_keys": 0, "reconciled": 0, "request_errors": 0, "fills_recovered": 0,
-                         "duplicate_fills_dropped": 0}
+                         "duplicate_fills_dropped": 0, "unresolved": 0}
 
     # ---- wiring ------------------------------------------------------------------------------------
 
@@ -214,15 +230,19 @@ class BinanceExecution(VenuePart, ExecutionClient):
         if self.ws_api is None or o.algo:
             # Conditional orders take the REST algo-order endpoint with either order entry: they wait for
             # their trigger, so the WebSocket API's lower latency buys nothing for them.
-            self._spawn(self._place(o))
+            self._run(o, "new", self._place(o))
             return
         try:
             order_type, args = self._order_args(o)
             self.ws_api.place_order(inst.venue_symbol, order.side.upper(), order_type, **args)
-        except (BinanceError, ValueError) as exc:
-            # Not sent (disconnected, over the rate limit, refused before sending): rejected at once. The
-            # update is published after the hook returns, never inside it.
-            self._loop_of().call_soon(self._reject, o, getattr(exc, "code", 0) or 0, str(exc))
+        except ValueError as exc:
+            # Refused before sending: rejected, published after the hook returns, never inside it.
+            self._loop_of().call_soon(self._reject, o, 0, str(exc))
+        except BinanceError as exc:
+            if retry_class(exc) == FINAL:
+                self._loop_of().call_soon(self._reject, o, exc.code or 0, str(exc))
+            else:       # not sent (disconnected, rate limited): again after a back-off
+                self._run(o, "new", self._place(o, exc))
 
     def cancel(self, request: CancelRequest) -> None:
         self.counters["cancels"] += 1
@@ -231,11 +251,17 @@ class BinanceExecution(VenuePart, ExecutionClient):
             log.info("cancel of unknown or finished order %s ignored", request.client_order_id)
             return
         if self.ws_api is None or o.algo:
-            self._spawn(self._cancel(o))
+            self._run(o, "cancel", self._cancel(o))
             return
         try:
             self.ws_api.cancel_order(o.instrument.venue_symbol, client_order_id=o.text)
-        except (BinanceError, ValueError) as exc:
+        except BinanceError as exc:
+            if retry_class(exc) == FINAL:
+                self.counters["request_errors"] += 1
+                log.info("cancel of %s not sent: %s", o.text, exc)
+            else:       # not sent (disconnected, rate limited): again after a back-off
+                self._run(o, "cancel", self._cancel(o, exc))
+        except ValueError as exc:
             self.counters["request_errors"] += 1
             log.info("cancel of %s not sent: %s", o.text, exc)
 
@@ -283,18 +309,24 @@ class BinanceExecution(VenuePart, ExecutionClient):
         return self._loop or asyncio.get_running_loop()
 
     def _on_answer(self, resp):
-        """WebSocket API answers: success needs nothing (the user stream reports the order's state)."""
+        """WebSocket API answers: success needs nothing (the user stream reports the order's state). A
+        failed first send of a new order or a cancel continues under the retry policy (which rejects
+        what the venue refused); answers to a retry runner's own sends are its to read."""
         if resp.ok:
             return
         o = self._by_text.get(resp.client_order_id) if resp.client_order_id else None
         if o is None:
             log.warning("WebSocket API %s failed: %s", resp.method, resp.error)
             return
-        if isinstance(resp.error, OrderStatusUnknown):
+        op = _OPERATION.get(resp.method)
+        if op is not None and op in o.busy:
+            return
+        if retry_class(resp.error) == QUERY:
             self.counters["unknown_outcomes"] += 1
-            self._spawn(self._resolve_unknown(o))
-        elif resp.method == "order.place":
-            self._reject(o, getattr(resp.error, "code", 0) or 0, getattr(resp.error, "msg", str(resp.error)))
+        if op == "new":
+            self._run(o, "new", self._place(o, resp.error))
+        elif op == "cancel":
+            self._run(o, "cancel", self._cancel(o, resp.error))
         else:
             self.counters["request_errors"] += 1
             log.info("%s of %s refused: %s", resp.method, o.text, resp.error)
@@ -310,41 +342,70 @@ class BinanceExecution(VenuePart, ExecutionClient):
 
     # ---- requests (engine loop) --------------------------------------------------------------------
 
-    async def _place(self, o: _Order):
+    def _run(self, o: _Order, op: str, coro):
+        """Carry out `op` of `o` as a task under the retry policy; while it runs, the WebSocket API answers
+        to its sends are left to it (_on_answer)."""
+        o.busy.add(op)
+        task = self._spawn(coro)
+        task.add_done_callback(lambda _t: o.busy.discard(op))
+
+    async def _ws_api_answer(self, rid: int):
+        """The result of a WebSocket API request, or its error raised (the retry runner's `send`)."""
+        resp = await self.ws_api.response(rid)
+        if resp.error is not None:
+            raise resp.error
+        return resp.result
+
+    def _counted(self, send):
+        async def run():
+            try:
+                return await send()
+            except BinanceError as exc:
+                if retry_class(exc) == QUERY:
+                    self.counters["unknown_outcomes"] += 1
+                raise
+        return run
+
+    async def _place(self, o: _Order, error: Optional[BaseException] = None):
+        """Place `o` under the retry policy: the first send here (REST, algo orders), or the rest of it after
+        the first WebSocket API send failed with `error`. See the module doc."""
         try:
             order_type, args = (binance_algo_args(o.request, o.text) if o.algo else self._order_args(o))
         except ValueError as exc:
             self._reject(o, 0, str(exc))
             return
-        send = self.rest.new_algo_order if o.algo else self.rest.new_order
+        symbol, side = o.instrument.venue_symbol, o.request.side.upper()
+        if o.algo:
+            send = lambda: self.rest.new_algo_order(symbol, side, order_type, **args)      # noqa: E731
+        elif self.ws_api is None:
+            send = lambda: self.rest.new_order(symbol, side, order_type, **args)           # noqa: E731
+        else:
+            send = lambda: self._ws_api_answer(self.ws_api.place_order(symbol, side, order_type, **args))  # noqa: E731
         try:
-            await send(o.instrument.venue_symbol, o.request.side.upper(), order_type, **args)
-        except OrderStatusUnknown:
-            self.counters["unknown_outcomes"] += 1
-            await self._resolve_unknown(o)
+            how, data = await self.retry.place(self._counted(send), lambda: self._query(o), now_ms=self.rest.now_ms,
+                                               recv_window_ms=self.rest.recv_window_ms, error=error)
+        except RetriesExhausted as exc:        # nothing executed: the strategy hears REJECTED
+            self._reject(o, exc.code or 0, f"not sent: {exc}")
+        except OrderStatusUnknown as exc:
+            self.counters["unresolved"] += 1
+            log.error("order %s: outcome still unknown (%s); the next reconciliation settles it", o.text, exc)
         except BinanceAPIError as exc:
             self._reject(o, exc.code, exc.msg)
-        except BinanceError as exc:           # could not send at all (connection refused, deadline)
-            self._reject(o, 0, str(exc))
+        except (BinanceError, ValueError) as exc:
+            self._reject(o, getattr(exc, "code", 0) or 0, str(exc))
+        else:
+            if how == KNOWN:
+                self._publish_known(o, data)
 
-    async def _resolve_unknown(self, o: _Order):
-        """The order may or may not have reached Binance: ask until it says, never resend."""
-        for attempt in range(20):
-            try:
-                data = await self._query(o)
-            except OrderNotFoundError:
-                # Not there after recvWindow has passed: the request never arrived (Binance rejects a
-                # request older than recvWindow, so it cannot arrive later).
-                if attempt * self.query_interval * 1000 >= self.rest.recv_window_ms:
-                    self._reject(o, -2013, "order never reached the venue")
-                    return
-            except BinanceError as exc:
-                log.warning("query of order %s failed: %s", o.text, exc)
-            else:
-                self._publish(self._state_records(o, data))
-                return
-            await asyncio.sleep(self.query_interval)
-        log.error("order %s: outcome still unknown after %d queries", o.text, attempt + 1)
+    def _publish_known(self, o: _Order, data: dict):
+        """The venue's state of `o` learnt by a lookup, published unless the stream already said so."""
+        if o.status in _TERMINAL:
+            return
+        records = self._state_records(o, data)
+        heads = np.flatnonzero(records["kind"] == RecordKind.ORDER_UPDATE)
+        if len(heads) and int(records[heads[0] + 1]["ts_exchange"]) == o.status:
+            return
+        self._publish(records)
 
     async def _query(self, o: _Order) -> dict:
         """The venue's view of one of our orders (GET order, or GET algoOrder for a conditional one)."""
@@ -366,16 +427,30 @@ class BinanceExecution(VenuePart, ExecutionClient):
             "f": a.get("timeInForce") or "GTC", "q": a["quantity"], "X": a["algoStatus"], "ai": actual,
             "ap": a.get("actualPrice") or "0", "tp": a.get("triggerPrice") or "0", "p": a.get("price") or "0"}})
 
-    async def _cancel(self, o: _Order):
+    async def _cancel(self, o: _Order, error: Optional[BaseException] = None):
+        """Cancel `o` under the retry policy (first send here, or the rest after a failed WebSocket API
+        send). An order the venue does not know or no longer has open needs nothing more: its final state
+        is (or will be) on the user stream."""
+        symbol = o.instrument.venue_symbol
+        if o.algo:
+            send = lambda: self.rest.cancel_algo_order(client_algo_id=o.text)                  # noqa: E731
+        elif self.ws_api is None:
+            send = lambda: self.rest.cancel_order(symbol, client_order_id=o.text)              # noqa: E731
+        else:
+            send = lambda: self._ws_api_answer(self.ws_api.cancel_order(symbol, client_order_id=o.text))  # noqa: E731
         try:
-            if o.algo:
-                await self.rest.cancel_algo_order(client_algo_id=o.text)
-                return
-            await self.rest.cancel_order(o.instrument.venue_symbol, client_order_id=o.text)
+            how, data = await self.retry.cancel(self._counted(send), lambda: self._query(o), error=error)
+        except OrderStatusUnknown as exc:
+            self.counters["unresolved"] += 1
+            log.error("cancel of %s: outcome still unknown (%s)", o.text, exc)
         except BinanceError as exc:
-            # Typically -2011: already filled / cancelled; the stream has (or will have) the final state.
             self.counters["request_errors"] += 1
             log.info("cancel of %s refused: %s", o.text, exc)
+        else:
+            if how == KNOWN:
+                self._publish_known(o, data)
+            elif how == GONE:
+                log.info("cancel of %s: the venue has no such open order", o.text)
 
     async def _replace(self, o: _Order, new: Optional[_Order], price, quantity):
         try:

@@ -9,9 +9,9 @@ One ClientSession with keep-alive per client. Every call has a deadline (`timeou
 * Rate limits: see ratelimit.py. Each endpoint's documented weight is reserved before sending, the
   X-MBX-USED-WEIGHT-* / X-MBX-ORDER-COUNT-* headers of every answer correct the counts, 429 / 418 block
   all requests for Retry-After seconds.
-* What is retried (exponential backoff with jitter, within the deadline): anything that certainly did not
-  execute (connection never made, 429 / 418, -1003 / -1008 / -1015, USD-M 503 "Service Unavailable.") and,
-  for idempotent reads, also timeouts and 5xx. An order request whose outcome is unknown (timeout after
+* What is retried (the RetryPolicy of retry.py - exponential backoff with jitter - within the deadline):
+  anything that certainly did not execute (connection never made, 429 / 418, -1003 / -1008 / -1015, USD-M
+  503 "Service Unavailable.") and, for idempotent reads, also timeouts and 5xx. An order request whose outcome is unknown (timeout after
   sending, 5xx, -1006 / -1007) is never resent: it raises OrderStatusUnknown with the client order id, and
   the caller reconciles with `query_order(symbol, client_order_id=...)` or the user-data stream.
 
@@ -31,7 +31,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import random
 import re
 import time
 from decimal import Decimal
@@ -48,6 +47,7 @@ from .errors import (
     USDM, SPOT, BinanceAPIError, BinanceConnectionError, BinanceError, DeadlineExceeded, ExecutionStatusUnknown,
     InvalidClientOrderId, InvalidResponseError, OrderStatusUnknown, RateLimitError, ServerBusyError,
     TimestampError, error_from_response)
+from .retry import RetryPolicy
 from .ratelimit import SPOT_DEFAULT_LIMITS, USDM_DEFAULT_LIMITS, RateLimit, RateLimiter, parse_retry_after
 from .signing import BinanceCredentials, encode_params, sign_query, sign_ws_api_params
 
@@ -124,7 +124,7 @@ class BinanceRest:
                  session: Optional[aiohttp.ClientSession] = None, recv_window_ms: int = 5000,
                  request_timeout: float = 10.0, attempt_timeout: float = 5.0, connect_timeout: float = 3.0,
                  max_retries: int = 3,
-                 backoff_base: float = 0.05, backoff_max: float = 2.0,
+                 backoff_base: float = 0.05, backoff_max: float = 2.0, retry: Optional[RetryPolicy] = None,
                  rate_limits: Optional[Sequence[RateLimit]] = None, rate_limit_margin_ms: int = 100):
         self.market = Market(market)
         if self.market == Market.BINANCE_SPOT:
@@ -147,9 +147,10 @@ class BinanceRest:
         self.request_timeout = float(request_timeout)
         self.attempt_timeout = float(attempt_timeout)
         self.connect_timeout = float(connect_timeout)
-        self.max_retries = int(max_retries)
-        self.backoff_base = float(backoff_base)
-        self.backoff_max = float(backoff_max)
+        # One retry policy for this client's own resends and for the execution client's order requests
+        # (retry.py); max_retries / backoff_base / backoff_max build it when none is given.
+        self.retry = retry if retry is not None else RetryPolicy(
+            attempts=int(max_retries) + 1, base_delay=float(backoff_base), max_delay=float(backoff_max), jitter=0.5)
         self._endpoints = _ep.endpoint_table(self._api)
         self._session = session
         self._own_session = session is None
@@ -190,6 +191,12 @@ class BinanceRest:
                                              enable_cleanup_closed=True)
             self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
                                                   headers={"User-Agent": "extrema"})
+            # aiohttp sends a request of an "idempotent" method (DELETE, PUT, GET) once more by itself when a
+            # kept-alive connection drops before the answer (aiohttp/client.py, _retry_connection; no
+            # public switch). DELETE /order is a cancel that may have executed: whether to send it again
+            # is the retry policy's call, after asking the venue - never a blind resend.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
         return self._session
 
     # --- clock -----------------------------------------------------------------------------------------
@@ -683,7 +690,7 @@ class BinanceRest:
                     self.rate_limiter.on_418(error.retry_after)
                 elif status == 429 or error.code in (-1003, -1015):
                     self.rate_limiter.on_429(error.retry_after, order_request=ep.orders > 0)
-                if attempt <= self.max_retries:
+                if attempt < self.retry.attempts:
                     self.retries += 1
                     continue
                 raise error
@@ -720,11 +727,10 @@ class BinanceRest:
                 return resp.status, resp.headers, await _read_body(resp)
 
     async def _backoff(self, attempt: int, deadline: float, ep: Endpoint, error: BaseException) -> bool:
-        """Sleep before retry `attempt`+1 (exponential, equal jitter) if retries and the deadline allow."""
-        if attempt > self.max_retries:
+        """Sleep before send `attempt`+1 if the retry policy and the deadline allow."""
+        delay = self.retry.allows(attempt, error)
+        if delay is None:
             return False
-        cap = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
-        delay = cap / 2 + random.uniform(0, cap / 2)
         loop = asyncio.get_running_loop()
         if loop.time() + delay >= deadline:
             return False

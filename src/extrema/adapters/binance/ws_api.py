@@ -43,8 +43,10 @@ Rules this client keeps:
   limits themselves) like the REST headers do. 429 / 418 answers block further requests until
   `error.data.retryAfter`.
 * Outcomes: an answer with status 200 has `result`; any other has `error` as the adapter's exception
-  (errors.py). A 5xx answer, or a connection lost before the answer, leaves the outcome unknown:
-  OrderStatusUnknown (order methods) / ExecutionStatusUnknown - query the order, never resend blindly.
+  (errors.py). A 5xx answer, a connection lost before the answer, or no answer within `request_timeout`
+  leaves the outcome unknown: OrderStatusUnknown (order methods) / ExecutionStatusUnknown - query the
+  order, never resend blindly (retry.RetryPolicy). An answer that comes after its request timed out is
+  counted (`late`) and dropped: its request has been settled by then.
 * User data (spot): `userDataStream.subscribe.signature` on this same connection (`user_data=True`
   subscribes at every connect); events arrive as `{"subscriptionId", "event": {...}}` and go to
   `on_event(event, ts_local_us)`. USD-M user data is not served on the WebSocket API connection (use the
@@ -166,6 +168,8 @@ class BinanceWsApi:
     on_ready(client)                after every (re)connect once requests can be sent (e.g. reconcile)
     on_event_frame(payload, ts_us)  instead of on_event: user data frames as received (a memoryview valid
                                     during the call), for a decoder that reads the wire format itself
+    request_timeout                 seconds an answer may take; after that the request is settled as
+                                    unknown (OrderStatusUnknown / ExecutionStatusUnknown, status 0)
     session_options                 passed to WsSession (backoff, ping_idle, max_age, ...)
     """
 
@@ -177,7 +181,7 @@ class BinanceWsApi:
                  logon: Optional[bool] = None, user_data: bool = False, ready_timeout: float = 10.0,
                  on_ready: Optional[Callable[["BinanceWsApi"], None]] = None,
                  on_event_frame: Optional[Callable[[memoryview, int], None]] = None,
-                 name: Optional[str] = None, **session_options):
+                 name: Optional[str] = None, request_timeout: float = 10.0, **session_options):
         self.market = Market(market)
         if self.market == Market.BINANCE_SPOT:
             self._api = SPOT
@@ -207,6 +211,10 @@ class BinanceWsApi:
         self.logon = bool(logon)
         self.user_data = bool(user_data)
         self.ready_timeout = float(ready_timeout)
+        if request_timeout <= 0:
+            raise ValueError(f"request_timeout must be positive, got {request_timeout}")
+        self.request_timeout = float(request_timeout)
+        self._expired: "OrderedDict[int, str]" = OrderedDict()     # timed-out request ids -> method
         self.clock_offset_ms = 0
         self._now_ms = now_ms if now_ms is not None else self._local_now_ms
         self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter(
@@ -226,7 +234,7 @@ class BinanceWsApi:
         self._ready_event = asyncio.Event()
         self.subscription_id: Optional[int] = None
         self.counters = dict(answers=0, errors=0, lost=0, unmatched=0, malformed=0, events=0,
-                             session_revoked=0, sent=0)
+                             session_revoked=0, sent=0, timed_out=0, late=0)
         options = dict(max_age=23.5 * 3600, stale_after=float("inf"), send_rate=1000.0,
                        backoff=Backoff(base=0.25, cap=10.0), ping_idle=10.0, ping_reply_timeout=10.0)
         options.update(session_options)
@@ -242,7 +250,34 @@ class BinanceWsApi:
 
     async def run(self) -> None:
         """Keep the connection up (reconnecting) until stop(); returns when stopped."""
-        await self.session.run()
+        sweeper = asyncio.get_running_loop().create_task(self._expire_pending())
+        try:
+            await self.session.run()
+        finally:
+            sweeper.cancel()
+
+    async def _expire_pending(self) -> None:
+        """Settle every request unanswered after `request_timeout` as unknown. Requests are kept in send
+        order (ids grow), so each pass stops at the first one still in time - nothing on the send path."""
+        timeout_ns = int(self.request_timeout * 1e9)
+        interval = min(0.25, self.request_timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            if not self._pending:
+                continue
+            now = time.perf_counter_ns()
+            expired = []
+            for rid, pend in self._pending.items():
+                if now - pend.sent_ns < timeout_ns:
+                    break
+                expired.append(rid)
+            for rid in expired:
+                pend = self._pending.pop(rid)
+                self.counters["timed_out"] += 1
+                self._expired[rid] = pend.method
+                if len(self._expired) > RECENT_ANSWERS:
+                    self._expired.popitem(last=False)
+                self._settle_unanswered(rid, pend, f"no answer within {self.request_timeout:g} s")
 
     def stop(self) -> None:
         self.session.stop()
@@ -295,19 +330,22 @@ class BinanceWsApi:
         self._ready_event.clear()
         self.subscription_id = None
         lost, self._pending = self._pending, {}
-        now_us = time.time_ns() // 1000
         for rid, pend in lost.items():
-            self.rate_limiter.settle(pend.reservation, None, reached_server=True)
-            what = f"WS-API {pend.method}: connection lost before the answer ({reason}); execution status unknown"
-            if pend.operation is not None:
-                err = OrderStatusUnknown(f"{what} - query client order id {pend.client_order_id!r}, do not resend",
-                                         client_order_id=pend.client_order_id, operation=pend.operation,
-                                         symbol=pend.symbol, endpoint=f"WS-API {pend.method}")
-            else:
-                err = ExecutionStatusUnknown(what, endpoint=f"WS-API {pend.method}")
             self.counters["lost"] += 1
-            self._deliver(pend, WsApiResponse(rid, pend.method, 0, None, err, None, pend.client_order_id,
-                                              pend.sent_ns, now_us))
+            self._settle_unanswered(rid, pend, f"connection lost before the answer ({reason})")
+
+    def _settle_unanswered(self, rid: int, pend: "_Pending", why: str) -> None:
+        """A request that will get no answer (connection lost, timed out): its outcome is unknown."""
+        self.rate_limiter.settle(pend.reservation, None, reached_server=True)
+        what = f"WS-API {pend.method}: {why}; execution status unknown"
+        if pend.operation is not None:
+            err = OrderStatusUnknown(f"{what} - query client order id {pend.client_order_id!r}, do not resend",
+                                     client_order_id=pend.client_order_id, operation=pend.operation,
+                                     symbol=pend.symbol, endpoint=f"WS-API {pend.method}")
+        else:
+            err = ExecutionStatusUnknown(what, endpoint=f"WS-API {pend.method}")
+        self._deliver(pend, WsApiResponse(rid, pend.method, 0, None, err, None, pend.client_order_id,
+                                          pend.sent_ns, time.time_ns() // 1000))
 
     # --- the send path ---------------------------------------------------------------------------------
 
@@ -716,6 +754,12 @@ class BinanceWsApi:
         if pend is None:
             if headers:
                 self.rate_limiter.observe_headers(headers)
+            if isinstance(rid, int) and rid in self._expired:
+                # Settled as unknown when it timed out; whoever sent it has asked the venue since.
+                self.counters["late"] += 1
+                log.info("%s: answer to %s request %s came after its timeout (status %s); dropped",
+                         self.session.name, self._expired.pop(rid), rid, status)
+                return
             self._unsolicited(msg, status)
             return
         self.rate_limiter.settle(pend.reservation, headers, reached_server=True)
