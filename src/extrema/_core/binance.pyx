@@ -1854,6 +1854,36 @@ cdef class BinanceDecoder:
         written[0] = 1
         return 0
 
+    cdef int _order_fields(self, const Fields *o, bint usdm, bint algo, SymbolEntry *inst, bint *sell,
+                           int *status, int *otype) noexcept nogil:
+        """What an order report and an algo-order report (executionReport, ORDER_TRADE_UPDATE's "o",
+        ALGO_UPDATE's "o") name alike: the instrument (s), the side (S), the status (X: an order's, or an
+        algo order's when `algo`) and the order type (o). 0, or the drop code (detail set)."""
+        cdef const char *s
+        cdef Py_ssize_t n
+        cdef int r = self._symbol(o, K_s, inst)
+        if r != 0:
+            return r
+        r = self._need_str(o, K_S, "S (side)", &s, &n)
+        if r != 0:
+            return r
+        if _eq(s, n, "SELL", 4):
+            sell[0] = True
+        elif _eq(s, n, "BUY", 3):
+            sell[0] = False
+        else:
+            self._set_detail("S (side)", s, n)
+            return DROP_BAD_FIELD
+        r = self._need_str(o, K_X, "X (algo status)" if algo else "X (order status)", &s, &n)
+        if r != 0:
+            return r
+        status[0] = self._enum(algo_status_code(s, n) if algo else order_status_code(s, n), t.ORDER_STATUS_UNKNOWN)
+        r = self._need_str(o, K_o, "o (order type)", &s, &n)
+        if r != 0:
+            return r
+        otype[0] = self._enum(order_type_code(s, n, usdm), t.ORDER_TYPE_UNKNOWN)
+        return 0
+
     cdef int _build_order(self, const Fields *o, bint usdm, int64_t ts_local, Record *out, Py_ssize_t capacity,
                           Py_ssize_t *written) noexcept nogil:
         """executionReport (spot, fields in the event object) and ORDER_TRADE_UPDATE (USD-M, fields in
@@ -1865,31 +1895,13 @@ cdef class BinanceDecoder:
         cdef int r, pp, sp, status, otype, tif, ex, reason = t.ORDER_REASON_NONE
         cdef int64_t price, qty, cum, order_id, avg = 0, stop = 0, last_px = 0, last_qty = 0, fee = 0
         cdef int64_t trade_id = 0, realized = 0, client_id, fee_asset = 0, cum_quote = 0, ts
-        cdef bint sell, maker = False, fill
+        cdef bint sell = False, maker = False, fill
         cdef Py_ssize_t need
-        r = self._symbol(o, K_s, &inst)
+        r = self._order_fields(o, usdm, False, &inst, &sell, &status, &otype)
         if r != 0:
             return r
         pp = inst.price_precision
         sp = inst.size_precision
-        r = self._need_str(o, K_S, "S (side)", &s, &n)
-        if r != 0:
-            return r
-        if _eq(s, n, "SELL", 4):
-            sell = True
-        elif _eq(s, n, "BUY", 3):
-            sell = False
-        else:
-            self._set_detail("S (side)", s, n)
-            return DROP_BAD_FIELD
-        r = self._need_str(o, K_X, "X (order status)", &s, &n)
-        if r != 0:
-            return r
-        status = self._enum(order_status_code(s, n), t.ORDER_STATUS_UNKNOWN)
-        r = self._need_str(o, K_o, "o (order type)", &s, &n)
-        if r != 0:
-            return r
-        otype = self._enum(order_type_code(s, n, usdm), t.ORDER_TYPE_UNKNOWN)
         r = self._need_str(o, K_f, "f (time in force)", &s, &n)
         if r != 0:
             return r
@@ -1975,35 +1987,15 @@ cdef class BinanceDecoder:
         No FILL: the triggered order's trades arrive as ORDER_TRADE_UPDATE under the same client id."""
         cdef const Fields *o = &self._inner
         cdef SymbolEntry inst
-        cdef const char *s
-        cdef Py_ssize_t n
         cdef const Slot *sl
         cdef int r, pp, sp, status, otype, tif, ex, reason = t.ORDER_REASON_NONE
         cdef int64_t price = 0, qty, cum = 0, algo_id, avg = 0, trigger = 0, client_id, ts
-        cdef bint sell
-        r = self._symbol(o, K_s, &inst)
+        cdef bint sell = False
+        r = self._order_fields(o, True, True, &inst, &sell, &status, &otype)
         if r != 0:
             return r
         pp = inst.price_precision
         sp = inst.size_precision
-        r = self._need_str(o, K_S, "S (side)", &s, &n)
-        if r != 0:
-            return r
-        if _eq(s, n, "SELL", 4):
-            sell = True
-        elif _eq(s, n, "BUY", 3):
-            sell = False
-        else:
-            self._set_detail("S (side)", s, n)
-            return DROP_BAD_FIELD
-        r = self._need_str(o, K_X, "X (algo status)", &s, &n)
-        if r != 0:
-            return r
-        status = self._enum(algo_status_code(s, n), t.ORDER_STATUS_UNKNOWN)
-        r = self._need_str(o, K_o, "o (order type)", &s, &n)
-        if r != 0:
-            return r
-        otype = self._enum(order_type_code(s, n, True), t.ORDER_TYPE_UNKNOWN)
         sl = fget(o, K_f)
         tif = self._enum(tif_code(sl.s, sl.n), t.TIF_UNKNOWN) if sl != NULL and sl.type == SLOT_STR else t.TIF_GTC
         r = self._need_int(o, K_aid, "aid (algo id)", &algo_id)

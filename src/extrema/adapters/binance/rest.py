@@ -338,13 +338,8 @@ class BinanceRest:
                            order_id: Optional[int] = None, timeout: Optional[float] = None) -> dict:
         """DELETE order by origClientOrderId (or orderId). -2011 'Unknown order sent.' raises
         UnknownOrderError; an unknown outcome raises OrderStatusUnknown."""
-        if client_order_id is None and order_id is None:
-            raise ValueError("give client_order_id or order_id")
-        if client_order_id is not None:
-            validate_client_order_id(client_order_id)
-        params = {"symbol": _symbol(symbol), "orderId": order_id, "origClientOrderId": client_order_id}
-        ref = client_order_id if client_order_id is not None else str(order_id)
-        return await self._call("cancel_order", params, timeout=timeout, order=(ref, "cancel", params["symbol"]))
+        return await self._by_ref("cancel_order", symbol, "origClientOrderId", client_order_id, "orderId", order_id,
+                                  timeout)
 
     async def cancel_replace(self, symbol: str, *, orig_client_order_id: str, side: str, quantity, price,
                              new_client_order_id: Optional[str] = None, order_type: str = "LIMIT",
@@ -395,10 +390,8 @@ class BinanceRest:
     async def query_order(self, symbol: str, *, client_order_id: Optional[str] = None,
                           order_id: Optional[int] = None, timeout: Optional[float] = None) -> dict:
         """GET order by origClientOrderId (or orderId); -2013 raises OrderNotFoundError."""
-        if client_order_id is None and order_id is None:
-            raise ValueError("give client_order_id or order_id")
-        params = {"symbol": _symbol(symbol), "orderId": order_id, "origClientOrderId": client_order_id}
-        return await self._call("query_order", params, timeout=timeout)
+        return await self._by_ref("query_order", symbol, "origClientOrderId", client_order_id, "orderId", order_id,
+                                  timeout)
 
     async def open_orders(self, symbol: Optional[str] = None, *, timeout: Optional[float] = None) -> list:
         """GET openOrders for one symbol, or all (much heavier: spot 80, USD-M 40 weight)."""
@@ -472,21 +465,28 @@ class BinanceRest:
         """USD-M DELETE /fapi/v1/algoOrder by clientAlgoId (or algoId). An unknown / finished algo order
         raises the venue's error (UnknownOrderError for -2011)."""
         self._usdm_only("cancel_algo_order")
-        if client_algo_id is None and algo_id is None:
-            raise ValueError("give client_algo_id or algo_id")
-        params = {"algoId": algo_id, "clientAlgoId": client_algo_id}
-        ref = client_algo_id if client_algo_id is not None else str(algo_id)
-        return await self._call("cancel_algo_order", params, timeout=timeout, order=(ref, "cancel", ""))
+        return await self._by_ref("cancel_algo_order", None, "clientAlgoId", client_algo_id, "algoId", algo_id, timeout)
 
     async def query_algo_order(self, *, client_algo_id: Optional[str] = None, algo_id: Optional[int] = None,
                                timeout: Optional[float] = None) -> dict:
         """USD-M GET /fapi/v1/algoOrder by clientAlgoId (or algoId); an unknown one raises the venue's error
         (OrderNotFoundError)."""
         self._usdm_only("query_algo_order")
-        if client_algo_id is None and algo_id is None:
-            raise ValueError("give client_algo_id or algo_id")
-        return await self._call("query_algo_order", {"algoId": algo_id, "clientAlgoId": client_algo_id},
-                                timeout=timeout)
+        return await self._by_ref("query_algo_order", None, "clientAlgoId", client_algo_id, "algoId", algo_id, timeout)
+
+    async def _by_ref(self, name: str, symbol: Optional[str], client_key: str, client_id: Optional[str],
+                      id_key: str, venue_id: Optional[int], timeout: Optional[float]):
+        """Cancel or look up one order (or algo order: no symbol, its own ids) by client id or venue id. A
+        cancel whose outcome is unknown raises OrderStatusUnknown under the id it was sent with."""
+        if client_id is None and venue_id is None:
+            raise ValueError(f"give {'client_algo_id or algo_id' if symbol is None else 'client_order_id or order_id'}")
+        if client_id is not None:
+            validate_client_order_id(client_id)
+        params = {"symbol": _symbol(symbol), id_key: venue_id, client_key: client_id}
+        ref = client_id if client_id is not None else str(venue_id)
+        cancel = name.startswith("cancel")
+        return await self._call(name, params, timeout=timeout,
+                                order=(ref, "cancel", symbol or "") if cancel else None)
 
     async def open_algo_orders(self, symbol: Optional[str] = None, *, timeout: Optional[float] = None) -> list:
         """USD-M GET /fapi/v1/openAlgoOrders: the algo orders not yet finished (one symbol, or all)."""

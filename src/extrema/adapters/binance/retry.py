@@ -138,13 +138,7 @@ class RetryPolicy:
                     return KNOWN, known
                 # The venue does not know it and it can no longer arrive: it never executed.
                 self.counters["resent_after_query"] += 1
-            wait = self.allows(attempt, error)
-            if wait is None:
-                self.counters["gave_up"] += 1
-                raise RetriesExhausted(f"not executed after {attempt} send(s): {error}", last=error) from error
-            log.info("order request: send %d failed (%s); again in %.3f s", attempt, error, wait)
-            self.counters["retries"] += 1
-            await asyncio.sleep(wait)
+            await self._back_off(attempt, error, "order")
             attempt += 1
             error = None
 
@@ -177,15 +171,19 @@ class RetryPolicy:
                 # Still open: the cancel did not (yet) execute. Sending it again is harmless - a cancel of
                 # an order already cancelled is answered -2011, which ends here as GONE.
                 self.counters["resent_after_query"] += 1
-            wait = self.allows(attempt, error)
-            if wait is None:
-                self.counters["gave_up"] += 1
-                raise RetriesExhausted(f"cancel not executed after {attempt} send(s): {error}", last=error) \
-                    from error
-            self.counters["retries"] += 1
-            await asyncio.sleep(wait)
+            await self._back_off(attempt, error, "cancel")
             attempt += 1
             error = None
+
+    async def _back_off(self, attempt: int, error: BaseException, what: str) -> None:
+        """Wait before send `attempt` + 1 of a request that did not execute, or raise RetriesExhausted."""
+        wait = self.allows(attempt, error)
+        if wait is None:
+            self.counters["gave_up"] += 1
+            raise RetriesExhausted(f"{what} not executed after {attempt} send(s): {error}", last=error) from error
+        log.info("%s request: send %d failed (%s); again in %.3f s", what, attempt, error, wait)
+        self.counters["retries"] += 1
+        await asyncio.sleep(wait)
 
     async def settle(self, query: Callable[[], Awaitable[dict]], *, now_ms: Optional[Callable[[], int]],
                      window_ms: int, error: Optional[BaseException] = None) -> Optional[dict]:
