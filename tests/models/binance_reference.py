@@ -381,6 +381,8 @@ class ReferenceDecoder:
         cum = optional(o, "aq", sp, False)
         avg = optional(o, "ap", pp, False, True)
         trigger = optional(o, "tp", pp, False)
+        actual = o.get("ai")
+        actual = actual if isinstance(actual, int) and not isinstance(actual, bool) else optional(o, "ai", 0, False)
         if status == 4 and cum < qty:
             status = 5
         ex = {2: EXEC["NEW"], 4: EXEC["TRADE"], 5: EXEC["CANCELED"], 6: EXEC["REJECTED"], 7: EXEC["EXPIRED"]}.get(status, 0)
@@ -390,7 +392,8 @@ class ReferenceDecoder:
         ts = self._time(d, "T") or self._time(d, "E")
         sell = FLAG_ASK if side == "SELL" else 0
         result.records += [
-            (KIND_ORDER_UPDATE, sell | ONE_CONTINUATION, iid, ts, ts_local, client, price, qty, cum, algo_id),
+            (KIND_ORDER_UPDATE, sell | ONE_CONTINUATION, iid, ts, ts_local, client, price, qty, cum,
+             actual if actual > 0 else algo_id),
             (KIND_CONTINUATION, 1, iid, status, otype, tif, avg, trigger, qty - cum, (ex << 16) | reason)]
 
     def _order(self, d, ts_local, result):

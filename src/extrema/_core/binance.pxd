@@ -49,7 +49,7 @@ cdef struct Slot:
     Py_ssize_t n
 
 cdef enum:
-    N_SLOTS = 84
+    N_SLOTS = 85
 
 cdef struct Fields:
     uint64_t present[2]

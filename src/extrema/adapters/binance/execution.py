@@ -115,12 +115,12 @@ def _on_grid(value, precision):
 
 
 # WebSocket API method -> the operation a retry runner carries out for it (_on_answer).
-_OPERATION = {"order.place": "new", "order.cancel": "cancel"}
+_OPERATION = {"order.place": "new", "order.cancel": "cancel", "algoOrder.place": "new", "algoOrder.cancel": "cancel"}
 
 
 class _Order:
     __slots__ = ("request", "instrument", "text", "status", "price", "quantity", "venue_id", "sent_ms", "algo",
-                 "busy")
+                 "algo_id", "busy")
 
     def __init__(self, request, instrument, text):
         self.request = request
@@ -129,7 +129,8 @@ class _Order:
         self.status = OrderStatus.SUBMITTED
         self.price = request.price
         self.quantity = request.quantity
-        self.venue_id = 0               # Binance's orderId, once a report names it
+        self.venue_id = 0               # Binance's orderId (for an algo order: its triggered order's), once known
+        self.algo_id = 0                # an algo order's algoId, once an answer names it
         self.sent_ms = time_us() // 1000
         self.algo = False               # a USD-M conditional order, kept by Binance's algo service
         self.busy = set()               # operations ("new", "cancel") a retry runner is carrying out
@@ -228,8 +229,8 @@ class BinanceExecution(VenuePart, ExecutionClient):
         o.algo = is_algo_order(self.market, order)
         self.counters["submitted"] += 1
         if self.ws_api is None or o.algo:
-            # Conditional orders take the REST algo-order endpoint with either order entry: they wait for
-            # their trigger, so the WebSocket API's lower latency buys nothing for them.
+            # Conditional orders wait for their trigger, so sending them inside the hook buys nothing: they
+            # go from a task, on the WebSocket API (algoOrder.place, USD-M) or REST (POST algoOrder).
             self._run(o, "new", self._place(o))
             return
         try:
@@ -375,7 +376,9 @@ class BinanceExecution(VenuePart, ExecutionClient):
             self._reject(o, 0, str(exc))
             return
         symbol, side = o.instrument.venue_symbol, o.request.side.upper()
-        if o.algo:
+        if o.algo and self.ws_api is not None:
+            send = lambda: self._ws_api_answer(self.ws_api.place_algo_order(symbol, side, order_type, **args))  # noqa: E731
+        elif o.algo:
             send = lambda: self.rest.new_algo_order(symbol, side, order_type, **args)      # noqa: E731
         elif self.ws_api is None:
             send = lambda: self.rest.new_order(symbol, side, order_type, **args)           # noqa: E731
@@ -394,8 +397,26 @@ class BinanceExecution(VenuePart, ExecutionClient):
         except (BinanceError, ValueError) as exc:
             self._reject(o, getattr(exc, "code", 0) or 0, str(exc))
         else:
+            if o.algo:
+                self._learn_ids(o, data)
             if how == KNOWN:
                 self._publish_known(o, data)
+
+    @staticmethod
+    def _learn_ids(o: _Order, data):
+        """An algo order's two ids from a venue answer (New / Query Algo Order, openAlgoOrders): its algoId,
+        and - once triggered - the order it placed in the matching engine (actualOrderId), which its trades
+        carry. The stream's ALGO_UPDATE names the algo id until then (the decoder's aux1): never taken for
+        the order id."""
+        if not isinstance(data, dict):
+            return
+        if data.get("algoId"):
+            o.algo_id = int(data["algoId"])
+        actual = data.get("actualOrderId") if "clientAlgoId" in data else data.get("orderId")
+        if actual:
+            o.venue_id = int(actual)
+        elif o.venue_id == o.algo_id:
+            o.venue_id = 0
 
     def _publish_known(self, o: _Order, data: dict):
         """The venue's state of `o` learnt by a lookup, published unless the stream already said so."""
@@ -408,13 +429,21 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self._publish(records)
 
     async def _query(self, o: _Order) -> dict:
-        """The venue's view of one of our orders (GET order, or GET algoOrder for a conditional one)."""
-        if o.algo:
-            return await self.rest.query_algo_order(client_algo_id=o.text)
-        return await self.rest.query_order(o.instrument.venue_symbol, client_order_id=o.text)
+        """The venue's view of one of our orders (GET order), or of a conditional one: GET algoOrder, and
+        once it has triggered, the order it placed in the matching engine (GET order by actualOrderId) -
+        that one knows what was filled."""
+        symbol = o.instrument.venue_symbol
+        if not o.algo:
+            return await self.rest.query_order(symbol, client_order_id=o.text)
+        data = await self.rest.query_algo_order(client_algo_id=o.text)
+        actual = data.get("actualOrderId")
+        if actual:
+            self._learn_ids(o, data)
+            return await self.rest.query_order(symbol, order_id=int(actual))
+        return data
 
     def _state_records(self, o: _Order, data: dict):
-        return self._algo_report_records(data) if o.algo else self._report_records(data)
+        return self._algo_report_records(data) if "clientAlgoId" in data else self._report_records(data)
 
     def _algo_report_records(self, a: dict):
         """A REST algo order (New / Query Algo Order, openAlgoOrders) as the ALGO_UPDATE the stream would
@@ -432,7 +461,9 @@ class BinanceExecution(VenuePart, ExecutionClient):
         send). An order the venue does not know or no longer has open needs nothing more: its final state
         is (or will be) on the user stream."""
         symbol = o.instrument.venue_symbol
-        if o.algo:
+        if o.algo and self.ws_api is not None:
+            send = lambda: self._ws_api_answer(self.ws_api.cancel_algo_order(client_algo_id=o.text))  # noqa: E731
+        elif o.algo:
             send = lambda: self.rest.cancel_algo_order(client_algo_id=o.text)                  # noqa: E731
         elif self.ws_api is None:
             send = lambda: self.rest.cancel_order(symbol, client_order_id=o.text)              # noqa: E731
@@ -557,8 +588,10 @@ class BinanceExecution(VenuePart, ExecutionClient):
 
     async def _reconcile(self):
         """At start and after every reconnect, in this order:
-        1. read the venue's open orders, USD-M positions and balances, and the final state of every order
-           held live here that the venue no longer lists (GET order by origClientOrderId);
+        1. read the venue's open orders (USD-M: also its open algo orders, GET openAlgoOrders - a
+           conditional order waiting for its trigger is open though openOrders does not list it), USD-M
+           positions and balances, and the final state of every order held live here that the venue no
+           longer lists (GET order by origClientOrderId, GET algoOrder by clientAlgoId);
         2. fetch the trades of the symbols with such orders since the last fill this client saw
            (GET myTrades / userTrades, `_recover_fills`) and publish the ones the engine has not counted
            as FILL records - through the engine like live ones, so the order table, the portfolio and the
@@ -568,14 +601,19 @@ class BinanceExecution(VenuePart, ExecutionClient):
            `reconcile_events`), now that the missed fills are in the portfolio;
         4. publish the final states read in 1 as ORDER_UPDATE records."""
         from extrema.execution.reconciliation import VenueSnapshot, reconcile
+        usdm = self.market == Market.BINANCE_USDM
         try:
             open_orders = await self.rest.open_orders()
-            positions = await self.rest.positions() if self.market == Market.BINANCE_USDM else []
+            open_algo = await self.rest.open_algo_orders() if usdm else []
+            positions = await self.rest.positions() if usdm else []
             balances = await self.rest.balances()
         except BinanceError as exc:
             log.warning("%s reconciliation: the venue's state could not be read (%s)", self.market.name, exc)
             return
         listed = {order["clientOrderId"] for order in open_orders}
+        # A triggered algo order works in the matching engine under its client id: openOrders has it.
+        open_algo = [a for a in open_algo if a["clientAlgoId"] not in listed]
+        listed |= {a["clientAlgoId"] for a in open_algo}
         live = [o for o in self._orders.values() if o.status not in _TERMINAL]
         finals = []
         for o in live:
@@ -587,17 +625,22 @@ class BinanceExecution(VenuePart, ExecutionClient):
                 continue            # never reached the venue: its rejection is (or will be) published
             except BinanceError as exc:
                 log.warning("reconciliation query of %s failed: %s", o.text, exc)
-        for order in list(open_orders) + [data for o, data in finals if not o.algo]:
+        for order in list(open_orders) + [data for o, data in finals if "clientAlgoId" not in data]:
             o = self._by_text.get(order["clientOrderId"])
             if o is not None and order.get("orderId"):
                 o.venue_id = int(order["orderId"])
+        for a in open_algo + [data for o, data in finals if "clientAlgoId" in data]:
+            o = self._by_text.get(a["clientAlgoId"])
+            if o is not None:
+                self._learn_ids(o, a)
         await self._recover_fills(live)
         heads = []
         for order in open_orders:
-            ours = self.order_ids.parse(order["clientOrderId"]) if self.order_ids is not None else None
-            if ours is not None and self._codec().client_order_id(order["clientOrderId"]) is None:
-                self._codec().register_client_order_id(order["clientOrderId"], ours)   # ours, from a past run
+            self._adopt_id(order["clientOrderId"])
             heads.append(self._report_records(order))
+        for a in open_algo:
+            self._adopt_id(a["clientAlgoId"])
+            heads.append(self._algo_report_records(a))
         snapshot = VenueSnapshot(self.market,
                                  open_orders=np.concatenate(heads) if heads else self._no_records(),
                                  positions=self._venue_positions(positions),
@@ -612,6 +655,12 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self.counters["reconciled"] += 1
         for o, data in finals:
             self._publish(self._state_records(o, data))
+
+    def _adopt_id(self, text: str):
+        """A client order id of ours from a past run (the venue lists it open): known to the decoder."""
+        ours = self.order_ids.parse(text) if self.order_ids is not None else None
+        if ours is not None and self._codec().client_order_id(text) is None:
+            self._codec().register_client_order_id(text, ours)
 
     async def _recover_fills(self, live):
         """Fetch the trades of `live` orders' symbols made since the last fill seen (fromId = last trade id
@@ -737,8 +786,9 @@ class BinanceExecution(VenuePart, ExecutionClient):
         for i in np.flatnonzero(kinds == RecordKind.ORDER_UPDATE).tolist():
             o = self._orders.get(int(records[i]["sequence"]))
             if o is not None:
-                if records[i]["aux1"] > 0:
-                    o.venue_id = int(records[i]["aux1"])
+                vid = int(records[i]["aux1"])
+                if vid > 0 and not (o.algo and vid == o.algo_id):
+                    o.venue_id = vid
                 o.status = int(records[i + 1]["ts_exchange"])
                 if o.status in _TERMINAL:
                     self._finish(o)

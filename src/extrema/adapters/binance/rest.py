@@ -51,7 +51,7 @@ from .retry import RetryPolicy
 from .ratelimit import SPOT_DEFAULT_LIMITS, USDM_DEFAULT_LIMITS, RateLimit, RateLimiter, parse_retry_after
 from .signing import BinanceCredentials, encode_params, sign_query, sign_ws_api_params
 
-__all__ = ["BinanceRest", "ALGO_ORDER_TYPES", "Balance", "ReplaceResult", "ClockSample", "validate_client_order_id",
+__all__ = ["BinanceRest", "ALGO_ORDER_TYPES", "algo_order_params", "Balance", "ReplaceResult", "ClockSample", "validate_client_order_id",
            "SPOT_BASE_URL", "USDM_BASE_URL"]
 
 log = logging.getLogger("extrema.adapters.binance.rest")
@@ -431,32 +431,10 @@ class BinanceRest:
         Raises OrderStatusUnknown when the outcome is unknown - query by client_algo_id, do not resend.
         https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/New-Algo-Order"""
         self._usdm_only("new_algo_order")
-        validate_client_order_id(client_algo_id)
-        side = _upper(side, "side", ("BUY", "SELL"))
-        order_type = _upper(order_type, "order_type", ALGO_ORDER_TYPES)
-        if order_type == "TRAILING_STOP_MARKET":
-            if callback_rate is None:
-                raise ValueError("a TRAILING_STOP_MARKET order needs callback_rate")
-        elif trigger_price is None:
-            raise ValueError(f"a {order_type} order needs trigger_price")
-        if order_type in ("STOP", "TAKE_PROFIT"):
-            if price is None:
-                raise ValueError(f"a {order_type} order needs a price")
-            time_in_force = _upper(time_in_force or "GTC", "time_in_force", ("GTC", "IOC", "FOK", "GTX", "GTD"))
-        elif price is not None:
-            raise ValueError(f"a {order_type} order has no price")
-        if quantity is None:
-            raise ValueError("give quantity")
-        if working_type is not None:
-            working_type = _upper(working_type, "working_type", ("MARK_PRICE", "CONTRACT_PRICE"))
-        params: Dict[str, Any] = {
-            "algoType": "CONDITIONAL", "symbol": _symbol(symbol), "side": side, "type": order_type,
-            "timeInForce": time_in_force, "quantity": _decimal(quantity, "quantity"),
-            "price": _decimal(price, "price"), "triggerPrice": _decimal(trigger_price, "trigger_price"),
-            "workingType": working_type, "reduceOnly": reduce_only,
-            "activatePrice": _decimal(activate_price, "activate_price"),
-            "callbackRate": _decimal(callback_rate, "callback_rate"), "clientAlgoId": client_algo_id}
-        _merge_extra(params, extra)
+        params = algo_order_params(symbol, side, order_type, client_algo_id=client_algo_id, quantity=quantity,
+                                   price=price, trigger_price=trigger_price, time_in_force=time_in_force,
+                                   reduce_only=reduce_only, working_type=working_type,
+                                   activate_price=activate_price, callback_rate=callback_rate, extra=extra)
         return await self._call("new_algo_order", params, timeout=timeout,
                                 order=(client_algo_id, "new", params["symbol"]))
 
@@ -777,6 +755,42 @@ def _unreadable(ep: Endpoint, status: int, body: bytes) -> BinanceError:
                                   endpoint=ep.name, status=status) if not ep.idempotent else \
         InvalidResponseError(f"{ep.name}: HTTP {status} with a body that is not JSON: {preview!r}",
                              endpoint=ep.name, status=status)
+
+
+def algo_order_params(symbol: str, side: str, order_type: str, *, client_algo_id: str, quantity=None, price=None,
+                      trigger_price=None, time_in_force: Optional[str] = None, reduce_only: Optional[bool] = None,
+                      working_type: Optional[str] = None, activate_price=None, callback_rate=None,
+                      extra: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """The checked parameters of a USD-M New Algo Order (algoType CONDITIONAL), the same for REST
+    (POST /fapi/v1/algoOrder) and the WebSocket API (algoOrder.place); ValueError / TypeError before
+    anything is sent."""
+    validate_client_order_id(client_algo_id)
+    side = _upper(side, "side", ("BUY", "SELL"))
+    order_type = _upper(order_type, "order_type", ALGO_ORDER_TYPES)
+    if order_type == "TRAILING_STOP_MARKET":
+        if callback_rate is None:
+            raise ValueError("a TRAILING_STOP_MARKET order needs callback_rate")
+    elif trigger_price is None:
+        raise ValueError(f"a {order_type} order needs trigger_price")
+    if order_type in ("STOP", "TAKE_PROFIT"):
+        if price is None:
+            raise ValueError(f"a {order_type} order needs a price")
+        time_in_force = _upper(time_in_force or "GTC", "time_in_force", ("GTC", "IOC", "FOK", "GTX", "GTD"))
+    elif price is not None:
+        raise ValueError(f"a {order_type} order has no price")
+    if quantity is None:
+        raise ValueError("give quantity")
+    if working_type is not None:
+        working_type = _upper(working_type, "working_type", ("MARK_PRICE", "CONTRACT_PRICE"))
+    params: Dict[str, Any] = {
+        "algoType": "CONDITIONAL", "symbol": _symbol(symbol), "side": side, "type": order_type,
+        "timeInForce": time_in_force, "quantity": _decimal(quantity, "quantity"),
+        "price": _decimal(price, "price"), "triggerPrice": _decimal(trigger_price, "trigger_price"),
+        "workingType": working_type, "reduceOnly": reduce_only,
+        "activatePrice": _decimal(activate_price, "activate_price"),
+        "callbackRate": _decimal(callback_rate, "callback_rate"), "clientAlgoId": client_algo_id}
+    _merge_extra(params, extra)
+    return params
 
 
 def _symbol(symbol: Optional[str]) -> Optional[str]:

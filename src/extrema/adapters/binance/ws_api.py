@@ -74,7 +74,7 @@ from .errors import (
     SPOT, USDM, BinanceConnectionError, BinanceError, ExecutionStatusUnknown, IPBannedError,
     InvalidResponseError, OrderStatusUnknown, RateLimitError, error_from_response)
 from .ratelimit import RAW_REQUESTS, SPOT_DEFAULT_LIMITS, USDM_DEFAULT_LIMITS, RateLimit, RateLimiter
-from .rest import validate_client_order_id
+from .rest import algo_order_params, validate_client_order_id
 from .signing import KEY_ED25519, BinanceCredentials, format_param
 
 __all__ = ["BinanceWsApi", "WsApiResponse", "SPOT_WS_API_URL", "USDM_WS_API_URL"]
@@ -89,6 +89,7 @@ USDM_WS_API_URL = "wss://ws-fapi.binance.com/ws-fapi/v1"
 _ENDPOINT_OF = {
     "order.place": "new_order", "order.cancel": "cancel_order", "order.cancelReplace": "cancel_replace",
     "order.modify": "modify_order", "order.status": "query_order", "openOrders.status": "open_orders",
+    "algoOrder.place": "new_algo_order", "algoOrder.cancel": "cancel_algo_order",
 }
 _FIXED_WEIGHT = {"session.logon": 2, "session.status": 2, "session.logout": 2,
                  "userDataStream.subscribe.signature": 2, "userDataStream.unsubscribe": 2,
@@ -99,7 +100,7 @@ SPOT_WS_API_LIMITS = tuple(lim for lim in SPOT_DEFAULT_LIMITS if lim.kind != RAW
 RECENT_ANSWERS = 1024
 _SPOT_ONLY = ("order.cancelReplace", "openOrders.status", "userDataStream.subscribe.signature",
               "userDataStream.unsubscribe", "time")
-_USDM_ONLY = ("order.modify",)
+_USDM_ONLY = ("order.modify", "algoOrder.place", "algoOrder.cancel")
 
 # Values written into the JSON text without escaping must not contain '"', '\\' or control characters.
 _SYMBOL = re.compile(r"[A-Za-z0-9_\-.]{1,40}\Z|[^\"\\\x00-\x1f]{1,40}\Z")
@@ -363,7 +364,8 @@ class BinanceWsApi:
                                client_order_id, operation, symbol)
         items.sort()
         if items and items[0][0] < "apiKey":
-            raise ValueError(f"WS-API {method}: parameter {items[0][0]!r} sorts before apiKey; not supported")
+            return self._send_sorted(method, items, weight, orders, client_order_id, operation, symbol,
+                                     require_ready)
         # Split around the names the client adds (apiKey < [a] < recvWindow < [b] < timestamp < [c]).
         parts = [["", ""], ["", ""], ["", ""]]
         for k, v, j in items:
@@ -373,6 +375,27 @@ class BinanceWsApi:
         (pa, ja), (pb, jb), (pc, jc) = parts
         return self._send_parts(method, pa, ja, pb, jb, pc, jc, weight, orders, client_order_id, operation,
                                 symbol, require_ready)
+
+    def _send_sorted(self, method: str, items: List[Tuple[str, str, str]], weight: int, orders: int,
+                     client_order_id: Optional[str], operation: Optional[str], symbol: Optional[str],
+                     require_ready: bool) -> int:
+        """A signed request with parameter names that sort before apiKey (USD-M algoOrder.*: algoId,
+        algoType): apiKey, recvWindow and timestamp are sorted in with the rest - the general path."""
+        self._check_sendable(method, require_ready)
+        res = self.rate_limiter.try_acquire(weight, orders, endpoint=method)
+        rid = next(self._ids)
+        ts = str(self._now_ms())
+        rw = self._recv_window_text
+        if self._authenticated:
+            full = sorted(items + [("recvWindow", rw, rw), ("timestamp", ts, ts)])
+            params = ",".join(f'"{k}":{j}' for k, _, j in full)
+        else:
+            full = sorted(items + [("apiKey", self._api_key, self._api_key_json), ("recvWindow", rw, rw),
+                                   ("timestamp", ts, ts)])
+            sig = self._sign("&".join(f"{k}={v}" for k, v, _ in full).encode())
+            params = ",".join(f'"{k}":{j}' for k, _, j in full) + f',"signature":"{sig}"'
+        return self._write(method, f'{{"id":{rid},"method":"{method}","params":{{{params}}}}}', res, rid,
+                           client_order_id, operation, symbol)
 
     def _check_sendable(self, method: str, require_ready: bool) -> None:
         if require_ready and not self._ready:
@@ -419,15 +442,7 @@ class BinanceWsApi:
                 weight: Optional[int] = None, orders: int = 0) -> int:
         """Send any WebSocket API method (values formatted as for signing: decimals as str / Decimal, ints,
         bools). Weight defaults to the method's documented one (1 when unknown). Returns the request id."""
-        items = []
-        for k, v in (params or {}).items():
-            if v is None:
-                continue
-            if k in ("signature", "timestamp", "recvWindow", "apiKey"):
-                raise ValueError(f"{k} is set by the client")
-            text = format_param(v)
-            items.append((k, text, text if isinstance(v, int) and not isinstance(v, bool) else json.dumps(text)))
-        items.sort()
+        items = _items(params or {})
         if weight is None:
             weight = self._weight(method, params or {})
         return self._send(method, items, signed=signed, weight=weight, orders=orders)
@@ -640,6 +655,40 @@ class BinanceWsApi:
         ep = self._endpoints["cancel_replace"]
         return self._send("order.cancelReplace", items, signed=True, weight=ep.weight, orders=ep.orders,
                           client_order_id=new_client_order_id, operation="replace", symbol=symbol)
+
+    # --- USD-M conditional (algo) orders ---------------------------------------------------------------
+
+    def place_algo_order(self, symbol: str, side: str, order_type: str, *, client_algo_id: str, quantity=None,
+                         price=None, trigger_price=None, time_in_force: Optional[str] = None,
+                         reduce_only: Optional[bool] = None, working_type: Optional[str] = None,
+                         activate_price=None, callback_rate=None, extra: Optional[Mapping[str, Any]] = None) -> int:
+        """USD-M `algoOrder.place` (algoType CONDITIONAL), written before this returns; returns the request
+        id. Same arguments and checks as BinanceRest.new_algo_order; a lost answer comes back as
+        OrderStatusUnknown under `client_algo_id` (query it with GET /fapi/v1/algoOrder).
+        https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/websocket-api/New-Algo-Order"""
+        self._check_method("algoOrder.place")
+        params = algo_order_params(symbol, side, order_type, client_algo_id=client_algo_id, quantity=quantity,
+                                   price=price, trigger_price=trigger_price, time_in_force=time_in_force,
+                                   reduce_only=reduce_only, working_type=working_type,
+                                   activate_price=activate_price, callback_rate=callback_rate, extra=extra)
+        ep = self._endpoints["new_algo_order"]
+        return self._send("algoOrder.place", _items(params), signed=True, weight=ep.weight, orders=ep.orders,
+                          client_order_id=client_algo_id, operation="new", symbol=params["symbol"])
+
+    def cancel_algo_order(self, *, client_algo_id: Optional[str] = None, algo_id: Optional[int] = None) -> int:
+        """USD-M `algoOrder.cancel` by clientAlgoId (or algoId); returns the request id. An algo order the
+        venue does not know (or no longer has open) comes back as the venue's error (-2011).
+        https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/websocket-api/Cancel-Algo-Order"""
+        self._check_method("algoOrder.cancel")
+        if client_algo_id is None and algo_id is None:
+            raise ValueError("give client_algo_id or algo_id")
+        if client_algo_id is not None:
+            validate_client_order_id(client_algo_id)
+        params = {"algoId": _order_id(algo_id) if algo_id is not None else None, "clientAlgoId": client_algo_id}
+        ep = self._endpoints["cancel_algo_order"]
+        return self._send("algoOrder.cancel", _items(params), signed=True, weight=ep.weight, orders=ep.orders,
+                          client_order_id=client_algo_id if client_algo_id is not None else str(algo_id),
+                          operation="cancel", symbol=None)
 
     # --- queries and session ---------------------------------------------------------------------------
 
@@ -914,6 +963,20 @@ def _text(value, what: str) -> str:
     if not isinstance(value, str) or not value or not _SAFE_TEXT.match(value):
         raise ValueError(f"{what} must be a non-empty string without quotes or control characters, got {value!r}")
     return value
+
+
+def _items(params: Mapping[str, Any]) -> List[Tuple[str, str, str]]:
+    """Parameters as sorted (name, signed text, JSON text) items; None values left out."""
+    items = []
+    for k, v in params.items():
+        if v is None:
+            continue
+        if k in ("signature", "timestamp", "recvWindow", "apiKey"):
+            raise ValueError(f"{k} is set by the client")
+        text = format_param(v)
+        items.append((k, text, text if isinstance(v, int) and not isinstance(v, bool) else json.dumps(text)))
+    items.sort()
+    return items
 
 
 def _merge_extra(items: List[Tuple[str, str, str]], extra: Mapping[str, Any]) -> None:
