@@ -173,3 +173,41 @@ def test_backoff_grows_with_jitter_and_honours_retry_after():
     assert policy.delay(1, IPBannedError("418")) is None
     with pytest.raises(ValueError):
         RetryPolicy(jitter=1.5)
+
+
+def test_the_policy_gives_up_on_what_never_executed_and_raises_refusals():
+    import asyncio
+    from extrema.adapters.binance.errors import RetriesExhausted
+    from extrema.adapters.binance.retry import GONE, SENT
+
+    policy = RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.002, rng=random.Random(1))
+    sends = []
+
+    async def busy():
+        sends.append(1)
+        raise ServerBusyError("-1008", code=-1008)
+
+    async def refused():
+        sends.append(1)
+        raise FilterError("-1013", code=-1013)
+
+    async def unknown_order():
+        raise UnknownOrderError("-2011", code=-2011)
+
+    async def never_asked():
+        raise AssertionError("a refusal needs no lookup")
+
+    async def main():
+        with pytest.raises(RetriesExhausted) as e:
+            await policy.place(busy, never_asked, now_ms=lambda: 0, recv_window_ms=0)
+        assert isinstance(e.value.last, ServerBusyError) and len(sends) == 3       # `attempts` sends
+        sends.clear()
+        with pytest.raises(FilterError):
+            await policy.place(refused, never_asked, now_ms=lambda: 0, recv_window_ms=0)
+        assert len(sends) == 1
+        assert await policy.cancel(unknown_order, never_asked) == (GONE, None)
+
+        async def ok():
+            return {"status": "NEW"}
+        assert await policy.place(ok, never_asked, now_ms=lambda: 0, recv_window_ms=0) == (SENT, {"status": "NEW"})
+    asyncio.run(main())

@@ -27,7 +27,7 @@ import logging
 import random
 from typing import Any, Awaitable, Callable, Optional, Tuple
 
-from .errors import (FINAL, QUERY, RETRY, BinanceError, IPBannedError, OrderNotFoundError, OrderStatusUnknown,
+from .errors import (FINAL, QUERY, BinanceError, IPBannedError, OrderNotFoundError, OrderStatusUnknown,
                      RateLimitError, RetriesExhausted, retry_class)
 
 __all__ = ["RetryPolicy", "SENT", "KNOWN", "GONE"]
@@ -121,13 +121,7 @@ class RetryPolicy:
 
         Returns (SENT, answer) or (KNOWN, order from the query). Raises the venue's refusal (FINAL),
         RetriesExhausted when no send executed, OrderStatusUnknown when the venue could not be asked."""
-        attempt = 1
-        while True:
-            if error is None:
-                try:
-                    return SENT, await send()
-                except BinanceError as exc:
-                    error = exc
+        async def after(error):
             kind = retry_class(error)
             if kind == FINAL:
                 raise error
@@ -138,9 +132,8 @@ class RetryPolicy:
                     return KNOWN, known
                 # The venue does not know it and it can no longer arrive: it never executed.
                 self.counters["resent_after_query"] += 1
-            await self._back_off(attempt, error, "order")
-            attempt += 1
-            error = None
+            return None
+        return await self._sends(send, error, after, "order")
 
     async def cancel(self, send: Callable[[], Awaitable[Any]], query: Callable[[], Awaitable[dict]], *,
                      error: Optional[BaseException] = None) -> Tuple[str, Any]:
@@ -149,13 +142,7 @@ class RetryPolicy:
         Returns (SENT, answer), (KNOWN, order) when a lookup found it finished, or (GONE, None) when the
         venue does not know the order or no longer has it open (-2011 / -2013: nothing left to cancel).
         Raises the venue's refusal (FINAL), RetriesExhausted, or OrderStatusUnknown."""
-        attempt = 1
-        while True:
-            if error is None:
-                try:
-                    return SENT, await send()
-                except BinanceError as exc:
-                    error = exc
+        async def after(error):
             if isinstance(error, OrderNotFoundError):
                 return GONE, None
             kind = retry_class(error)
@@ -171,7 +158,23 @@ class RetryPolicy:
                 # Still open: the cancel did not (yet) execute. Sending it again is harmless - a cancel of
                 # an order already cancelled is answered -2011, which ends here as GONE.
                 self.counters["resent_after_query"] += 1
-            await self._back_off(attempt, error, "cancel")
+            return None
+        return await self._sends(send, error, after, "cancel")
+
+    async def _sends(self, send, error, after, what: str) -> Tuple[str, Any]:
+        """Send until an answer: `after(error)` says what a failure means - an outcome to return, None to
+        send again after the back-off - or raises."""
+        attempt = 1
+        while True:
+            if error is None:
+                try:
+                    return SENT, await send()
+                except BinanceError as exc:
+                    error = exc
+            outcome = await after(error)
+            if outcome is not None:
+                return outcome
+            await self._back_off(attempt, error, what)
             attempt += 1
             error = None
 
