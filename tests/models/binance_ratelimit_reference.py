@@ -1,6 +1,8 @@
-"""Reference model (plain Python) of extrema.adapters.binance.ratelimit, kept as it was before the
-per-request reservation moved into extrema._core.ratelimit: tests/adapters/test_binance_ratelimit_compiled.py
-drives both with the same requests, answers and clocks and compares them.
+"""Reference model (plain Python) of what extrema._core.ratelimit compiles: the per-window budgets and the
+per-request reservation, as they were before they moved into compiled code. The rest of the limiter
+(configuration, settling answers, header reports, 429 / 418 blocks) is the production RateLimiter's own,
+shared by subclassing; tests/adapters/test_binance_ratelimit_compiled.py drives both with the same
+requests, answers and clocks and compares them.
 
 Binance rate limits: request-weight and order-count budgets per interval, 429 back-off and 418 bans.
 
@@ -24,73 +26,15 @@ caller's deadline, the caller gets RateLimitError / IPBannedError at once, witho
 """
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import re
-import time
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
-from extrema.adapters.binance.errors import IPBannedError, RateLimitError
+from extrema.adapters.binance import ratelimit as production
+from extrema.adapters.binance.ratelimit import (  # noqa: F401  (the model's public names, as production's)
+    ORDERS, RAW_REQUESTS, REQUEST_WEIGHT, SPOT_DEFAULT_LIMITS, USDM_DEFAULT_LIMITS, RateLimit, parse_retry_after,
+    time_monotonic_loop)
 
-__all__ = ["RateLimit", "RateLimiter", "Reservation", "parse_retry_after", "SPOT_DEFAULT_LIMITS",
-           "USDM_DEFAULT_LIMITS", "REQUEST_WEIGHT", "ORDERS", "RAW_REQUESTS"]
-
-REQUEST_WEIGHT = "REQUEST_WEIGHT"
-ORDERS = "ORDERS"
-RAW_REQUESTS = "RAW_REQUESTS"
-
-_INTERVAL_MS = {"SECOND": 1_000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
-_LETTER = {"SECOND": "S", "MINUTE": "M", "HOUR": "H", "DAY": "D"}
-_LETTER_MS = {"S": 1_000, "M": 60_000, "H": 3_600_000, "D": 86_400_000}
 _COST_WEIGHT, _COST_ORDERS, _COST_ONE = 0, 1, 2
-_HEADER = re.compile(r"^x-mbx-(used-weight|order-count)-(\d+)([smhd])$", re.IGNORECASE)
-
-
-@dataclasses.dataclass(frozen=True)
-class RateLimit:
-    """One limiter: `limit` of `kind` per `interval_num` x `interval` (SECOND / MINUTE / HOUR / DAY)."""
-    kind: str
-    interval: str
-    interval_num: int
-    limit: int
-
-    @property
-    def key(self) -> str:
-        """The header suffix for this interval: '1M', '10S', '1D'."""
-        return f"{self.interval_num}{_LETTER[self.interval]}"
-
-    @property
-    def interval_ms(self) -> int:
-        return self.interval_num * _INTERVAL_MS[self.interval]
-
-    @classmethod
-    def from_exchange_info(cls, entry: Mapping) -> "RateLimit":
-        return cls(entry["rateLimitType"], entry["interval"], int(entry["intervalNum"]), int(entry["limit"]))
-
-
-# Documented defaults, replaced by exchangeInfo's own rateLimits as soon as it is fetched.
-SPOT_DEFAULT_LIMITS = (
-    RateLimit(REQUEST_WEIGHT, "MINUTE", 1, 6000),
-    RateLimit(ORDERS, "SECOND", 10, 100),
-    RateLimit(ORDERS, "DAY", 1, 200000),
-    RateLimit(RAW_REQUESTS, "MINUTE", 5, 61000),
-)
-USDM_DEFAULT_LIMITS = (
-    RateLimit(REQUEST_WEIGHT, "MINUTE", 1, 2400),
-    RateLimit(ORDERS, "MINUTE", 1, 1200),
-    RateLimit(ORDERS, "SECOND", 10, 300),
-)
-
-
-def parse_retry_after(value: Optional[str]) -> Optional[float]:
-    """Retry-After as seconds (Binance sends an integer; a fraction is accepted), None if absent or bad."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
+_HEADER_KIND = {REQUEST_WEIGHT: "USED-WEIGHT", ORDERS: "ORDER-COUNT"}
 
 
 class _Budget:
@@ -168,120 +112,10 @@ class Reservation:
                 f"settled={self.settled})")
 
 
-_HEADER_KIND = {REQUEST_WEIGHT: "USED-WEIGHT", ORDERS: "ORDER-COUNT"}
+class RateLimiter(production.RateLimiter):
+    """The production limiter with the Python budgets and reservation above."""
 
-
-class RateLimiter:
-    """Weight / order budgets for one client (one IP, one account). Windows follow the server clock
-    (`now_ms`: local clock + measured offset) with `window_margin_ms` of allowed error; 429 / 418 blocks
-    follow the loop's monotonic clock."""
-
-    def __init__(self, limits: Iterable[RateLimit], now_ms: Callable[[], int], *, window_margin_ms: int = 100):
-        self._now_ms = now_ms
-        self.window_margin_ms = int(window_margin_ms)
-        self._budgets: List[_Budget] = []
-        self.used: Dict[str, int] = {}          # last header values: {'USED-WEIGHT-1M': 12, 'ORDER-COUNT-10S': 1}
-        self._reported: Dict[Tuple[str, str], Tuple[int, int]] = {}   # (what, key) -> (count, server ms)
-        self._blocked_until = 0.0               # loop time; all requests wait (429)
-        self._banned_until = 0.0                # loop time; all requests wait or fail (418)
-        self._order_blocked_until = 0.0         # loop time; order requests wait (order-count 429)
-        self._changed: Optional[asyncio.Event] = None   # set when a settle may have freed budget
-        self.in_flight = 0                      # reservations not yet settled (requests being sent / awaited)
-        self.set_limits(limits)
-
-    # --- configuration ---------------------------------------------------------------------------------
-
-    def set_limits(self, limits: Iterable[RateLimit]) -> None:
-        """Replace the limiters (e.g. with exchangeInfo's rateLimits), keeping the counts of intervals
-        that stay."""
-        old = {(b.limit.kind, b.limit.key): b for b in self._budgets}
-        budgets = []
-        for lim in limits:
-            b = _Budget(lim)
-            prev = old.get((lim.kind, lim.key))
-            if prev is not None and prev.limit.interval_ms == lim.interval_ms:
-                b.confirmed, b.pending = prev.confirmed, prev.pending
-            else:
-                # A new limiter (e.g. from exchangeInfo, whose own answer reported this interval): start
-                # from what the server last said for it, so the requests already made still count.
-                seen = self._reported.get((_HEADER_KIND.get(lim.kind), lim.key))
-                if seen is not None:
-                    count, at_ms = seen
-                    for w in b.windows(at_ms, self.window_margin_ms):
-                        b.confirmed[w] = count
-            budgets.append(b)
-        self._budgets = budgets
-        self._wake()
-
-    def set_limits_from_exchange_info(self, exchange_info: Mapping) -> None:
-        entries = exchange_info.get("rateLimits") or ()
-        limits = [RateLimit.from_exchange_info(e) for e in entries]
-        if limits:
-            self.set_limits(limits)
-
-    @property
-    def limits(self) -> Tuple[RateLimit, ...]:
-        return tuple(b.limit for b in self._budgets)
-
-    def usage(self) -> Dict[str, Tuple[int, int]]:
-        """{'REQUEST_WEIGHT 1M': (used incl. pending, limit), ...} in the current window."""
-        now = self._now_ms()
-        return {f"{b.limit.kind} {b.limit.key}": (b.used(now // b.limit.interval_ms), b.limit.limit)
-                for b in self._budgets}
-
-    # --- before a request ------------------------------------------------------------------------------
-
-    @staticmethod
-    def _cost(b: _Budget, weight: int, orders: int) -> int:
-        # REQUEST_WEIGHT: the weight, ORDERS: the order count, RAW_REQUESTS: every request counts once.
-        cost_of = b.cost_of
-        return weight if cost_of == _COST_WEIGHT else orders if cost_of == _COST_ORDERS else 1
-
-    def _wait_s(self, weight: int, orders: int, loop_now: float) -> Tuple[float, Optional[type]]:
-        """(seconds to wait, the exception class when the wait is a venue block)."""
-        if self._banned_until > loop_now:
-            return self._banned_until - loop_now, IPBannedError
-        if self._blocked_until > loop_now:
-            return self._blocked_until - loop_now, RateLimitError
-        if orders and self._order_blocked_until > loop_now:
-            return self._order_blocked_until - loop_now, RateLimitError
-        now, margin = self._now_ms(), self.window_margin_ms
-        worst = 0
-        for b in self._budgets:
-            cost_of = b.cost_of
-            wait = b.wait_ms(now, margin, weight if cost_of == _COST_WEIGHT else
-                             orders if cost_of == _COST_ORDERS else 1)
-            if wait > worst:
-                worst = wait
-        return worst / 1000.0, None
-
-    async def acquire(self, weight: int, orders: int, *, deadline: float, endpoint: str) -> Reservation:
-        """Wait until the request fits every budget and no block is active, then reserve its costs.
-        `deadline` is on the loop clock; a wait that would pass it raises RateLimitError (IPBannedError
-        during a ban) at once, with `retry_after` = the wait in seconds."""
-        loop = asyncio.get_running_loop()
-        while True:
-            now = loop.time()
-            wait, blocked_by = self._wait_s(weight, orders, now)
-            if wait <= 0:
-                break
-            if now + wait > deadline:
-                cls = blocked_by or RateLimitError
-                why = ("the IP is banned (HTTP 418)" if cls is IPBannedError else
-                       "backing off after HTTP 429" if blocked_by else
-                       "the request would exceed the rate-limit budget")
-                raise cls(f"{endpoint}: {why}; free again in {wait:.3f} s, after the caller's deadline",
-                          retry_after=wait, endpoint=endpoint, status=418 if cls is IPBannedError else None)
-            if blocked_by is not None:
-                await asyncio.sleep(wait)       # a venue block: nothing ends it early
-                continue
-            if self._changed is None:
-                self._changed = asyncio.Event()
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=wait)
-            except asyncio.TimeoutError:
-                pass
-        return self._reserve(weight, orders)
+    _new_budget = staticmethod(_Budget)
 
     def try_acquire(self, weight: int, orders: int, *, endpoint: str, now_ms: Optional[int] = None) -> Reservation:
         """Reserve the costs now, without waiting: for callers that must send at once or not at all (the
@@ -330,15 +164,6 @@ class RateLimiter:
             reserved[b.ident] = (cost, windows)
         return res
 
-    @staticmethod
-    def _refusal(blocked_by: Optional[type], wait: float, endpoint: str) -> RateLimitError:
-        cls = blocked_by or RateLimitError
-        why = ("the IP is banned (HTTP 418)" if cls is IPBannedError else
-               "backing off after HTTP 429" if blocked_by else
-               "the request would exceed the rate-limit budget")
-        return cls(f"{endpoint}: {why}; free again in {wait:.3f} s; not sent", retry_after=wait,
-                   endpoint=endpoint, status=418 if cls is IPBannedError else None)
-
     def _reserve(self, weight: int, orders: int) -> Reservation:
         res = Reservation(weight, orders)
         self.in_flight += 1
@@ -353,152 +178,3 @@ class RateLimiter:
                     pending[w] = pending.get(w, 0) + cost
                 res.windows[b.ident] = (cost, windows)
         return res
-
-    # --- after a request -------------------------------------------------------------------------------
-
-    def settle(self, res: Reservation, headers: Optional[Mapping[str, str]], *, reached_server: bool) -> None:
-        """Release a reservation: adopt the counts the response reported, or count the costs ourselves
-        when the request may have reached the server and the response said nothing."""
-        if res.settled:
-            return
-        res.settled = True
-        self.in_flight -= 1
-        reported = self.observe_headers(headers) if headers is not None else {}
-        for b in self._budgets:
-            entry = res.windows.get(b.ident)
-            if entry is None:
-                continue
-            cost, windows = entry
-            for w in windows:
-                left = b.pending.get(w, 0) - cost
-                if left > 0:
-                    b.pending[w] = left
-                else:
-                    b.pending.pop(w, None)
-                if reached_server and b.header_ident not in reported:
-                    b.confirmed[w] = b.confirmed.get(w, 0) + cost
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
-
-    def observe_headers(self, headers: Mapping[str, str]) -> Dict[Tuple[str, str], int]:
-        """Take the X-MBX-USED-WEIGHT-* / X-MBX-ORDER-COUNT-* values of a response into the budgets."""
-        reported = {}
-        for name, value in headers.items():
-            m = _HEADER.match(name)
-            if m is None:
-                continue
-            try:
-                count = int(value)
-            except ValueError:
-                continue
-            what = m.group(1).upper()
-            key = f"{m.group(2)}{m.group(3).upper()}"
-            reported[(what, key)] = count
-            self.used[f"{what}-{key}"] = count
-        if reported:
-            now, margin = self._now_ms(), self.window_margin_ms
-            for k, count in reported.items():
-                self._reported[k] = (count, now)
-            for b in self._budgets:
-                count = reported.get((_HEADER_KIND.get(b.limit.kind), b.limit.key))
-                if count is None:
-                    continue
-                # The count is the server's for its current window; near a boundary we cannot tell which,
-                # so it raises both candidates (never lowers: a smaller number is an older answer).
-                for w in b.windows(now, margin):
-                    b.confirmed[w] = max(b.confirmed.get(w, 0), count)
-        return reported
-
-    def observe_rate_limits(self, entries) -> Dict[str, str]:
-        """Take a WebSocket API `rateLimits` array ({rateLimitType, interval, intervalNum, limit, count})
-        into the limiter: a limit that differs from (or is missing in) the configured ones replaces it,
-        and the counts come back as the equivalent X-MBX-USED-WEIGHT-* / X-MBX-ORDER-COUNT-* headers for
-        `settle` (https://developers.binance.com/docs/binance-spot-api-docs/websocket-api/rate-limits).
-        Malformed entries are skipped."""
-        headers: Dict[str, str] = {}
-        seen: List[RateLimit] = []
-        for e in entries or ():
-            if not isinstance(e, Mapping):
-                continue
-            kind, interval, num, count, limit = (e.get("rateLimitType"), e.get("interval"), e.get("intervalNum"),
-                                                 e.get("count"), e.get("limit"))
-            what = _HEADER_KIND.get(kind)
-            if what is None or interval not in _LETTER or not isinstance(num, int) or not isinstance(count, int):
-                continue
-            headers[f"X-MBX-{what}-{num}{_LETTER[interval]}"] = str(count)
-            if isinstance(limit, int) and limit > 0:
-                seen.append(RateLimit(kind, interval, num, limit))
-        if seen:
-            current = {(b.limit.kind, b.limit.key): b.limit for b in self._budgets}
-            if any(current.get((lim.kind, lim.key)) != lim for lim in seen):
-                for lim in seen:
-                    current[(lim.kind, lim.key)] = lim
-                self.set_limits(current.values())
-        return headers
-
-    def on_429(self, retry_after: Optional[float], *, order_request: bool) -> float:
-        """Block after a 429. With Retry-After everything waits that long; without it (an order-count
-        limit, per the docs) order requests wait for the end of the shortest exhausted order window.
-        Returns the block length in seconds."""
-        now = asyncio.get_running_loop().time()
-        if retry_after is not None:
-            self._blocked_until = max(self._blocked_until, now + retry_after)
-            return retry_after
-        kind = ORDERS if order_request else REQUEST_WEIGHT
-        now_ms, margin = self._now_ms(), self.window_margin_ms
-        waits = []
-        for b in self._budgets:
-            if b.limit.kind != kind:
-                continue
-            w = (now_ms + margin) // b.limit.interval_ms
-            if b.confirmed.get(w, 0) >= b.limit.limit:
-                waits.append(((w + 1) * b.limit.interval_ms + margin - now_ms) / 1000.0)
-        if not waits:                         # no header said which window: the shortest one is full
-            candidates = [b for b in self._budgets if b.limit.kind == kind]
-            if candidates:
-                b = min(candidates, key=lambda x: x.limit.interval_ms)
-                w = (now_ms + margin) // b.limit.interval_ms
-                b.confirmed[w] = max(b.confirmed.get(w, 0), b.limit.limit)
-                waits.append(((w + 1) * b.limit.interval_ms + margin - now_ms) / 1000.0)
-            else:
-                waits.append(1.0)
-        wait = min(waits)
-        if order_request:
-            self._order_blocked_until = max(self._order_blocked_until, now + wait)
-        else:
-            self._blocked_until = max(self._blocked_until, now + wait)
-        return wait
-
-    def on_418(self, retry_after: Optional[float]) -> float:
-        """An IP ban: every request waits (or fails fast) until it ends. Without Retry-After, 2 minutes
-        (the shortest ban the docs name)."""
-        wait = 120.0 if retry_after is None else retry_after
-        now = asyncio.get_running_loop().time()
-        self._banned_until = max(self._banned_until, now + wait)
-        return wait
-
-    @property
-    def banned_for(self) -> float:
-        """Seconds left of a 418 ban (0 when none)."""
-        return max(0.0, self._banned_until - time_monotonic_loop())
-
-    @property
-    def blocked_for(self) -> float:
-        """Seconds left of a 429 back-off (0 when none)."""
-        return max(0.0, self._blocked_until - time_monotonic_loop())
-
-    @property
-    def orders_blocked_for(self) -> float:
-        """Seconds left of an order-count 429 hold on order requests (0 when none)."""
-        return max(0.0, self._order_blocked_until - time_monotonic_loop())
-
-
-def time_monotonic_loop() -> float:
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return time.monotonic()

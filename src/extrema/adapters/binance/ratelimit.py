@@ -109,6 +109,10 @@ class RateLimiter:
     (`now_ms`: local clock + measured offset) with `window_margin_ms` of allowed error; 429 / 418 blocks
     follow the loop's monotonic clock."""
 
+    # The budgets' class: compiled (extrema._core.ratelimit.Budget); the plain-Python reference model in
+    # tests/models replaces it and the per-request reservation, and shares everything else.
+    _new_budget = staticmethod(_Budget)
+
     def __init__(self, limits: Iterable[RateLimit], now_ms: Callable[[], int], *, window_margin_ms: int = 100):
         self._now_ms = now_ms
         self.window_margin_ms = int(window_margin_ms)
@@ -130,7 +134,7 @@ class RateLimiter:
         old = {(b.limit.kind, b.limit.key): b for b in self._budgets}
         budgets = []
         for lim in limits:
-            b = _Budget(lim)
+            b = self._new_budget(lim)
             prev = old.get((lim.kind, lim.key))
             if prev is not None and prev.limit.interval_ms == lim.interval_ms:
                 b.confirmed, b.pending = prev.confirmed, prev.pending
