@@ -3,26 +3,7 @@ per-request reservation, as they were before they moved into compiled code. The 
 (configuration, settling answers, header reports, 429 / 418 blocks) is the production RateLimiter's own,
 shared by subclassing; tests/adapters/test_binance_ratelimit_compiled.py drives both with the same
 requests, answers and clocks and compares them.
-
-Binance rate limits: request-weight and order-count budgets per interval, 429 back-off and 418 bans.
-
-https://developers.binance.com/docs/binance-spot-api-docs/rest-api/limits
-https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info#limits
-
-* exchangeInfo `rateLimits` lists the limiters: REQUEST_WEIGHT (per IP), ORDERS (per account), RAW_REQUESTS
-  (per IP, spot), each `limit` per `intervalNum` x `interval`. Intervals are fixed windows on the server
-  clock: "a 1 MINUTE interval starts every minute"; the count resets when the next one starts.
-* Every response carries `X-MBX-USED-WEIGHT-(intervalNum)(intervalLetter)` (the IP's used weight in the
-  current window) and order responses `X-MBX-ORDER-COUNT-(intervalNum)(intervalLetter)`.
-* 429 (with `Retry-After` seconds) means back off; ignoring it leads to 418, an IP ban of `Retry-After`
-  seconds. An order-count 429 comes without Retry-After: wait for the window to end.
-
-The budget before a request is `confirmed + pending + cost <= limit`, where `confirmed` is the highest
-count the server reported for this window (or what we counted when it reported nothing) and `pending` the
-cost of requests sent and not yet answered. Near a window boundary a request is counted in both windows
-it may land in (our server-clock estimate has an error margin). A request that would exceed a budget
-waits for the next window instead of being sent; if that wait (or a 429 / 418 block) is longer than the
-caller's deadline, the caller gets RateLimitError / IPBannedError at once, without a request being sent.
+(The rules and their sources: the production module's docstring, extrema/adapters/binance/ratelimit.py.)
 """
 from __future__ import annotations
 

@@ -587,6 +587,19 @@ class _TardisFile(_FileSource):
         return self.owner._resolve(exchange, symbol)
 
 
+def _tardis_row(f, row):
+    """The columns every tardis CSV row starts with, checked: (instrument, ts, ts_local, *the other four)."""
+    if len(row) != 8:
+        raise _BadLine("bad_row", f"{len(row)} columns, expected 8")
+    exchange, symbol, ts, ts_local = row[:4]
+    inst = f._resolve(exchange, symbol)
+    try:
+        ts, ts_local = int(ts), int(ts_local)
+    except ValueError:
+        raise _BadLine("bad_field", f"timestamps must be integer µs: {ts!r}, {ts_local!r}") from None
+    return (inst, ts, ts_local, *row[4:])
+
+
 class TardisSource(ReplaySource):
     """tardis.dev CSV datasets (https://docs.tardis.dev/api/csv-datasets): `incremental_book_L2`
     (exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount) and/or `trades`
@@ -650,14 +663,7 @@ class TardisSource(ReplaySource):
         for lineno, row in f._rows():
             f._pos += sum(len(c) for c in row) + len(row)
             try:
-                if len(row) != 8:
-                    raise _BadLine("bad_row", f"{len(row)} columns, expected 8")
-                exchange, symbol, ts, ts_local, is_snapshot, side, price, amount = row
-                inst = f._resolve(exchange, symbol)
-                try:
-                    ts, ts_local = int(ts), int(ts_local)
-                except ValueError:
-                    raise _BadLine("bad_field", f"timestamps must be integer µs: {row[2]!r}, {row[3]!r}") from None
+                inst, ts, ts_local, is_snapshot, side, price, amount = _tardis_row(f, row)
                 if is_snapshot not in ("true", "false"):
                     raise _BadLine("bad_field", f"is_snapshot {is_snapshot!r}")
                 if side not in ("bid", "ask"):
@@ -695,14 +701,7 @@ class TardisSource(ReplaySource):
         for lineno, row in f._rows():
             f._pos += sum(len(c) for c in row) + len(row)
             try:
-                if len(row) != 8:
-                    raise _BadLine("bad_row", f"{len(row)} columns, expected 8")
-                exchange, symbol, ts, ts_local, trade_id, side, price, amount = row
-                inst = f._resolve(exchange, symbol)
-                try:
-                    ts, ts_local = int(ts), int(ts_local)
-                except ValueError:
-                    raise _BadLine("bad_field", f"timestamps must be integer µs: {row[2]!r}, {row[3]!r}") from None
+                inst, ts, ts_local, trade_id, side, price, amount = _tardis_row(f, row)
                 if side not in ("buy", "sell", "unknown"):
                     raise _BadLine("bad_field", f"side {side!r} (buy, sell, unknown)")
                 pair = {"price": price, "amount": amount}
