@@ -97,6 +97,7 @@ class RateLimiter(production.RateLimiter):
     """The production limiter with the Python budgets and reservation above."""
 
     _new_budget = staticmethod(_Budget)
+    _new_reservation = Reservation
 
     def try_acquire(self, weight: int, orders: int, *, endpoint: str, now_ms: Optional[int] = None) -> Reservation:
         """Reserve the costs now, without waiting: for callers that must send at once or not at all (the
@@ -143,19 +144,4 @@ class RateLimiter(production.RateLimiter):
             for w in windows:
                 pending[w] = pending.get(w, 0) + cost
             reserved[b.ident] = (cost, windows)
-        return res
-
-    def _reserve(self, weight: int, orders: int) -> Reservation:
-        res = Reservation(weight, orders)
-        self.in_flight += 1
-        now, margin = self._now_ms(), self.window_margin_ms
-        for b in self._budgets:
-            cost_of = b.cost_of
-            cost = weight if cost_of == _COST_WEIGHT else orders if cost_of == _COST_ORDERS else 1
-            if cost:
-                windows = b.windows(now, margin)
-                pending = b.pending
-                for w in windows:
-                    pending[w] = pending.get(w, 0) + cost
-                res.windows[b.ident] = (cost, windows)
         return res

@@ -112,6 +112,7 @@ class RateLimiter:
     # The budgets' class: compiled (extrema._core.ratelimit.Budget); the plain-Python reference model in
     # tests/models replaces it and the per-request reservation, and shares everything else.
     _new_budget = staticmethod(_Budget)
+    _new_reservation = Reservation
 
     def __init__(self, limits: Iterable[RateLimit], now_ms: Callable[[], int], *, window_margin_ms: int = 100):
         self._now_ms = now_ms
@@ -249,7 +250,7 @@ class RateLimiter:
                    endpoint=endpoint, status=418 if cls is IPBannedError else None)
 
     def _reserve(self, weight: int, orders: int) -> Reservation:
-        res = Reservation(weight, orders)
+        res = self._new_reservation(weight, orders)
         self.in_flight += 1
         now, margin = self._now_ms(), self.window_margin_ms
         for b in self._budgets:
