@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import time
 
 import numpy as np
@@ -36,6 +37,35 @@ QUANTILES = (50, 99, 99.9)
 def _pct(samples_ns):
     a = np.asarray(samples_ns, dtype=np.float64) / 1000.0
     return [float(np.percentile(a, q)) for q in QUANTILES]
+
+
+STALL_S = 20.0          # no trade frame for this long: the run fails instead of hanging
+RUN_LIMIT_S = 600.0
+
+
+def _watch_progress(engine, frame_ns, sim_pid):
+    """Wait for the engine to stop; stop it and say why when the trade feed stalls (the simulator prints at
+    least one trade a second at speed 30) or the run takes longer than RUN_LIMIT_S. Returns "" or the reason."""
+    start = last_change = time.monotonic()
+    last = frame_ns[0]
+    while not engine.wait(1.0):
+        now = time.monotonic()
+        if frame_ns[0] != last:
+            last, last_change = frame_ns[0], now
+        reason = ""
+        if now - last_change >= STALL_S:
+            reason = f"no trade frame reached the engine for {now - last_change:.0f} s (the feed or the engine stalled)"
+        elif now - start >= RUN_LIMIT_S:
+            reason = f"the run took longer than {RUN_LIMIT_S:.0f} s"
+        if reason:
+            if sim_pid is not None:
+                try:
+                    os.kill(sim_pid, signal.SIGUSR1)        # the simulator dumps its threads' stacks
+                except ProcessLookupError:
+                    reason += "; the simulator process is gone"
+            engine.stop(reason=reason, timeout=10.0)
+            return reason
+    return ""
 
 
 def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
@@ -120,7 +150,16 @@ def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
         builder.pin(cpu)
     engine = builder.build()
     t0 = time.monotonic()
-    engine.run(timeout=600)
+    engine.start()
+    stalled = _watch_progress(engine, frame_ns, urls.get("pid"))
+    if engine.error is not None:
+        raise RuntimeError("tick_to_order: the engine stopped on an internal error") from engine.error
+    if stalled:
+        s = md.session.stats if md.session is not None else None
+        raise SystemExit(
+            f"tick_to_order suite: {stalled}; {len(strategy.total)} of {n_orders} orders measured. "
+            f"Market-data session: connects={getattr(s, 'connects', '?')} stale_drops={getattr(s, 'stale_drops', '?')} "
+            f"messages={getattr(s, 'messages', '?')}; the simulator's thread stacks are on stderr above (SIGUSR1)")
     log(f"{len(strategy.total)} orders in {time.monotonic() - t0:.1f} s; engine stop: {engine.stop_reason}")
     split = {"hook": strategy.to_hook, "context": strategy.to_submit, "client": strategy.to_place,
              "place": [t - h - c - p for t, h, c, p in zip(strategy.total, strategy.to_hook, strategy.to_submit,
