@@ -112,14 +112,18 @@ _RAW_TIFS = {0: "GTC", 1: "GTC", 2: "IOC", 3: "FOK"}
 
 class _Order:
     """An order this client sent. Orders from the compiled path (submit_raw) keep their raw numbers and
-    build the OrderRequest (Decimals) only when something asks for it (a rejection report, a replace)."""
-    __slots__ = ("_request", "instrument", "text", "status", "_price", "_quantity", "_raw", "venue_id", "sent_ms",
-                 "algo")
+    build the OrderRequest (Decimals) only when something asks for it (a rejection report, a replace), and
+    their wire text (`<prefix><id>`, which the compiled encoder wrote itself) only when a cancel, a query or
+    a log line needs it: pass text=None and the engine's id prefix."""
+    __slots__ = ("_request", "instrument", "_text", "_prefix", "client_order_id", "status", "_price", "_quantity",
+                 "_raw", "venue_id", "sent_ms", "algo")
 
-    def __init__(self, request, instrument, text, raw=None):
+    def __init__(self, request, instrument, text, raw=None, prefix=""):
         self._request = request
         self.instrument = instrument
-        self.text = text
+        self._text = text
+        self._prefix = prefix
+        self.client_order_id = request.client_order_id if request is not None else raw[0]
         self.status = OrderStatus.SUBMITTED
         self.venue_id = 0               # Binance's orderId, once a report names it
         self.sent_ms = time_us() // 1000
@@ -129,6 +133,13 @@ class _Order:
         if request is not None:
             self._price = request.price
             self._quantity = request.quantity
+
+    @property
+    def text(self) -> str:
+        """The client order id as the venue knows it."""
+        if self._text is None:
+            self._text = f"{self._prefix}{self.client_order_id}"
+        return self._text
 
     @property
     def request(self) -> OrderRequest:
@@ -167,6 +178,26 @@ class _Order:
         if self._request is None:
             self.request                   # noqa: B018
         self._quantity = value
+
+
+class _OrdersByText:
+    """This client's orders (live or recently finished) by their wire text, without a per-order text index:
+    every order's text is the engine's `ex<tag><id>` (ClientOrderIds), parsed back to the int id. A text
+    this engine did not issue finds nothing."""
+    __slots__ = ("_client",)
+
+    def __init__(self, client):
+        self._client = client
+
+    def get(self, text, default=None):
+        c = self._client
+        coid = c.order_ids.parse(text) if c.order_ids is not None and text.__class__ is str else None
+        if coid is None:
+            return default
+        o = c._orders.get(coid)
+        if o is None:
+            o = c._finished.get(coid)
+        return o if o is not None else default
 
 
 class BinanceExecution(VenuePart, ExecutionClient):
@@ -210,7 +241,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self._emit = None
         self._loop = None
         self._orders: dict[int, _Order] = {}
-        self._by_text: dict[str, _Order] = {}
+        self._by_text = _OrdersByText(self)   # answers and venue listings name orders by text
         self._finished: "OrderedDict[int, _Order]" = OrderedDict()
         self.keep_finished = 10_000
         self._tasks: set[asyncio.Task] = set()
@@ -230,12 +261,24 @@ class BinanceExecution(VenuePart, ExecutionClient):
             self.registry = engine.registry
         self.order_ids = engine.order_ids
         self._core = engine.execution_core
+        self._share_id_prefix()
+
+    def _share_id_prefix(self):
+        # The decoder parses our `ex<tag><id>` texts back to ids in C and the compiled encoder writes them:
+        # no per-order text or map insert (foreign ids still take the decoder's map).
+        if self.order_ids is None:
+            return
+        if self.decoder is not None:
+            self.decoder.own_client_id_prefix = self.order_ids.prefix
+        if self.ws_api is not None:
+            self.ws_api.set_client_id_prefix(self.order_ids.prefix)
 
     def _codec(self):
         if self.decoder is None:
             if self.registry is None:
                 raise RuntimeError("BinanceExecution needs a registry (pass registry= or add it to an engine)")
             self.decoder = BinanceDecoder(self.registry, self.market)
+            self._share_id_prefix()
         return self.decoder
 
     def _spawn(self, coro):
@@ -289,15 +332,16 @@ class BinanceExecution(VenuePart, ExecutionClient):
             self.submit(_Order(None, inst, "", (client_order_id, strategy, side, order_type, time_in_force, price_raw,
                                                 quantity_raw)).request)
             return
-        text = self.order_ids.text(client_order_id)
-        (self.decoder or self._codec()).register_client_order_id(text, client_order_id)
-        o = _Order(None, inst, text, (client_order_id, strategy, side, order_type, time_in_force, price_raw,
-                                      quantity_raw))
+        if self.decoder is None:
+            self._codec()                  # created with the id prefix, before the first report can arrive
+        # The wire text is written by the compiled encoder from the int id (ws_api knows the engine's prefix)
+        # and read back by the decoder's parse: nothing to format or register here.
+        o = _Order(None, inst, None, (client_order_id, strategy, side, order_type, time_in_force, price_raw,
+                                      quantity_raw), self.order_ids.prefix)
         self._orders[client_order_id] = o
-        self._by_text[text] = o
         self.counters["submitted"] += 1
         try:
-            ws_api.place_order_raw(inst.venue_symbol, text, side, order_type, time_in_force if order_type == 2 else 0,
+            ws_api.place_order_raw(inst.venue_symbol, client_order_id, side, order_type, time_in_force if order_type == 2 else 0,
                                    price_raw, inst.price_precision, quantity_raw, inst.size_precision)
         except (BinanceError, ValueError) as exc:
             self._loop_of().call_soon(self._reject, o, getattr(exc, "code", 0) or 0, str(exc))
@@ -346,11 +390,10 @@ class BinanceExecution(VenuePart, ExecutionClient):
             log.info("replace of %s not sent: %s", o.text, exc)
 
     def _track_new(self, order: OrderRequest, inst) -> "_Order":
-        text = self.order_ids.text(order.client_order_id)
-        self._codec().register_client_order_id(text, order.client_order_id)
+        text = self.order_ids.text(order.client_order_id)    # also checks the id is one of ours
+        self._codec()                      # parses our ids back: no registration
         o = _Order(order, inst, text)
         self._orders[order.client_order_id] = o
-        self._by_text[text] = o
         return o
 
     def _order_args(self, o: "_Order"):
@@ -749,12 +792,13 @@ class BinanceExecution(VenuePart, ExecutionClient):
     def _finish(self, o):
         """A finished order leaves the live table; the last `keep_finished` stay known (a late duplicate
         report must still reach its owner), older ones are forgotten by the decoder too."""
-        self._orders.pop(o.request.client_order_id, None)
-        self._finished[o.request.client_order_id] = o
+        self._orders.pop(o.client_order_id, None)
+        self._finished[o.client_order_id] = o
         while len(self._finished) > self.keep_finished:
             _, old = self._finished.popitem(last=False)
-            self._by_text.pop(old.text, None)
-            self.decoder.forget_client_order_id(old.text)
+            # Our ids are parsed, not registered: only one reconciliation registered (a foreign text) is
+            # dropped here.
+            self.decoder.forget_client_order_id(old.client_order_id)
 
     @property
     def ready(self):

@@ -304,6 +304,8 @@ class BinanceWsApi:
         now_us = time.time_ns() // 1000
         for rid, pend in lost.items():
             self.rate_limiter.settle(pend.reservation, None, reached_server=True)
+            if pend.client_order_id.__class__ is int:
+                pend.client_order_id = self._client_id_text(pend.client_order_id)
             what = f"WS-API {pend.method}: connection lost before the answer ({reason}); execution status unknown"
             if pend.operation is not None:
                 err = OrderStatusUnknown(f"{what} - query client order id {pend.client_order_id!r}, do not resend",
@@ -529,7 +531,15 @@ class BinanceWsApi:
         Ed25519 key the session is logged on and place_order sends unsigned requests instead."""
         return self._encoder is not None
 
-    def place_order_raw(self, symbol: str, client_order_id: str, side: int, order_type: int, time_in_force: int,
+    def set_client_id_prefix(self, prefix: str) -> None:
+        """The engine's client order id prefix (ClientOrderIds.prefix): place_order_raw then takes int ids."""
+        if self._encoder is not None:
+            self._encoder.client_id_prefix = prefix
+
+    def _client_id_text(self, client_order_id: int) -> str:
+        return f"{self._encoder.client_id_prefix}{client_order_id}"
+
+    def place_order_raw(self, symbol: str, client_order_id, side: int, order_type: int, time_in_force: int,
                         price_raw: int, price_precision: int, quantity_raw: int, size_precision: int) -> int:
         """`order.place` of a plain order from raw fixed-point numbers, written before this returns: the
         compiled writer (extrema._core.binance_orders) formats, signs and hands the frame to the socket.
@@ -537,7 +547,9 @@ class BinanceWsApi:
         price_raw / 10**price_precision, time_in_force 1 GTC, 2 IOC, 3 FOK) or MARKET (order_type 1, price_raw 0,
         time_in_force 0) by quantity with
         newOrderRespType ACK; side 0 BUY, 1 SELL (extrema.Side). Same readiness and rate-limit rules as
-        place_order; ValueError (unsent) for an order the writer does not take. Returns the request id."""
+        place_order; ValueError (unsent) for an order the writer does not take. Returns the request id.
+        `client_order_id` is the wire text, or one of the engine's int ids when the encoder knows the engine's
+        prefix (set_client_id_prefix): the text is then written in C and built in Python only for an answer."""
         enc = self._encoder
         if enc is None:
             raise ValueError("place_order_raw needs an HMAC key (compiled_orders is False): use place_order")
@@ -767,6 +779,8 @@ class BinanceWsApi:
             self._unsolicited(msg, status)
             return
         self.rate_limiter.settle(pend.reservation, headers, reached_server=True)
+        if pend.client_order_id.__class__ is int:      # place_order_raw keeps the int id: its text now
+            pend.client_order_id = self._client_id_text(pend.client_order_id)
         self.counters["answers"] += 1
         if status == 200:
             result = msg["result"] if "result" in msg else msg.get("response")
