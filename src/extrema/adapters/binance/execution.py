@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections import OrderedDict
@@ -118,7 +119,7 @@ class _Order:
     __slots__ = ("_request", "instrument", "_text", "_prefix", "client_order_id", "status", "_price", "_quantity",
                  "_raw", "venue_id", "sent_ms", "algo")
 
-    def __init__(self, request, instrument, text, raw=None, prefix=""):
+    def __init__(self, request, instrument, text, raw=None, prefix="", sent_ms=None):
         self._request = request
         self.instrument = instrument
         self._text = text
@@ -126,7 +127,7 @@ class _Order:
         self.client_order_id = request.client_order_id if request is not None else raw[0]
         self.status = OrderStatus.SUBMITTED
         self.venue_id = 0               # Binance's orderId, once a report names it
-        self.sent_ms = time_us() // 1000
+        self.sent_ms = time_us() // 1000 if sent_ms is None else sent_ms   # the request's timestamp when known
         self.algo = False               # a USD-M conditional order, kept by Binance's algo service
         self._raw = raw
         self._price = self._quantity = None
@@ -240,7 +241,8 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self.listen_key: Optional[str] = None
         self._emit = None
         self._loop = None
-        self._orders: dict[int, _Order] = {}
+        self._order_table: dict[int, _Order] = {}   # read through _orders (books the fast path's orders first)
+        self._unbooked: list = []                 # orders send_raw wrote, their records not made yet
         self._by_text = _OrdersByText(self)   # answers and venue listings name orders by text
         self._finished: "OrderedDict[int, _Order]" = OrderedDict()
         self.keep_finished = 10_000
@@ -321,6 +323,45 @@ class BinanceExecution(VenuePart, ExecutionClient):
         """submit_raw sends through the compiled order writer (WebSocket API order entry, HMAC key)."""
         return self.ws_api is not None and self.ws_api.compiled_orders
 
+    @property
+    def _orders(self) -> dict:
+        """The live orders by client order id. Orders the fast path sent (raw_submitter) get their record
+        here, on first look after the hook that sent them, not inside it."""
+        if self._unbooked:
+            self._book()
+        return self._order_table
+
+    def _book(self):
+        table, prefix, unbooked = self._order_table, self.order_ids.prefix, self._unbooked
+        for raw, inst, ts_ms in unbooked:
+            o = _Order(None, inst, None, raw, prefix, ts_ms)
+            table[raw[0]] = o
+        self.counters["submitted"] += len(unbooked)
+        unbooked.clear()
+
+    def _refused_raw(self, entry, exc):
+        """An order of the fast path that was not sent: rejected once the hook returns, like submit_raw's."""
+        self._unbooked.append(entry)
+        o = self._orders[entry[0][0]]
+        self._loop_of().call_soon(self._reject, o, getattr(exc, "code", 0) or 0, str(exc))
+
+    def stats(self):
+        if self._unbooked:
+            self._book()                   # counts the fast path's orders in "submitted"
+        return super().stats()
+
+    def raw_submitter(self):
+        """submit_raw as one call to the compiled writer, for the engine's Context.submit fast path (the same
+        arguments, the same effect): BinanceWsApi.send_raw with this client's deferred order book bound, so
+        no Python frame of this client sits between the strategy and the socket. None without the compiled
+        writer (Context then calls submit_raw)."""
+        if not self.compiled_orders or self.order_ids is None:
+            return None
+        if self.decoder is None:
+            self._codec()                  # created with the id prefix, before the first report can arrive
+        self._share_id_prefix()
+        return functools.partial(self.ws_api.send_raw, self._unbooked, self._refused_raw)
+
     def submit_raw(self, client_order_id: int, strategy: str, inst, side: int, order_type: int, time_in_force: int,
                    quantity_raw: int, price_raw: int) -> None:
         """submit() for a plain order given as raw numbers (the engine's Context.submit fast path): LIMIT
@@ -335,16 +376,10 @@ class BinanceExecution(VenuePart, ExecutionClient):
         if self.decoder is None:
             self._codec()                  # created with the id prefix, before the first report can arrive
         # The wire text is written by the compiled encoder from the int id (ws_api knows the engine's prefix)
-        # and read back by the decoder's parse: nothing to format or register here.
-        o = _Order(None, inst, None, (client_order_id, strategy, side, order_type, time_in_force, price_raw,
-                                      quantity_raw), self.order_ids.prefix)
-        self._orders[client_order_id] = o
-        self.counters["submitted"] += 1
-        try:
-            ws_api.place_order_raw(inst.venue_symbol, client_order_id, side, order_type, time_in_force if order_type == 2 else 0,
-                                   price_raw, inst.price_precision, quantity_raw, inst.size_precision)
-        except (BinanceError, ValueError) as exc:
-            self._loop_of().call_soon(self._reject, o, getattr(exc, "code", 0) or 0, str(exc))
+        # and read back by the decoder's parse: nothing to format or register here; the order's record is
+        # made when something looks at the orders (_orders).
+        ws_api.send_raw(self._unbooked, self._refused_raw, client_order_id, strategy, inst, side, order_type,
+                        time_in_force if order_type == 2 else 0, quantity_raw, price_raw)
 
     def cancel(self, request: CancelRequest) -> None:
         self.counters["cancels"] += 1

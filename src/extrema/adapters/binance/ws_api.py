@@ -152,6 +152,13 @@ class _Pending:
         self.sent_ns = sent_ns
 
 
+def _pending_entry(t) -> _Pending:
+    """The _Pending of an order send_raw wrote (it keeps a tuple: building the record is deferred to the
+    answer)."""
+    res, client_order_id, symbol, sent_ns = t
+    return _Pending("order.place", res, client_order_id, "new", symbol, sent_ns)
+
+
 class BinanceWsApi:
     """Binance WebSocket API client for one market (Market.BINANCE_SPOT or Market.BINANCE_USDM).
 
@@ -303,6 +310,8 @@ class BinanceWsApi:
         lost, self._pending = self._pending, {}
         now_us = time.time_ns() // 1000
         for rid, pend in lost.items():
+            if pend.__class__ is tuple:
+                pend = _pending_entry(pend)
             self.rate_limiter.settle(pend.reservation, None, reached_server=True)
             if pend.client_order_id.__class__ is int:
                 pend.client_order_id = self._client_id_text(pend.client_order_id)
@@ -577,6 +586,48 @@ class BinanceWsApi:
         self.counters["sent"] += 1
         return rid
 
+    def send_raw(self, book: list, on_refused, client_order_id: int, strategy: str, inst, side: int, order_type: int,
+                 time_in_force: int, quantity_raw: int, price_raw: int) -> None:
+        """place_order_raw for an execution client, as the one call between the engine's Context.submit and the
+        compiled writer (BinanceExecution.raw_submitter binds `book` and `on_refused`; the arguments after
+        them are ExecutionClient.submit_raw's). The client's bookkeeping is deferred: after the frame is
+        written, `((client_order_id, strategy, side, order_type, time_in_force, price_raw, quantity_raw), inst,
+        timestamp_ms)` is appended to `book` for the client to turn into its order record later, and the
+        pending-answer entry is a plain tuple (a _Pending when the answer or a waiter needs it). An order not
+        sent (not connected, over the budget, not writable) goes to `on_refused(entry, exc)` instead of raising.
+        `client_order_id` is the engine's int id: the encoder writes its text (set_client_id_prefix)."""
+        enc = self._encoder
+        try:
+            if not self._ready:
+                self._check_sendable("order.place", True)
+            listener = self.session._listener
+            transport = listener.transport if listener is not None else None
+            if transport is None:
+                raise BinanceConnectionError("WS-API order.place: not sent - not connected",
+                                             endpoint="WS-API order.place")
+            cost = self._place_cost
+            ts = self._now_ms()
+            limiter = self.rate_limiter
+            res = limiter.try_acquire(cost.weight, cost.orders, endpoint="order.place", now_ms=ts)
+            rid = next(self._ids)
+            sent_ns = _perf_counter_ns()
+            symbol = inst.venue_symbol
+            try:
+                enc.send(transport, rid, symbol, client_order_id, side, order_type, time_in_force, price_raw,
+                         inst.price_precision, quantity_raw, inst.size_precision, ts)
+            except BaseException:
+                limiter.settle(res, None, reached_server=False)
+                raise
+        except (BinanceError, ValueError) as exc:
+            on_refused(((client_order_id, strategy, side, order_type, time_in_force, price_raw, quantity_raw), inst,
+                        time.time_ns() // 1_000_000), exc)
+            return
+        self.session.stats.sent += 1
+        self._pending[rid] = (res, client_order_id, symbol, sent_ns)       # _pending_entry() makes it a _Pending
+        book.append(((client_order_id, strategy, side, order_type, time_in_force, price_raw, quantity_raw), inst,
+                     ts))
+        self.counters["sent"] += 1
+
     def cancel_order(self, symbol: str, *, client_order_id: Optional[str] = None,
                      order_id: Optional[int] = None, new_client_order_id: Optional[str] = None) -> int:
         """`order.cancel` by origClientOrderId (or orderId), written before this returns; returns the
@@ -720,6 +771,8 @@ class BinanceWsApi:
         """The answer to a request: awaited while pending, or taken from the last `RECENT_ANSWERS` answers
         when it already came. On timeout the request stays pending."""
         pend = self._pending.get(request_id)
+        if pend.__class__ is tuple:
+            pend = self._pending[request_id] = _pending_entry(pend)
         if pend is None:
             done = self._recent.get(request_id)
             if done is not None:
@@ -773,6 +826,8 @@ class BinanceWsApi:
         rate_limits = msg.get("rateLimits")
         headers = self.rate_limiter.observe_rate_limits(rate_limits) if rate_limits else None
         pend = self._pending.pop(rid, None) if isinstance(rid, int) else None
+        if pend.__class__ is tuple:
+            pend = _pending_entry(pend)
         if pend is None:
             if headers:
                 self.rate_limiter.observe_headers(headers)
