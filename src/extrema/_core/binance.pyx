@@ -88,7 +88,9 @@ Client order ids are strings on the wire and int64 in records: register_client_o
 (the execution layer, ids in 1 .. 2**62 - 1) maps them; an id the decoder has not been told about
 (an order placed elsewhere, Binance's "autoclose-..." liquidation ids) gets a fresh id from
 EXTERNAL_CLIENT_ORDER_ID_BASE = 2**62 upward (process-wide counter, so two decoders never hand out the
-same one) and client_order_id_text(id) gives the text back. An empty id is 0. Assets get process-wide
+same one) and client_order_id_text(id) gives the text back. With own_client_id_prefix set (the
+engine's `ex<tag>`), our own ids `<prefix><digits>` (canonical, 1 .. 2**62 - 1) are parsed back in C and
+need no registration (parse_own_client_id); every other text takes the map. An empty id is 0. Assets get process-wide
 ids (extrema.asset_id / asset_code). Order vocabulary: records.OrderStatus / OrderType / TimeInForce /
 ExecType / OrderReason (C enums in types.pxd); a string the decoder does not know maps to UNKNOWN (or
 OTHER) and counts in stats()["unknown_enum"], it never drops an order update.

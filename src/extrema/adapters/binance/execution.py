@@ -5,8 +5,9 @@
   (`BinanceWsApi`): signed and written to the socket before `submit` returns, so a strategy's order
   leaves the process inside the hook that decided it; answers come back on the same connection. With
   `order_entry="rest"` the REST call runs as a task on the engine's loop. The client order id the venue sees is the
-  engine's int id in its wire form (`ex<tag><id>`, extrema.execution.orders), registered with the
-  decoder so the venue's reports come back carrying the int id and reach the owning strategy.
+  engine's int id in its wire form (`ex<tag><id>`, extrema.execution.orders); the decoder parses that
+  form back to the int id (BinanceDecoder.own_client_id_prefix), so the venue's reports carry the int id
+  and reach the owning strategy without a per-order registration.
 * Order updates and fills come from the user data stream - spot: subscribed on the WebSocket API
   connection (`userDataStream.subscribe.signature`; Binance retired spot listen keys in 2026), USD-M and
   spot with REST order entry: the listenKey stream `/ws/<listenKey>`. Binance's
