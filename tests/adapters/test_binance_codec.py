@@ -315,6 +315,25 @@ def test_execution_report_trade_gives_order_update_and_fill(fixtures_dir):
     pair.check(raw)
 
 
+def test_algo_updates_name_the_triggered_order_once_there_is_one():
+    """ALGO_UPDATE: aux1 is the venue order id fills are found by - the triggered order's ("ai", a string)
+    once Binance reports it, the algo id ("aid") before."""
+    pair = Pair(USDM, {"DOGEUSDT": (5, 0)})
+    frame = {"e": "ALGO_UPDATE", "T": 1765431097030, "E": 1765431097037, "o": {
+        "caid": "algo-1", "aid": 1000000033225453, "at": "CONDITIONAL", "o": "STOP_MARKET", "s": "DOGEUSDT",
+        "S": "BUY", "ps": "BOTH", "f": "GTC", "q": "38", "X": "NEW", "ai": "", "ap": "0", "aq": "0",
+        "tp": "0.13855", "p": "0"}}
+    waiting = json.dumps(frame).encode()
+    frame["o"].update(X="TRIGGERED", ai="88937381063")
+    triggered = json.dumps(frame).encode()
+    frame["o"].update(ai=88937381064)                            # a number where the docs show a string
+    numeric = json.dumps(frame).encode()
+    aux1 = [int(pair.decoder.decode(raw)[0]["aux1"]) for raw in (waiting, triggered, numeric)]
+    assert aux1 == [1000000033225453, 88937381063, 88937381064]
+    for raw in (waiting, triggered, numeric):
+        pair.check(raw)
+
+
 def test_cancel_reports_use_the_original_client_order_id():
     pair = Pair(SPOT, {"ETHUSDT": (2, 4)})
     pair.decoder.register_client_order_id("mine-1", 5)

@@ -202,10 +202,11 @@ def test_record_then_backtest_the_journal_and_the_raw_frames(tmp_path):
     assert (rec / "book.parquet").is_file() and list((rec / "journal").glob("seg-*.exj"))
     assert "raw frames into" in out.stdout
     summaries = {}
-    for data in ("journal", "raw.jsonl"):
+    # the journal brings its instrument table (instruments.json); raw frames need the instrument named
+    for data, instrument in (("journal", []), ("raw.jsonl", ["--instrument", "BTC_USDT:BINANCE_SPOT:0.01:0.00001:5"])):
         report = tmp_path / f"bt-{data}"
         out = subprocess.run(extrema_command() + [
-            "backtest", "--instrument", "BTC_USDT:BINANCE_SPOT:0.01:0.00001:5", "--strategy",
+            "backtest", *instrument, "--strategy",
             "extrema.examples:MarketMaker", "--param", 'instrument="BTC_USDT"', "--data", str(rec / data),
             "--out", str(report), "--no-progress"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
         assert out.returncode == 0, out.stderr + out.stdout

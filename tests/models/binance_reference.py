@@ -356,18 +356,24 @@ class ReferenceDecoder:
         result.records.append((KIND_MARK_PRICE, 0, iid, self._time(d, "E"), ts_local, next_funding * self.mul,
                                mark, settle, index, rate))
 
-    def _algo(self, d, ts_local, result):
-        o = d.get("o")
-        if not isinstance(o, dict):
-            raise Drop("MISSING_FIELD" if "o" not in d else "BAD_FIELD")
+    def _order_fields(self, o, usdm, algo, result):
+        """What order and algo-order reports name alike (the compiled decoder's _order_fields): instrument,
+        side, status (an algo order's when `algo`), order type."""
         iid, pp, sp = self._instrument(o)
         result.instrument_id = iid
         side = need(o, "S", str)
         if side not in ("BUY", "SELL"):
             raise Drop("BAD_FIELD")
-        status = ALGO_STATUS.get(need(o, "X", str), STATUS_UNKNOWN)
+        status = (ALGO_STATUS if algo else ORDER_STATUS).get(need(o, "X", str), STATUS_UNKNOWN)
         otype_text = need(o, "o", str)
-        otype = 6 if otype_text == "TAKE_PROFIT" else ORDER_TYPE_COMMON.get(otype_text, 0)
+        otype = (6 if usdm else 5) if otype_text == "TAKE_PROFIT" else ORDER_TYPE_COMMON.get(otype_text, 0)
+        return iid, pp, sp, side, status, otype
+
+    def _algo(self, d, ts_local, result):
+        o = d.get("o")
+        if not isinstance(o, dict):
+            raise Drop("MISSING_FIELD" if "o" not in d else "BAD_FIELD")
+        iid, pp, sp, side, status, otype = self._order_fields(o, True, True, result)
         tif = TIF.get(o["f"], 0) if isinstance(o.get("f"), str) else 1
         algo_id = need(o, "aid", int)
         qty = exact(need(o, "q", str), sp, False)
@@ -375,6 +381,8 @@ class ReferenceDecoder:
         cum = optional(o, "aq", sp, False)
         avg = optional(o, "ap", pp, False, True)
         trigger = optional(o, "tp", pp, False)
+        actual = o.get("ai")
+        actual = actual if isinstance(actual, int) and not isinstance(actual, bool) else optional(o, "ai", 0, False)
         if status == 4 and cum < qty:
             status = 5
         ex = {2: EXEC["NEW"], 4: EXEC["TRADE"], 5: EXEC["CANCELED"], 6: EXEC["REJECTED"], 7: EXEC["EXPIRED"]}.get(status, 0)
@@ -384,7 +392,8 @@ class ReferenceDecoder:
         ts = self._time(d, "T") or self._time(d, "E")
         sell = FLAG_ASK if side == "SELL" else 0
         result.records += [
-            (KIND_ORDER_UPDATE, sell | ONE_CONTINUATION, iid, ts, ts_local, client, price, qty, cum, algo_id),
+            (KIND_ORDER_UPDATE, sell | ONE_CONTINUATION, iid, ts, ts_local, client, price, qty, cum,
+             actual if actual > 0 else algo_id),
             (KIND_CONTINUATION, 1, iid, status, otype, tif, avg, trigger, qty - cum, (ex << 16) | reason)]
 
     def _order(self, d, ts_local, result):
@@ -395,14 +404,7 @@ class ReferenceDecoder:
                 raise Drop("MISSING_FIELD" if "o" not in d else "BAD_FIELD")
         else:
             o = d
-        iid, pp, sp = self._instrument(o)
-        result.instrument_id = iid
-        side = need(o, "S", str)
-        if side not in ("BUY", "SELL"):
-            raise Drop("BAD_FIELD")
-        status = ORDER_STATUS.get(need(o, "X", str), STATUS_UNKNOWN)
-        otype_text = need(o, "o", str)
-        otype = (6 if usdm else 5) if otype_text == "TAKE_PROFIT" else ORDER_TYPE_COMMON.get(otype_text, 0)
+        iid, pp, sp, side, status, otype = self._order_fields(o, usdm, False, result)
         tif = TIF.get(need(o, "f", str), 0)
         ex = EXEC.get(need(o, "x", str), 0)
         reason = 0

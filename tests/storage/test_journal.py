@@ -135,3 +135,38 @@ def test_recorder_passes_records_through_and_journals_them(tmp_path):
     assert replayed.tobytes() == records.tobytes()
     with pytest.raises(ValueError, match="raw_sink"):
         Recorder(source, tmp_path / "k", raw_jsonl=tmp_path / "raw.jsonl")
+
+
+def test_the_recorder_writes_the_instrument_table_and_replays_check_it(tmp_path):
+    """A journal says which instrument each id was: a replay builds the same registry from it, and a
+    registry that gives an id to another instrument is refused instead of read as the wrong market."""
+    import pytest as _pytest
+
+    from extrema import InstrumentRegistry, Market
+    from extrema.backtest.sources import ArraySource, JournalSource
+    from extrema.storage import Recorder, read_instrument_table, registry_for_journal
+
+    reg = InstrumentRegistry()
+    reg.register("BTC_USDT", Market.BINANCE_SPOT, "0.01", "0.00001", min_notional="5", venue_symbol="BTCUSDT")
+    eth = reg.register("ETH_USDT_PERP", Market.BINANCE_USDM, "0.01", "0.001", venue_symbol="ETHUSDT")
+    recs = np.zeros(4, dtype=RECORD_DTYPE)
+    recs["kind"] = 2                                         # TRADE
+    recs["instrument_id"] = eth.id
+    recs["ts_local"] = recs["ts_exchange"] = np.arange(4) + 1_700_000_000_000_000
+    journal = tmp_path / "j"
+    assert sum(len(b) for b in Recorder(ArraySource(recs, reg), journal).batches()) == 4
+
+    table = read_instrument_table(journal)
+    assert [(r["id"], r["name"], r["market"], r["tick_size"], r["min_notional"]) for r in table] == [
+        (1, "BTC_USDT", "BINANCE_SPOT", "0.01", "5.00"), (2, "ETH_USDT_PERP", "BINANCE_USDM", "0.01", "0.00")]
+    rebuilt = registry_for_journal(journal)
+    assert [(i.id, i.name, i.market, i.venue_symbol, i.lot_size) for i in rebuilt] == \
+        [(i.id, i.name, i.market, i.venue_symbol, i.lot_size) for i in reg]
+    replayed = np.concatenate(list(JournalSource(journal).batches()))     # registry from the table
+    assert replayed.tobytes() == recs.tobytes()
+
+    swapped = InstrumentRegistry()
+    swapped.register("ETH_USDT_PERP", Market.BINANCE_USDM, "0.01", "0.001")
+    swapped.register("BTC_USDT", Market.BINANCE_SPOT, "0.01", "0.00001")
+    with _pytest.raises(ValueError, match="instrument id 1 was BTC_USDT on BINANCE_SPOT when recorded"):
+        JournalSource(journal, swapped)

@@ -15,6 +15,8 @@ RUNS = [
     ("sim_demo.py", [sys.executable, EXAMPLES / "sim_demo.py", "--seconds", "4"], "orders sent over the WebSocket API"),
     ("sim_demo.py", [sys.executable, EXAMPLES / "sim_demo.py", "--seconds", "4", "--market", "usdm"],
      "orders sent over the WebSocket API"),
+    ("backtest_sweep.py", [sys.executable, EXAMPLES / "backtest_sweep.py", "--seconds", "2", "--processes", "2",
+                           "--out", "{tmp}"], "6 backtests; best edge="),
     ("config.toml", [*CLI, "run", EXAMPLES / "config.toml", "--duration", "2", "--quiet"],
      "orders sent over the WebSocket API"),
 ]
@@ -23,8 +25,9 @@ ELSEWHERE = {"cython_strategy.pyx": "tests/unit/test_cimport.py"}
 
 
 @pytest.mark.parametrize("name, argv, expect", RUNS, ids=[f"{r[0]} {' '.join(map(str, r[1][3:]))}" for r in RUNS])
-def test_example_runs(name, argv, expect):
-    out = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=120)
+def test_example_runs(name, argv, expect, tmp_path):
+    out = subprocess.run([str(a).replace("{tmp}", str(tmp_path)) for a in argv], capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr
     assert expect in out.stdout, out.stdout
 

@@ -49,7 +49,7 @@ cdef struct Slot:
     Py_ssize_t n
 
 cdef enum:
-    N_SLOTS = 84
+    N_SLOTS = 85
 
 cdef struct Fields:
     uint64_t present[2]
@@ -189,6 +189,8 @@ cdef class BinanceDecoder:
                           Py_ssize_t *written) noexcept nogil
     cdef int _build_mark(self, int64_t ts_local, Record *out, Py_ssize_t capacity,
                          Py_ssize_t *written) noexcept nogil
+    cdef int _order_fields(self, const Fields *o, bint usdm, bint algo, SymbolEntry *inst, bint *sell,
+                           int *status, int *otype) noexcept nogil
     cdef int _build_order(self, const Fields *o, bint usdm, int64_t ts_local, Record *out,
                           Py_ssize_t capacity, Py_ssize_t *written) noexcept nogil
     cdef int _average_price(self, const Slot *quote, int64_t cum, int pp, int sp, int64_t *avg) noexcept nogil

@@ -411,6 +411,7 @@ cdef enum:
     K_aid = 81           # ALGO_UPDATE: algo id
     K_aq = 82            # ALGO_UPDATE: executed quantity in the matching engine
     K_tp = 83            # ALGO_UPDATE: trigger price
+    K_ai = 84            # ALGO_UPDATE: the triggered order's id in the matching engine ("" before)
 
 
 cdef inline bint _eq(const char *s, size_t n, const char *lit, size_t m) noexcept nogil:
@@ -436,6 +437,7 @@ cdef int key_slot(const char *k, size_t n) noexcept nogil:
         elif c0 == b'a':
             if k[1] == b'p': return K_ap
             if k[1] == b'q': return K_aq
+            if k[1] == b'i': return K_ai
         elif c0 == b's':
             if k[1] == b'p': return K_sp
         elif c0 == b't':
@@ -1888,6 +1890,36 @@ cdef class BinanceDecoder:
         written[0] = 1
         return 0
 
+    cdef int _order_fields(self, const Fields *o, bint usdm, bint algo, SymbolEntry *inst, bint *sell,
+                           int *status, int *otype) noexcept nogil:
+        """What an order report and an algo-order report (executionReport, ORDER_TRADE_UPDATE's "o",
+        ALGO_UPDATE's "o") name alike: the instrument (s), the side (S), the status (X: an order's, or an
+        algo order's when `algo`) and the order type (o). 0, or the drop code (detail set)."""
+        cdef const char *s
+        cdef Py_ssize_t n
+        cdef int r = self._symbol(o, K_s, inst)
+        if r != 0:
+            return r
+        r = self._need_str(o, K_S, "S (side)", &s, &n)
+        if r != 0:
+            return r
+        if _eq(s, n, "SELL", 4):
+            sell[0] = True
+        elif _eq(s, n, "BUY", 3):
+            sell[0] = False
+        else:
+            self._set_detail("S (side)", s, n)
+            return DROP_BAD_FIELD
+        r = self._need_str(o, K_X, "X (algo status)" if algo else "X (order status)", &s, &n)
+        if r != 0:
+            return r
+        status[0] = self._enum(algo_status_code(s, n) if algo else order_status_code(s, n), t.ORDER_STATUS_UNKNOWN)
+        r = self._need_str(o, K_o, "o (order type)", &s, &n)
+        if r != 0:
+            return r
+        otype[0] = self._enum(order_type_code(s, n, usdm), t.ORDER_TYPE_UNKNOWN)
+        return 0
+
     cdef int _build_order(self, const Fields *o, bint usdm, int64_t ts_local, Record *out, Py_ssize_t capacity,
                           Py_ssize_t *written) noexcept nogil:
         """executionReport (spot, fields in the event object) and ORDER_TRADE_UPDATE (USD-M, fields in
@@ -1899,31 +1931,13 @@ cdef class BinanceDecoder:
         cdef int r, pp, sp, status, otype, tif, ex, reason = t.ORDER_REASON_NONE
         cdef int64_t price, qty, cum, order_id, avg = 0, stop = 0, last_px = 0, last_qty = 0, fee = 0
         cdef int64_t trade_id = 0, realized = 0, client_id, fee_asset = 0, cum_quote = 0, ts
-        cdef bint sell, maker = False, fill
+        cdef bint sell = False, maker = False, fill
         cdef Py_ssize_t need
-        r = self._symbol(o, K_s, &inst)
+        r = self._order_fields(o, usdm, False, &inst, &sell, &status, &otype)
         if r != 0:
             return r
         pp = inst.price_precision
         sp = inst.size_precision
-        r = self._need_str(o, K_S, "S (side)", &s, &n)
-        if r != 0:
-            return r
-        if _eq(s, n, "SELL", 4):
-            sell = True
-        elif _eq(s, n, "BUY", 3):
-            sell = False
-        else:
-            self._set_detail("S (side)", s, n)
-            return DROP_BAD_FIELD
-        r = self._need_str(o, K_X, "X (order status)", &s, &n)
-        if r != 0:
-            return r
-        status = self._enum(order_status_code(s, n), t.ORDER_STATUS_UNKNOWN)
-        r = self._need_str(o, K_o, "o (order type)", &s, &n)
-        if r != 0:
-            return r
-        otype = self._enum(order_type_code(s, n, usdm), t.ORDER_TYPE_UNKNOWN)
         r = self._need_str(o, K_f, "f (time in force)", &s, &n)
         if r != 0:
             return r
@@ -2003,41 +2017,24 @@ cdef class BinanceDecoder:
                          Py_ssize_t *written) noexcept nogil:
         """USD-M ALGO_UPDATE (a conditional order in Binance's algo service) -> one ORDER_UPDATE, laid out
         as ORDER_TRADE_UPDATE's: sequence = client id (caid), price = p, quantity = q, aux0 = aq
-        (executed in the matching engine), aux1 = aid (algo id); p0 = status (algo_status_code; FINISHED
+        (executed in the matching engine), aux1 = the venue order id: ai (the triggered order's id in the
+        matching engine, which its trades and ORDER_TRADE_UPDATEs carry) once the venue reports it, the
+        algo id (aid) before - so an update never replaces the id fills are found by with the algo id;
+        p0 = status (algo_status_code; FINISHED
         is FILLED when aq reached q, else CANCELLED), p1 = o, p2 = f, p3 = ap rounded half up, p4 = tp
         (trigger price), p5 = q - aq, p6 = reason (OTHER when a reject message rm is set) | exec << 16.
         No FILL: the triggered order's trades arrive as ORDER_TRADE_UPDATE under the same client id."""
         cdef const Fields *o = &self._inner
         cdef SymbolEntry inst
-        cdef const char *s
-        cdef Py_ssize_t n
         cdef const Slot *sl
         cdef int r, pp, sp, status, otype, tif, ex, reason = t.ORDER_REASON_NONE
-        cdef int64_t price = 0, qty, cum = 0, algo_id, avg = 0, trigger = 0, client_id, ts
-        cdef bint sell
-        r = self._symbol(o, K_s, &inst)
+        cdef int64_t price = 0, qty, cum = 0, algo_id, actual = 0, avg = 0, trigger = 0, client_id, ts
+        cdef bint sell = False
+        r = self._order_fields(o, True, True, &inst, &sell, &status, &otype)
         if r != 0:
             return r
         pp = inst.price_precision
         sp = inst.size_precision
-        r = self._need_str(o, K_S, "S (side)", &s, &n)
-        if r != 0:
-            return r
-        if _eq(s, n, "SELL", 4):
-            sell = True
-        elif _eq(s, n, "BUY", 3):
-            sell = False
-        else:
-            self._set_detail("S (side)", s, n)
-            return DROP_BAD_FIELD
-        r = self._need_str(o, K_X, "X (algo status)", &s, &n)
-        if r != 0:
-            return r
-        status = self._enum(algo_status_code(s, n), t.ORDER_STATUS_UNKNOWN)
-        r = self._need_str(o, K_o, "o (order type)", &s, &n)
-        if r != 0:
-            return r
-        otype = self._enum(order_type_code(s, n, True), t.ORDER_TYPE_UNKNOWN)
         sl = fget(o, K_f)
         tif = self._enum(tif_code(sl.s, sl.n), t.TIF_UNKNOWN) if sl != NULL and sl.type == SLOT_STR else t.TIF_GTC
         r = self._need_int(o, K_aid, "aid (algo id)", &algo_id)
@@ -2051,6 +2048,12 @@ cdef class BinanceDecoder:
             r = self._opt_dec(o, K_ap, "ap (average price)", pp, False, True, &avg)
         if r == 0:
             r = self._opt_dec(o, K_tp, "tp (trigger price)", pp, False, False, &trigger)
+        if r == 0:
+            sl = fget(o, K_ai)
+            if sl != NULL and sl.type == SLOT_INT:
+                actual = sl.i
+            else:                   # Binance sends it as a string of digits, "" until triggered
+                r = self._opt_dec(o, K_ai, "ai (actual order id)", 0, False, False, &actual)
         if r != 0:
             return r
         if status == t.ORDER_STATUS_FILLED and cum < qty:
@@ -2076,7 +2079,7 @@ cdef class BinanceDecoder:
         client_id = self._client_id(sl.s, sl.n) if sl != NULL and sl.type == SLOT_STR else 0
         ts = self.info.transaction_time or self.info.event_time
         rec_head(&out[0], KIND_ORDER_UPDATE, (FLAG_ASK if sell else 0) | (1 << CONT_SHIFT), inst.instrument_id,
-                 ts, ts_local, client_id, price, qty, cum, algo_id)
+                 ts, ts_local, client_id, price, qty, cum, actual if actual > 0 else algo_id)
         rec_cont(&out[1], inst.instrument_id, status, otype, tif, avg, trigger, qty - cum,
                  (<int64_t>ex << 16) | reason)
         written[0] = 2

@@ -379,12 +379,19 @@ class ArraySource(ReplaySource):
 
 class JournalSource(ReplaySource):
     """An extrema journal (extrema.storage). With a registry, records of instrument ids it does not
-    know are dropped (whole events; account records with instrument 0 are kept)."""
+    know are dropped (whole events; account records with instrument 0 are kept), and the registry must
+    agree with the journal's instrument table (instruments.json, written by the Recorder) id by id;
+    registry=None takes the journal's own instruments (extrema.storage.registry_for_journal)."""
 
     label = "journal"
 
     def __init__(self, directory, registry=None, **kw):
+        from extrema.storage.instruments import check_registry_matches, read_instrument_table, registry_for_journal
         from extrema.storage.journal import JournalReader
+        if registry is None and read_instrument_table(directory) is not None:
+            registry = registry_for_journal(directory)
+        elif registry is not None:
+            check_registry_matches(directory, registry)
         super().__init__(registry, **kw)
         self.directory = Path(directory)
         self.reader = JournalReader(self.directory, batch_records=self.batch_records)

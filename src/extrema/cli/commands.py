@@ -399,9 +399,10 @@ def backtest_config(args) -> Config:
             raise ConfigError(f"backtest.data[{i}]", f"no such file or directory: {cfg.resolve(p)}")
     if not cfg.strategies:
         raise UsageError("no strategies: --strategy MODULE:CLASS (or [[strategies]] in the config)")
-    if not cfg.instruments:
+    if not cfg.instruments and not _journal_instruments(cfg):
         raise UsageError("no instruments: --instrument NAME:MARKET:TICK:LOT[:MIN_NOTIONAL] "
-                         "(or [[instruments]] with name / market / tick_size / lot_size)")
+                         "(or [[instruments]] with name / market / tick_size / lot_size; a journal the "
+                         "recorder wrote brings its own)")
     for i, spec in enumerate(cfg.instruments):
         if "symbol" in spec:
             raise ConfigError(f"instruments[{i}].symbol", "a backtest has no venue to load it from: give name, "
@@ -409,6 +410,15 @@ def backtest_config(args) -> Config:
     if cfg.backtest["report"] and not args.no_report and not cfg.backtest["out"]:
         raise UsageError("where to write the report: --out DIR (or backtest.out; --no-report for stats only)")
     return cfg
+
+
+def _journal_instruments(cfg):
+    """The first data path that is a journal with an instrument table when every data path is one (then the
+    backtest needs no --instrument), else None."""
+    paths = [cfg.resolve(p) for p in cfg.backtest["data"]]
+    if paths and all((p / "instruments.json").is_file() for p in paths):
+        return paths[0]
+    return None
 
 
 def _model(module, kind, spec, names, where):
@@ -429,8 +439,13 @@ def cmd_backtest(args):
     from extrema.backtest import Backtest
     from extrema.backtest.sources import open_source
     b = cfg.backtest
-    registry = InstrumentRegistry()
-    register_instruments(cfg, registry, {})
+    journal = _journal_instruments(cfg) if not cfg.instruments else None
+    if journal is not None:
+        from extrema.storage import registry_for_journal
+        registry = registry_for_journal(journal)         # the ids its records use; other journals must agree
+    else:
+        registry = InstrumentRegistry()
+        register_instruments(cfg, registry, {})
     sources = []
     for i, p in enumerate(b["data"]):
         try:

@@ -15,7 +15,6 @@ file only names the class and its parameters:
 """
 from __future__ import annotations
 
-import time
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from extrema import OrderStatus, Strategy, features
@@ -104,7 +103,7 @@ class MarketMaker(Trader):
 
     def on_book(self, view):
         book = view.book
-        now = time.monotonic()
+        now = self.context.now_us() / 1e6              # the engine clock: wall time live, data time in a backtest
         if book.best_bid != book.best_bid or book.best_ask != book.best_ask or now - self.last < self.every:
             return                                          # NaN: one side empty
         touch = (book.best_bid, book.best_ask)

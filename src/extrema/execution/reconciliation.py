@@ -168,11 +168,15 @@ def reconcile(core, snapshot: VenueSnapshot, *, close_missing=False, adopt_posit
         old = portfolio.balance(market, asset)
         new = Decimal(str(amount))
         if old != new:
-            events.append(ReconcileEvent("BALANCE_SET", 0, 0, old, new, f"{market.name} {asset}: {old} -> {new}"))
+            events.append(ReconcileEvent("BALANCE_SET", 0, 0, old, new,
+                                         f"{market.name} {asset}: {old if old else 0} -> {new}"))
         portfolio.set_balance(market, asset, new)
 
     for e in events:
-        log.warning("reconcile %s: %s", market.name, e.message)
+        # a balance the venue reports is learned, not a conflict (the engine starts knowing none); the
+        # other differences mean something happened that the streams did not say
+        log.log(logging.INFO if e.kind == "BALANCE_SET" else logging.WARNING, "reconcile %s: %s",
+                market.name, e.message)
     events.append(ReconcileEvent("SUMMARY", 0, 0, None, {"duplicate_fills": duplicates},
                                  f"{len(events)} differences, {duplicates} fills already counted"))
     log.info("reconcile %s: %s", market.name, events[-1].message)

@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 from extrema._core.instruments import Market
+from extrema.storage.instruments import write_instrument_table
 from extrema.storage.journal import DEFAULT_SEGMENT_BYTES, JournalWriter
 
 log = logging.getLogger("extrema.storage")
@@ -71,7 +72,8 @@ class RawFrameWriter:
 class Recorder:
     """A source that records another one (see the module doc)."""
 
-    def __init__(self, source, directory, *, raw_jsonl=None, segment_bytes: int = DEFAULT_SEGMENT_BYTES):
+    def __init__(self, source, directory, *, raw_jsonl=None, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+                 registry=None):
         if not hasattr(source, "run") and not hasattr(source, "batches"):
             raise TypeError(f"Recorder wraps a source (async run(emit, subscriptions) or batches()), got {source!r}")
         self.source = source
@@ -85,10 +87,14 @@ class Recorder:
             self.raw = RawFrameWriter(raw_jsonl, market=getattr(source, "market", None))
         self.writer = None
         self.recorded = 0
+        # Whose instrument ids the records carry: given, the engine's (bind_engine) or a replay source's.
+        # Written beside the segments at the start and again at the end (instruments registered meanwhile).
+        self.registry = registry if registry is not None else getattr(source, "registry", None)
 
     def _open(self):
         if self.writer is None:
             self.writer = JournalWriter(self.directory, segment_bytes=self.segment_bytes)
+            self._write_instruments()
         if self.raw is not None:
             self.source.raw_sink = self.raw
 
@@ -98,6 +104,12 @@ class Recorder:
         bind = getattr(self.source, "bind_engine", None)
         if bind is not None:
             bind(engine)
+        if self.registry is None:
+            self.registry = engine.registry
+
+    def _write_instruments(self):
+        if self.registry is not None:
+            write_instrument_table(self.directory, self.registry)
 
     def subscriptions_changed(self, subscriptions):
         update = getattr(self.source, "subscriptions_changed", None)
@@ -156,6 +168,7 @@ class Recorder:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+            self._write_instruments()
 
     async def aclose(self):
         aclose = getattr(self.source, "aclose", None)

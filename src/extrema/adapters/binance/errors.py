@@ -28,7 +28,7 @@ __all__ = [
     "OrderRejectedError", "InsufficientBalanceError", "ReduceOnlyRejectedError", "PostOnlyRejectedError",
     "DuplicateOrderError", "CancelRejectedError", "OrderNotFoundError", "UnknownOrderError",
     "CancelReplaceError", "ServerBusyError", "ExecutionStatusUnknown", "OrderStatusUnknown",
-    "error_from_response", "SPOT", "USDM",
+    "error_from_response", "SPOT", "USDM", "RETRY", "QUERY", "FINAL", "retry_class", "RetriesExhausted",
 ]
 
 SPOT = "spot"
@@ -176,6 +176,44 @@ class OrderStatusUnknown(ExecutionStatusUnknown):
         self.client_order_id = client_order_id
         self.operation = operation
         self.symbol = symbol
+
+
+class RetriesExhausted(BinanceError):
+    """Every send the retry policy allowed failed and none of them executed (each answer said so, or the
+    venue's order query showed it never arrived). `last` is the last failure."""
+
+    def __init__(self, message, *, last: BinanceError):
+        super().__init__(message, code=last.code, msg=last.msg, endpoint=last.endpoint, status=last.status)
+        self.last = last
+
+
+# --- what a failed request allows (retry.RetryPolicy acts on it) ----------------------------------------
+
+RETRY = "retry"     # certainly not executed and transient: the same request may go again after a back-off
+QUERY = "query"     # may have executed: ask the venue (order by client id) before anything else
+FINAL = "final"     # the venue answered and refused: sending it again gets the same answer
+
+
+def retry_class(exc: BaseException) -> str:
+    """RETRY, QUERY or FINAL for an error of an order request, from the venues' own words:
+
+    RETRY  the connection was never made or the request never left (BinanceConnectionError,
+           DeadlineExceeded); HTTP 429 / 418 and -1003 / -1015 (RateLimitError: "the request was not
+           executed", wait Retry-After); -1001 / -1004 / -1008 and USD-M 503 "Service Unavailable."
+           (ServerBusyError: "unable to process your request"); -1021 (TimestampError: outside recvWindow,
+           refused before matching).
+    QUERY  HTTP 5xx other than those, -1000 / -1006 / -1007, a timeout after sending, a connection lost
+           before the answer (ExecutionStatusUnknown): "the execution status is UNKNOWN and could have been
+           a success" (spot errors.md, -1006 / -1007; USD-M general info, HTTP 503 / 5XX); a 2xx answer the
+           client cannot read (InvalidResponseError) - the request ran, its result is unknown.
+    FINAL  every other answer of the venue (filters, balance, auth, unknown order, ...).
+    https://developers.binance.com/docs/binance-spot-api-docs/errors
+    https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info (HTTP Return Codes)"""
+    if isinstance(exc, (ExecutionStatusUnknown, InvalidResponseError)):
+        return QUERY
+    if isinstance(exc, (BinanceConnectionError, DeadlineExceeded, RateLimitError, ServerBusyError, TimestampError)):
+        return RETRY
+    return FINAL
 
 
 # --- mapping -------------------------------------------------------------------------------------------

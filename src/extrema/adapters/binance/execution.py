@@ -16,8 +16,16 @@
   30 minutes (it expires after 60: https://developers.binance.com/docs/binance-spot-api-docs/user-data-stream),
   replaced when Binance says it expired, and the stream reconnects like every other WsSession.
 * A request the venue rejects becomes an ORDER_UPDATE with status REJECTED for the strategy (the venue's
-  code and message are in `rejections`). A request whose outcome is unknown (timeout after sending, 5xx)
-  is never resent: the order is queried by its client id until the venue says what happened.
+  code and message are in `rejections`).
+* Transient failures of new orders and cancels, on either order path, go through one RetryPolicy
+  (retry.py; the REST client's, or `retry=`): what certainly did not execute (not sent while
+  disconnected, 429 / 418, -1008, USD-M 503) is sent again after an exponential back-off with jitter
+  (never before Retry-After); what may have executed (timeout after sending, 5xx, -1006 / -1007, the
+  connection lost before the answer, no answer within the REST client's request_timeout) is never resent
+  before the order has been looked up by its client id: a known order is the outcome; an unknown one is
+  sent again (same client id) only once the first request can no longer arrive (recvWindow). A cancel
+  whose outcome is unknown is looked up the same way; an order the venue does not know needs no cancel.
+  An outcome that stays unknown is left to the next reconciliation (`counters["unresolved"]`).
 * After the user stream reconnects, every order still open here is queried, so an update missed while
   disconnected is not lost (the report is fed through the same decoder; updates are idempotent).
 """
@@ -37,8 +45,9 @@ from extrema._core.binance import BinanceDecoder, BinanceEvent
 from extrema._core.clock import time_us
 from extrema._core.instruments import Market
 from extrema._core.records import OrderStatus, RecordFlag, RecordKind
-from extrema.adapters.binance.errors import (BinanceAPIError, BinanceError, OrderNotFoundError,
-                                             OrderStatusUnknown)
+from extrema.adapters.binance.errors import (FINAL, QUERY, BinanceAPIError, BinanceError, OrderNotFoundError,
+                                             OrderStatusUnknown, RetriesExhausted, retry_class)
+from extrema.adapters.binance.retry import GONE, KNOWN, RetryPolicy
 from extrema.adapters.binance.ws_api import BinanceWsApi
 from extrema.adapters.binance.parts import VenuePart
 from extrema.adapters.ws import Backoff, WsSession
@@ -111,6 +120,9 @@ _SIDE_TEXT = ("buy", "sell")
 _RAW_TYPES = {2: "limit", 1: "market"}          # extrema.OrderType numbers the compiled path sends
 _RAW_TIFS = {0: "GTC", 1: "GTC", 2: "IOC", 3: "FOK"}
 
+# WebSocket API method -> the operation a retry runner carries out for it (_on_answer).
+_OPERATION = {"order.place": "new", "order.cancel": "cancel", "algoOrder.place": "new", "algoOrder.cancel": "cancel"}
+
 
 class _Order:
     """An order this client sent. Orders from the compiled path (submit_raw) keep their raw numbers and
@@ -118,7 +130,7 @@ class _Order:
     their wire text (`<prefix><id>`, which the compiled encoder wrote itself) only when a cancel, a query or
     a log line needs it: pass text=None and the engine's id prefix."""
     __slots__ = ("_request", "instrument", "_text", "_prefix", "client_order_id", "status", "_price", "_quantity",
-                 "_raw", "venue_id", "sent_ms", "algo")
+                 "_raw", "venue_id", "sent_ms", "algo", "algo_id", "busy")
 
     def __init__(self, request, instrument, text, raw=None, prefix="", sent_ms=None):
         self._request = request
@@ -127,9 +139,11 @@ class _Order:
         self._prefix = prefix
         self.client_order_id = request.client_order_id if request is not None else raw[0]
         self.status = OrderStatus.SUBMITTED
-        self.venue_id = 0               # Binance's orderId, once a report names it
+        self.venue_id = 0               # Binance's orderId (for an algo order: its triggered order's), once known
+        self.algo_id = 0                # an algo order's algoId, once an answer names it
         self.sent_ms = time_us() // 1000 if sent_ms is None else sent_ms   # the request's timestamp when known
         self.algo = False               # a USD-M conditional order, kept by Binance's algo service
+        self.busy = set()               # operations ("new", "cancel") a retry runner is carrying out
         self._raw = raw
         self._price = self._quantity = None
         if request is not None:
@@ -212,7 +226,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
 
     def __init__(self, market, rest, ws_url: str, *, ws_api_url: Optional[str] = None, order_entry: str = "ws_api",
                  registry=None, stale_after: float = 120.0, backoff: Optional[Backoff] = None,
-                 query_interval: float = 0.5):
+                 retry: Optional[RetryPolicy] = None):
         self.market = Market(market)
         if order_entry not in ("ws_api", "rest"):
             raise ValueError(f"order_entry must be 'ws_api' or 'rest', got {order_entry!r}")
@@ -226,7 +240,8 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self.ws_api = (BinanceWsApi(self.market, ws_api_url, rest.credentials, on_response=self._on_answer,
                                     on_event_frame=self._on_ws_api_event if spot else None, user_data=spot,
                                     on_ready=self._on_ws_api_ready, now_ms=rest.now_ms,
-                                    rate_limiter=rest.rate_limiter, recv_window_ms=rest.recv_window_ms)
+                                    rate_limiter=rest.rate_limiter, recv_window_ms=rest.recv_window_ms,
+                                    request_timeout=rest.request_timeout)
                        if order_entry == "ws_api" else None)
         # Where user data arrives: the WebSocket API connection (spot) or a listenKey stream.
         self.user_data_on_ws_api = self.ws_api is not None and spot
@@ -235,7 +250,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self.registry = registry
         self.stale_after = stale_after      # user streams are quiet: Binance pings keep them alive
         self._backoff = backoff
-        self.query_interval = query_interval
+        self.retry = retry if retry is not None else rest.retry      # one policy for both order paths
         self.order_ids = None
         self.decoder: Optional[BinanceDecoder] = None
         self.session: Optional[WsSession] = None
@@ -255,7 +270,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self._last_trade: dict[int, int] = {}    # instrument id -> highest venue trade id seen in a FILL
         self.counters = {"submitted": 0, "rejected": 0, "cancels": 0, "replaces": 0, "unknown_outcomes": 0,
                          "listen_keys": 0, "reconciled": 0, "request_errors": 0, "fills_recovered": 0,
-                         "duplicate_fills_dropped": 0}
+                         "duplicate_fills_dropped": 0, "unresolved": 0}
 
     # ---- wiring ------------------------------------------------------------------------------------
 
@@ -307,17 +322,21 @@ class BinanceExecution(VenuePart, ExecutionClient):
         o.algo = is_algo_order(self.market, order)
         self.counters["submitted"] += 1
         if self.ws_api is None or o.algo:
-            # Conditional orders take the REST algo-order endpoint with either order entry: they wait for
-            # their trigger, so the WebSocket API's lower latency buys nothing for them.
-            self._spawn(self._place(o))
+            # Conditional orders wait for their trigger, so sending them inside the hook buys nothing: they
+            # go from a task, on the WebSocket API (algoOrder.place, USD-M) or REST (POST algoOrder).
+            self._run(o, "new", self._place(o))
             return
         try:
             order_type, args = self._order_args(o)
             self.ws_api.place_order(inst.venue_symbol, order.side.upper(), order_type, **args)
-        except (BinanceError, ValueError) as exc:
-            # Not sent (disconnected, over the rate limit, refused before sending): rejected at once. The
-            # update is published after the hook returns, never inside it.
-            self._loop_of().call_soon(self._reject, o, getattr(exc, "code", 0) or 0, str(exc))
+        except ValueError as exc:
+            # Refused before sending: rejected, published after the hook returns, never inside it.
+            self._loop_of().call_soon(self._reject, o, 0, str(exc))
+        except BinanceError as exc:
+            if retry_class(exc) == FINAL:
+                self._loop_of().call_soon(self._reject, o, exc.code or 0, str(exc))
+            else:       # not sent (disconnected, rate limited): again after a back-off
+                self._run(o, "new", self._place(o, exc))
 
     @property
     def compiled_orders(self) -> bool:
@@ -341,10 +360,16 @@ class BinanceExecution(VenuePart, ExecutionClient):
         unbooked.clear()
 
     def _refused_raw(self, entry, exc):
-        """An order of the fast path that was not sent: rejected once the hook returns, like submit_raw's."""
+        """An order of the fast path that was not sent (send_raw's on_refused), under submit()'s rule: refused
+        before sending (ValueError) or finally by the venue - rejected once the hook returns; not sent for a
+        reason that passes (disconnected, rate limited) - sent again under the retry policy, whose _place
+        builds the request from the raw numbers and resends it on the Python path under the same client id."""
         self._unbooked.append(entry)
         o = self._orders[entry[0][0]]
-        self._loop_of().call_soon(self._reject, o, getattr(exc, "code", 0) or 0, str(exc))
+        if isinstance(exc, BinanceError) and retry_class(exc) != FINAL:
+            self._run(o, "new", self._place(o, exc))
+        else:
+            self._loop_of().call_soon(self._reject, o, getattr(exc, "code", 0) or 0, str(exc))
 
     def stats(self):
         if self._unbooked:
@@ -378,7 +403,8 @@ class BinanceExecution(VenuePart, ExecutionClient):
             self._codec()                  # created with the id prefix, before the first report can arrive
         # The wire text is written by the compiled encoder from the int id (ws_api knows the engine's prefix)
         # and read back by the decoder's parse: nothing to format or register here; the order's record is
-        # made when something looks at the orders (_orders).
+        # made when something looks at the orders (_orders). A send that fails goes to _refused_raw, which
+        # applies submit()'s rule (rejected when final, else again under the retry policy).
         ws_api.send_raw(self._unbooked, self._refused_raw, client_order_id, strategy, inst, side, order_type,
                         time_in_force if order_type == 2 else 0, quantity_raw, price_raw)
 
@@ -389,11 +415,17 @@ class BinanceExecution(VenuePart, ExecutionClient):
             log.info("cancel of unknown or finished order %s ignored", request.client_order_id)
             return
         if self.ws_api is None or o.algo:
-            self._spawn(self._cancel(o))
+            self._run(o, "cancel", self._cancel(o))
             return
         try:
             self.ws_api.cancel_order(o.instrument.venue_symbol, client_order_id=o.text)
-        except (BinanceError, ValueError) as exc:
+        except BinanceError as exc:
+            if retry_class(exc) == FINAL:
+                self.counters["request_errors"] += 1
+                log.info("cancel of %s not sent: %s", o.text, exc)
+            else:       # not sent (disconnected, rate limited): again after a back-off
+                self._run(o, "cancel", self._cancel(o, exc))
+        except ValueError as exc:
             self.counters["request_errors"] += 1
             log.info("cancel of %s not sent: %s", o.text, exc)
 
@@ -440,18 +472,24 @@ class BinanceExecution(VenuePart, ExecutionClient):
         return self._loop or asyncio.get_running_loop()
 
     def _on_answer(self, resp):
-        """WebSocket API answers: success needs nothing (the user stream reports the order's state)."""
+        """WebSocket API answers: success needs nothing (the user stream reports the order's state). A
+        failed first send of a new order or a cancel continues under the retry policy (which rejects
+        what the venue refused); answers to a retry runner's own sends are its to read."""
         if resp.ok:
             return
         o = self._by_text.get(resp.client_order_id) if resp.client_order_id else None
         if o is None:
             log.warning("WebSocket API %s failed: %s", resp.method, resp.error)
             return
-        if isinstance(resp.error, OrderStatusUnknown):
+        op = _OPERATION.get(resp.method)
+        if op is not None and op in o.busy:
+            return
+        if retry_class(resp.error) == QUERY:
             self.counters["unknown_outcomes"] += 1
-            self._spawn(self._resolve_unknown(o))
-        elif resp.method == "order.place":
-            self._reject(o, getattr(resp.error, "code", 0) or 0, getattr(resp.error, "msg", str(resp.error)))
+        if op == "new":
+            self._run(o, "new", self._place(o, resp.error))
+        elif op == "cancel":
+            self._run(o, "cancel", self._cancel(o, resp.error))
         else:
             self.counters["request_errors"] += 1
             log.info("%s of %s refused: %s", resp.method, o.text, resp.error)
@@ -467,50 +505,107 @@ class BinanceExecution(VenuePart, ExecutionClient):
 
     # ---- requests (engine loop) --------------------------------------------------------------------
 
-    async def _place(self, o: _Order):
+    def _run(self, o: _Order, op: str, coro):
+        """Carry out `op` of `o` as a task under the retry policy; while it runs, the WebSocket API answers
+        to its sends are left to it (_on_answer)."""
+        o.busy.add(op)
+        task = self._spawn(coro)
+        task.add_done_callback(lambda _t: o.busy.discard(op))
+
+    async def _ws_api_answer(self, rid: int):
+        """The result of a WebSocket API request, or its error raised (the retry runner's `send`)."""
+        resp = await self.ws_api.response(rid)
+        if resp.error is not None:
+            raise resp.error
+        return resp.result
+
+    def _counted(self, send):
+        async def run():
+            try:
+                return await send()
+            except BinanceError as exc:
+                if retry_class(exc) == QUERY:
+                    self.counters["unknown_outcomes"] += 1
+                raise
+        return run
+
+    async def _place(self, o: _Order, error: Optional[BaseException] = None):
+        """Place `o` under the retry policy: the first send here (REST, algo orders), or the rest of it after
+        the first WebSocket API send failed with `error`. See the module doc."""
         try:
             order_type, args = (binance_algo_args(o.request, o.text) if o.algo else self._order_args(o))
         except ValueError as exc:
             self._reject(o, 0, str(exc))
             return
-        send = self.rest.new_algo_order if o.algo else self.rest.new_order
+        symbol, side = o.instrument.venue_symbol, o.request.side.upper()
+        if o.algo and self.ws_api is not None:
+            send = lambda: self._ws_api_answer(self.ws_api.place_algo_order(symbol, side, order_type, **args))  # noqa: E731
+        elif o.algo:
+            send = lambda: self.rest.new_algo_order(symbol, side, order_type, **args)      # noqa: E731
+        elif self.ws_api is None:
+            send = lambda: self.rest.new_order(symbol, side, order_type, **args)           # noqa: E731
+        else:
+            send = lambda: self._ws_api_answer(self.ws_api.place_order(symbol, side, order_type, **args))  # noqa: E731
         try:
-            await send(o.instrument.venue_symbol, o.request.side.upper(), order_type, **args)
-        except OrderStatusUnknown:
-            self.counters["unknown_outcomes"] += 1
-            await self._resolve_unknown(o)
+            how, data = await self.retry.place(self._counted(send), lambda: self._query(o), now_ms=self.rest.now_ms,
+                                               recv_window_ms=self.rest.recv_window_ms, error=error)
+        except RetriesExhausted as exc:        # nothing executed: the strategy hears REJECTED
+            self._reject(o, exc.code or 0, f"not sent: {exc}")
+        except OrderStatusUnknown as exc:
+            self.counters["unresolved"] += 1
+            log.error("order %s: outcome still unknown (%s); the next reconciliation settles it", o.text, exc)
         except BinanceAPIError as exc:
             self._reject(o, exc.code, exc.msg)
-        except BinanceError as exc:           # could not send at all (connection refused, deadline)
-            self._reject(o, 0, str(exc))
+        except (BinanceError, ValueError) as exc:
+            self._reject(o, getattr(exc, "code", 0) or 0, str(exc))
+        else:
+            if o.algo:
+                self._learn_ids(o, data)
+            if how == KNOWN:
+                self._publish_known(o, data)
 
-    async def _resolve_unknown(self, o: _Order):
-        """The order may or may not have reached Binance: ask until it says, never resend."""
-        for attempt in range(20):
-            try:
-                data = await self._query(o)
-            except OrderNotFoundError:
-                # Not there after recvWindow has passed: the request never arrived (Binance rejects a
-                # request older than recvWindow, so it cannot arrive later).
-                if attempt * self.query_interval * 1000 >= self.rest.recv_window_ms:
-                    self._reject(o, -2013, "order never reached the venue")
-                    return
-            except BinanceError as exc:
-                log.warning("query of order %s failed: %s", o.text, exc)
-            else:
-                self._publish(self._state_records(o, data))
-                return
-            await asyncio.sleep(self.query_interval)
-        log.error("order %s: outcome still unknown after %d queries", o.text, attempt + 1)
+    @staticmethod
+    def _learn_ids(o: _Order, data):
+        """An algo order's two ids from a venue answer (New / Query Algo Order, openAlgoOrders): its algoId,
+        and - once triggered - the order it placed in the matching engine (actualOrderId), which its trades
+        carry. The stream's ALGO_UPDATE names the algo id until then (the decoder's aux1): never taken for
+        the order id."""
+        if not isinstance(data, dict):
+            return
+        if data.get("algoId"):
+            o.algo_id = int(data["algoId"])
+        actual = data.get("actualOrderId") if "clientAlgoId" in data else data.get("orderId")
+        if actual:
+            o.venue_id = int(actual)
+        elif o.venue_id == o.algo_id:
+            o.venue_id = 0
+
+    def _publish_known(self, o: _Order, data: dict):
+        """The venue's state of `o` learnt by a lookup, published unless the stream already said so."""
+        if o.status in _TERMINAL:
+            return
+        records = self._state_records(o, data)
+        heads = np.flatnonzero(records["kind"] == RecordKind.ORDER_UPDATE)
+        if len(heads) and int(records[heads[0] + 1]["ts_exchange"]) == o.status:
+            return
+        self._publish(records)
 
     async def _query(self, o: _Order) -> dict:
-        """The venue's view of one of our orders (GET order, or GET algoOrder for a conditional one)."""
-        if o.algo:
-            return await self.rest.query_algo_order(client_algo_id=o.text)
-        return await self.rest.query_order(o.instrument.venue_symbol, client_order_id=o.text)
+        """The venue's view of one of our orders (GET order), or of a conditional one: GET algoOrder, and
+        once it has triggered, the order it placed in the matching engine (GET order by actualOrderId) -
+        that one knows what was filled."""
+        symbol = o.instrument.venue_symbol
+        if not o.algo:
+            return await self.rest.query_order(symbol, client_order_id=o.text)
+        data = await self.rest.query_algo_order(client_algo_id=o.text)
+        actual = data.get("actualOrderId")
+        if actual:
+            self._learn_ids(o, data)
+            return await self.rest.query_order(symbol, order_id=int(actual))
+        return data
 
     def _state_records(self, o: _Order, data: dict):
-        return self._algo_report_records(data) if o.algo else self._report_records(data)
+        return self._algo_report_records(data) if "clientAlgoId" in data else self._report_records(data)
 
     def _algo_report_records(self, a: dict):
         """A REST algo order (New / Query Algo Order, openAlgoOrders) as the ALGO_UPDATE the stream would
@@ -523,16 +618,32 @@ class BinanceExecution(VenuePart, ExecutionClient):
             "f": a.get("timeInForce") or "GTC", "q": a["quantity"], "X": a["algoStatus"], "ai": actual,
             "ap": a.get("actualPrice") or "0", "tp": a.get("triggerPrice") or "0", "p": a.get("price") or "0"}})
 
-    async def _cancel(self, o: _Order):
+    async def _cancel(self, o: _Order, error: Optional[BaseException] = None):
+        """Cancel `o` under the retry policy (first send here, or the rest after a failed WebSocket API
+        send). An order the venue does not know or no longer has open needs nothing more: its final state
+        is (or will be) on the user stream."""
+        symbol = o.instrument.venue_symbol
+        if o.algo and self.ws_api is not None:
+            send = lambda: self._ws_api_answer(self.ws_api.cancel_algo_order(client_algo_id=o.text))  # noqa: E731
+        elif o.algo:
+            send = lambda: self.rest.cancel_algo_order(client_algo_id=o.text)                  # noqa: E731
+        elif self.ws_api is None:
+            send = lambda: self.rest.cancel_order(symbol, client_order_id=o.text)              # noqa: E731
+        else:
+            send = lambda: self._ws_api_answer(self.ws_api.cancel_order(symbol, client_order_id=o.text))  # noqa: E731
         try:
-            if o.algo:
-                await self.rest.cancel_algo_order(client_algo_id=o.text)
-                return
-            await self.rest.cancel_order(o.instrument.venue_symbol, client_order_id=o.text)
+            how, data = await self.retry.cancel(self._counted(send), lambda: self._query(o), error=error)
+        except OrderStatusUnknown as exc:
+            self.counters["unresolved"] += 1
+            log.error("cancel of %s: outcome still unknown (%s)", o.text, exc)
         except BinanceError as exc:
-            # Typically -2011: already filled / cancelled; the stream has (or will have) the final state.
             self.counters["request_errors"] += 1
             log.info("cancel of %s refused: %s", o.text, exc)
+        else:
+            if how == KNOWN:
+                self._publish_known(o, data)
+            elif how == GONE:
+                log.info("cancel of %s: the venue has no such open order", o.text)
 
     async def _replace(self, o: _Order, new: Optional[_Order], price, quantity):
         try:
@@ -639,8 +750,10 @@ class BinanceExecution(VenuePart, ExecutionClient):
 
     async def _reconcile(self):
         """At start and after every reconnect, in this order:
-        1. read the venue's open orders, USD-M positions and balances, and the final state of every order
-           held live here that the venue no longer lists (GET order by origClientOrderId);
+        1. read the venue's open orders (USD-M: also its open algo orders, GET openAlgoOrders - a
+           conditional order waiting for its trigger is open though openOrders does not list it), USD-M
+           positions and balances, and the final state of every order held live here that the venue no
+           longer lists (GET order by origClientOrderId, GET algoOrder by clientAlgoId);
         2. fetch the trades of the symbols with such orders since the last fill this client saw
            (GET myTrades / userTrades, `_recover_fills`) and publish the ones the engine has not counted
            as FILL records - through the engine like live ones, so the order table, the portfolio and the
@@ -650,14 +763,19 @@ class BinanceExecution(VenuePart, ExecutionClient):
            `reconcile_events`), now that the missed fills are in the portfolio;
         4. publish the final states read in 1 as ORDER_UPDATE records."""
         from extrema.execution.reconciliation import VenueSnapshot, reconcile
+        usdm = self.market == Market.BINANCE_USDM
         try:
             open_orders = await self.rest.open_orders()
-            positions = await self.rest.positions() if self.market == Market.BINANCE_USDM else []
+            open_algo = await self.rest.open_algo_orders() if usdm else []
+            positions = await self.rest.positions() if usdm else []
             balances = await self.rest.balances()
         except BinanceError as exc:
             log.warning("%s reconciliation: the venue's state could not be read (%s)", self.market.name, exc)
             return
         listed = {order["clientOrderId"] for order in open_orders}
+        # A triggered algo order works in the matching engine under its client id: openOrders has it.
+        open_algo = [a for a in open_algo if a["clientAlgoId"] not in listed]
+        listed |= {a["clientAlgoId"] for a in open_algo}
         live = [o for o in self._orders.values() if o.status not in _TERMINAL]
         finals = []
         for o in live:
@@ -669,17 +787,22 @@ class BinanceExecution(VenuePart, ExecutionClient):
                 continue            # never reached the venue: its rejection is (or will be) published
             except BinanceError as exc:
                 log.warning("reconciliation query of %s failed: %s", o.text, exc)
-        for order in list(open_orders) + [data for o, data in finals if not o.algo]:
+        for order in list(open_orders) + [data for o, data in finals if "clientAlgoId" not in data]:
             o = self._by_text.get(order["clientOrderId"])
             if o is not None and order.get("orderId"):
                 o.venue_id = int(order["orderId"])
+        for a in open_algo + [data for o, data in finals if "clientAlgoId" in data]:
+            o = self._by_text.get(a["clientAlgoId"])
+            if o is not None:
+                self._learn_ids(o, a)
         await self._recover_fills(live)
         heads = []
         for order in open_orders:
-            ours = self.order_ids.parse(order["clientOrderId"]) if self.order_ids is not None else None
-            if ours is not None and self._codec().client_order_id(order["clientOrderId"]) is None:
-                self._codec().register_client_order_id(order["clientOrderId"], ours)   # ours, from a past run
+            self._adopt_id(order["clientOrderId"])
             heads.append(self._report_records(order))
+        for a in open_algo:
+            self._adopt_id(a["clientAlgoId"])
+            heads.append(self._algo_report_records(a))
         snapshot = VenueSnapshot(self.market,
                                  open_orders=np.concatenate(heads) if heads else self._no_records(),
                                  positions=self._venue_positions(positions),
@@ -694,6 +817,12 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self.counters["reconciled"] += 1
         for o, data in finals:
             self._publish(self._state_records(o, data))
+
+    def _adopt_id(self, text: str):
+        """A client order id of ours from a past run (the venue lists it open): known to the decoder."""
+        ours = self.order_ids.parse(text) if self.order_ids is not None else None
+        if ours is not None and self._codec().client_order_id(text) is None:
+            self._codec().register_client_order_id(text, ours)
 
     async def _recover_fills(self, live):
         """Fetch the trades of `live` orders' symbols made since the last fill seen (fromId = last trade id
@@ -819,8 +948,9 @@ class BinanceExecution(VenuePart, ExecutionClient):
         for i in np.flatnonzero(kinds == RecordKind.ORDER_UPDATE).tolist():
             o = self._orders.get(int(records[i]["sequence"]))
             if o is not None:
-                if records[i]["aux1"] > 0:
-                    o.venue_id = int(records[i]["aux1"])
+                vid = int(records[i]["aux1"])
+                if vid > 0 and not (o.algo and vid == o.algo_id):
+                    o.venue_id = vid
                 o.status = int(records[i + 1]["ts_exchange"])
                 if o.status in _TERMINAL:
                     self._finish(o)

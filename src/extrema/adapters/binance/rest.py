@@ -9,9 +9,9 @@ One ClientSession with keep-alive per client. Every call has a deadline (`timeou
 * Rate limits: see ratelimit.py. Each endpoint's documented weight is reserved before sending, the
   X-MBX-USED-WEIGHT-* / X-MBX-ORDER-COUNT-* headers of every answer correct the counts, 429 / 418 block
   all requests for Retry-After seconds.
-* What is retried (exponential backoff with jitter, within the deadline): anything that certainly did not
-  execute (connection never made, 429 / 418, -1003 / -1008 / -1015, USD-M 503 "Service Unavailable.") and,
-  for idempotent reads, also timeouts and 5xx. An order request whose outcome is unknown (timeout after
+* What is retried (the RetryPolicy of retry.py - exponential backoff with jitter - within the deadline):
+  anything that certainly did not execute (connection never made, 429 / 418, -1003 / -1008 / -1015, USD-M
+  503 "Service Unavailable.") and, for idempotent reads, also timeouts and 5xx. An order request whose outcome is unknown (timeout after
   sending, 5xx, -1006 / -1007) is never resent: it raises OrderStatusUnknown with the client order id, and
   the caller reconciles with `query_order(symbol, client_order_id=...)` or the user-data stream.
 
@@ -31,7 +31,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import random
 import re
 import time
 from decimal import Decimal
@@ -48,10 +47,11 @@ from .errors import (
     USDM, SPOT, BinanceAPIError, BinanceConnectionError, BinanceError, DeadlineExceeded, ExecutionStatusUnknown,
     InvalidClientOrderId, InvalidResponseError, OrderStatusUnknown, RateLimitError, ServerBusyError,
     TimestampError, error_from_response)
+from .retry import RetryPolicy
 from .ratelimit import SPOT_DEFAULT_LIMITS, USDM_DEFAULT_LIMITS, RateLimit, RateLimiter, parse_retry_after
 from .signing import BinanceCredentials, encode_params, sign_query, sign_ws_api_params
 
-__all__ = ["BinanceRest", "ALGO_ORDER_TYPES", "Balance", "ReplaceResult", "ClockSample", "validate_client_order_id",
+__all__ = ["BinanceRest", "ALGO_ORDER_TYPES", "algo_order_params", "Balance", "ReplaceResult", "ClockSample", "validate_client_order_id",
            "SPOT_BASE_URL", "USDM_BASE_URL"]
 
 log = logging.getLogger("extrema.adapters.binance.rest")
@@ -124,7 +124,7 @@ class BinanceRest:
                  session: Optional[aiohttp.ClientSession] = None, recv_window_ms: int = 5000,
                  request_timeout: float = 10.0, attempt_timeout: float = 5.0, connect_timeout: float = 3.0,
                  max_retries: int = 3,
-                 backoff_base: float = 0.05, backoff_max: float = 2.0,
+                 backoff_base: float = 0.05, backoff_max: float = 2.0, retry: Optional[RetryPolicy] = None,
                  rate_limits: Optional[Sequence[RateLimit]] = None, rate_limit_margin_ms: int = 100):
         self.market = Market(market)
         if self.market == Market.BINANCE_SPOT:
@@ -147,9 +147,10 @@ class BinanceRest:
         self.request_timeout = float(request_timeout)
         self.attempt_timeout = float(attempt_timeout)
         self.connect_timeout = float(connect_timeout)
-        self.max_retries = int(max_retries)
-        self.backoff_base = float(backoff_base)
-        self.backoff_max = float(backoff_max)
+        # One retry policy for this client's own resends and for the execution client's order requests
+        # (retry.py); max_retries / backoff_base / backoff_max build it when none is given.
+        self.retry = retry if retry is not None else RetryPolicy(
+            attempts=int(max_retries) + 1, base_delay=float(backoff_base), max_delay=float(backoff_max), jitter=0.5)
         self._endpoints = _ep.endpoint_table(self._api)
         self._session = session
         self._own_session = session is None
@@ -190,6 +191,12 @@ class BinanceRest:
                                              enable_cleanup_closed=True)
             self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
                                                   headers={"User-Agent": "extrema"})
+            # aiohttp sends a request of an "idempotent" method (DELETE, PUT, GET) once more by itself when a
+            # kept-alive connection drops before the answer (aiohttp/client.py, _retry_connection; no
+            # public switch). DELETE /order is a cancel that may have executed: whether to send it again
+            # is the retry policy's call, after asking the venue - never a blind resend.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
         return self._session
 
     # --- clock -----------------------------------------------------------------------------------------
@@ -331,13 +338,8 @@ class BinanceRest:
                            order_id: Optional[int] = None, timeout: Optional[float] = None) -> dict:
         """DELETE order by origClientOrderId (or orderId). -2011 'Unknown order sent.' raises
         UnknownOrderError; an unknown outcome raises OrderStatusUnknown."""
-        if client_order_id is None and order_id is None:
-            raise ValueError("give client_order_id or order_id")
-        if client_order_id is not None:
-            validate_client_order_id(client_order_id)
-        params = {"symbol": _symbol(symbol), "orderId": order_id, "origClientOrderId": client_order_id}
-        ref = client_order_id if client_order_id is not None else str(order_id)
-        return await self._call("cancel_order", params, timeout=timeout, order=(ref, "cancel", params["symbol"]))
+        return await self._by_ref("cancel_order", symbol, "origClientOrderId", client_order_id, "orderId", order_id,
+                                  timeout)
 
     async def cancel_replace(self, symbol: str, *, orig_client_order_id: str, side: str, quantity, price,
                              new_client_order_id: Optional[str] = None, order_type: str = "LIMIT",
@@ -388,10 +390,8 @@ class BinanceRest:
     async def query_order(self, symbol: str, *, client_order_id: Optional[str] = None,
                           order_id: Optional[int] = None, timeout: Optional[float] = None) -> dict:
         """GET order by origClientOrderId (or orderId); -2013 raises OrderNotFoundError."""
-        if client_order_id is None and order_id is None:
-            raise ValueError("give client_order_id or order_id")
-        params = {"symbol": _symbol(symbol), "orderId": order_id, "origClientOrderId": client_order_id}
-        return await self._call("query_order", params, timeout=timeout)
+        return await self._by_ref("query_order", symbol, "origClientOrderId", client_order_id, "orderId", order_id,
+                                  timeout)
 
     async def open_orders(self, symbol: Optional[str] = None, *, timeout: Optional[float] = None) -> list:
         """GET openOrders for one symbol, or all (much heavier: spot 80, USD-M 40 weight)."""
@@ -431,32 +431,10 @@ class BinanceRest:
         Raises OrderStatusUnknown when the outcome is unknown - query by client_algo_id, do not resend.
         https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/New-Algo-Order"""
         self._usdm_only("new_algo_order")
-        validate_client_order_id(client_algo_id)
-        side = _upper(side, "side", ("BUY", "SELL"))
-        order_type = _upper(order_type, "order_type", ALGO_ORDER_TYPES)
-        if order_type == "TRAILING_STOP_MARKET":
-            if callback_rate is None:
-                raise ValueError("a TRAILING_STOP_MARKET order needs callback_rate")
-        elif trigger_price is None:
-            raise ValueError(f"a {order_type} order needs trigger_price")
-        if order_type in ("STOP", "TAKE_PROFIT"):
-            if price is None:
-                raise ValueError(f"a {order_type} order needs a price")
-            time_in_force = _upper(time_in_force or "GTC", "time_in_force", ("GTC", "IOC", "FOK", "GTX", "GTD"))
-        elif price is not None:
-            raise ValueError(f"a {order_type} order has no price")
-        if quantity is None:
-            raise ValueError("give quantity")
-        if working_type is not None:
-            working_type = _upper(working_type, "working_type", ("MARK_PRICE", "CONTRACT_PRICE"))
-        params: Dict[str, Any] = {
-            "algoType": "CONDITIONAL", "symbol": _symbol(symbol), "side": side, "type": order_type,
-            "timeInForce": time_in_force, "quantity": _decimal(quantity, "quantity"),
-            "price": _decimal(price, "price"), "triggerPrice": _decimal(trigger_price, "trigger_price"),
-            "workingType": working_type, "reduceOnly": reduce_only,
-            "activatePrice": _decimal(activate_price, "activate_price"),
-            "callbackRate": _decimal(callback_rate, "callback_rate"), "clientAlgoId": client_algo_id}
-        _merge_extra(params, extra)
+        params = algo_order_params(symbol, side, order_type, client_algo_id=client_algo_id, quantity=quantity,
+                                   price=price, trigger_price=trigger_price, time_in_force=time_in_force,
+                                   reduce_only=reduce_only, working_type=working_type,
+                                   activate_price=activate_price, callback_rate=callback_rate, extra=extra)
         return await self._call("new_algo_order", params, timeout=timeout,
                                 order=(client_algo_id, "new", params["symbol"]))
 
@@ -465,21 +443,28 @@ class BinanceRest:
         """USD-M DELETE /fapi/v1/algoOrder by clientAlgoId (or algoId). An unknown / finished algo order
         raises the venue's error (UnknownOrderError for -2011)."""
         self._usdm_only("cancel_algo_order")
-        if client_algo_id is None and algo_id is None:
-            raise ValueError("give client_algo_id or algo_id")
-        params = {"algoId": algo_id, "clientAlgoId": client_algo_id}
-        ref = client_algo_id if client_algo_id is not None else str(algo_id)
-        return await self._call("cancel_algo_order", params, timeout=timeout, order=(ref, "cancel", ""))
+        return await self._by_ref("cancel_algo_order", None, "clientAlgoId", client_algo_id, "algoId", algo_id, timeout)
 
     async def query_algo_order(self, *, client_algo_id: Optional[str] = None, algo_id: Optional[int] = None,
                                timeout: Optional[float] = None) -> dict:
         """USD-M GET /fapi/v1/algoOrder by clientAlgoId (or algoId); an unknown one raises the venue's error
         (OrderNotFoundError)."""
         self._usdm_only("query_algo_order")
-        if client_algo_id is None and algo_id is None:
-            raise ValueError("give client_algo_id or algo_id")
-        return await self._call("query_algo_order", {"algoId": algo_id, "clientAlgoId": client_algo_id},
-                                timeout=timeout)
+        return await self._by_ref("query_algo_order", None, "clientAlgoId", client_algo_id, "algoId", algo_id, timeout)
+
+    async def _by_ref(self, name: str, symbol: Optional[str], client_key: str, client_id: Optional[str],
+                      id_key: str, venue_id: Optional[int], timeout: Optional[float]):
+        """Cancel or look up one order (or algo order: no symbol, its own ids) by client id or venue id. A
+        cancel whose outcome is unknown raises OrderStatusUnknown under the id it was sent with."""
+        if client_id is None and venue_id is None:
+            raise ValueError(f"give {'client_algo_id or algo_id' if symbol is None else 'client_order_id or order_id'}")
+        if client_id is not None:
+            validate_client_order_id(client_id)
+        params = {"symbol": _symbol(symbol), id_key: venue_id, client_key: client_id}
+        ref = client_id if client_id is not None else str(venue_id)
+        cancel = name.startswith("cancel")
+        return await self._call(name, params, timeout=timeout,
+                                order=(ref, "cancel", symbol or "") if cancel else None)
 
     async def open_algo_orders(self, symbol: Optional[str] = None, *, timeout: Optional[float] = None) -> list:
         """USD-M GET /fapi/v1/openAlgoOrders: the algo orders not yet finished (one symbol, or all)."""
@@ -683,7 +668,7 @@ class BinanceRest:
                     self.rate_limiter.on_418(error.retry_after)
                 elif status == 429 or error.code in (-1003, -1015):
                     self.rate_limiter.on_429(error.retry_after, order_request=ep.orders > 0)
-                if attempt <= self.max_retries:
+                if attempt < self.retry.attempts:
                     self.retries += 1
                     continue
                 raise error
@@ -720,11 +705,10 @@ class BinanceRest:
                 return resp.status, resp.headers, await _read_body(resp)
 
     async def _backoff(self, attempt: int, deadline: float, ep: Endpoint, error: BaseException) -> bool:
-        """Sleep before retry `attempt`+1 (exponential, equal jitter) if retries and the deadline allow."""
-        if attempt > self.max_retries:
+        """Sleep before send `attempt`+1 if the retry policy and the deadline allow."""
+        delay = self.retry.allows(attempt, error)
+        if delay is None:
             return False
-        cap = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
-        delay = cap / 2 + random.uniform(0, cap / 2)
         loop = asyncio.get_running_loop()
         if loop.time() + delay >= deadline:
             return False
@@ -771,6 +755,42 @@ def _unreadable(ep: Endpoint, status: int, body: bytes) -> BinanceError:
                                   endpoint=ep.name, status=status) if not ep.idempotent else \
         InvalidResponseError(f"{ep.name}: HTTP {status} with a body that is not JSON: {preview!r}",
                              endpoint=ep.name, status=status)
+
+
+def algo_order_params(symbol: str, side: str, order_type: str, *, client_algo_id: str, quantity=None, price=None,
+                      trigger_price=None, time_in_force: Optional[str] = None, reduce_only: Optional[bool] = None,
+                      working_type: Optional[str] = None, activate_price=None, callback_rate=None,
+                      extra: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """The checked parameters of a USD-M New Algo Order (algoType CONDITIONAL), the same for REST
+    (POST /fapi/v1/algoOrder) and the WebSocket API (algoOrder.place); ValueError / TypeError before
+    anything is sent."""
+    validate_client_order_id(client_algo_id)
+    side = _upper(side, "side", ("BUY", "SELL"))
+    order_type = _upper(order_type, "order_type", ALGO_ORDER_TYPES)
+    if order_type == "TRAILING_STOP_MARKET":
+        if callback_rate is None:
+            raise ValueError("a TRAILING_STOP_MARKET order needs callback_rate")
+    elif trigger_price is None:
+        raise ValueError(f"a {order_type} order needs trigger_price")
+    if order_type in ("STOP", "TAKE_PROFIT"):
+        if price is None:
+            raise ValueError(f"a {order_type} order needs a price")
+        time_in_force = _upper(time_in_force or "GTC", "time_in_force", ("GTC", "IOC", "FOK", "GTX", "GTD"))
+    elif price is not None:
+        raise ValueError(f"a {order_type} order has no price")
+    if quantity is None:
+        raise ValueError("give quantity")
+    if working_type is not None:
+        working_type = _upper(working_type, "working_type", ("MARK_PRICE", "CONTRACT_PRICE"))
+    params: Dict[str, Any] = {
+        "algoType": "CONDITIONAL", "symbol": _symbol(symbol), "side": side, "type": order_type,
+        "timeInForce": time_in_force, "quantity": _decimal(quantity, "quantity"),
+        "price": _decimal(price, "price"), "triggerPrice": _decimal(trigger_price, "trigger_price"),
+        "workingType": working_type, "reduceOnly": reduce_only,
+        "activatePrice": _decimal(activate_price, "activate_price"),
+        "callbackRate": _decimal(callback_rate, "callback_rate"), "clientAlgoId": client_algo_id}
+    _merge_extra(params, extra)
+    return params
 
 
 def _symbol(symbol: Optional[str]) -> Optional[str]:

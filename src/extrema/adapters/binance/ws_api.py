@@ -43,8 +43,10 @@ Rules this client keeps:
   limits themselves) like the REST headers do. 429 / 418 answers block further requests until
   `error.data.retryAfter`.
 * Outcomes: an answer with status 200 has `result`; any other has `error` as the adapter's exception
-  (errors.py). A 5xx answer, or a connection lost before the answer, leaves the outcome unknown:
-  OrderStatusUnknown (order methods) / ExecutionStatusUnknown - query the order, never resend blindly.
+  (errors.py). A 5xx answer, a connection lost before the answer, or no answer within `request_timeout`
+  leaves the outcome unknown: OrderStatusUnknown (order methods) / ExecutionStatusUnknown - query the
+  order, never resend blindly (retry.RetryPolicy). An answer that comes after its request timed out is
+  counted (`late`) and dropped: its request has been settled by then.
 * User data (spot): `userDataStream.subscribe.signature` on this same connection (`user_data=True`
   subscribes at every connect); events arrive as `{"subscriptionId", "event": {...}}` and go to
   `on_event(event, ts_local_us)`. USD-M user data is not served on the WebSocket API connection (use the
@@ -72,7 +74,7 @@ from .errors import (
     SPOT, USDM, BinanceConnectionError, BinanceError, ExecutionStatusUnknown, IPBannedError,
     InvalidResponseError, OrderStatusUnknown, RateLimitError, error_from_response)
 from .ratelimit import RAW_REQUESTS, SPOT_DEFAULT_LIMITS, USDM_DEFAULT_LIMITS, RateLimit, RateLimiter
-from .rest import validate_client_order_id
+from .rest import algo_order_params, validate_client_order_id
 from .signing import KEY_ED25519, BinanceCredentials, format_param
 
 __all__ = ["BinanceWsApi", "WsApiResponse", "SPOT_WS_API_URL", "USDM_WS_API_URL"]
@@ -87,6 +89,7 @@ USDM_WS_API_URL = "wss://ws-fapi.binance.com/ws-fapi/v1"
 _ENDPOINT_OF = {
     "order.place": "new_order", "order.cancel": "cancel_order", "order.cancelReplace": "cancel_replace",
     "order.modify": "modify_order", "order.status": "query_order", "openOrders.status": "open_orders",
+    "algoOrder.place": "new_algo_order", "algoOrder.cancel": "cancel_algo_order",
 }
 _FIXED_WEIGHT = {"session.logon": 2, "session.status": 2, "session.logout": 2,
                  "userDataStream.subscribe.signature": 2, "userDataStream.unsubscribe": 2,
@@ -97,7 +100,7 @@ SPOT_WS_API_LIMITS = tuple(lim for lim in SPOT_DEFAULT_LIMITS if lim.kind != RAW
 RECENT_ANSWERS = 1024
 _SPOT_ONLY = ("order.cancelReplace", "openOrders.status", "userDataStream.subscribe.signature",
               "userDataStream.unsubscribe", "time")
-_USDM_ONLY = ("order.modify",)
+_USDM_ONLY = ("order.modify", "algoOrder.place", "algoOrder.cancel")
 
 # Values written into the JSON text without escaping must not contain '"', '\\' or control characters.
 _SYMBOL = re.compile(r"[A-Za-z0-9_\-.]{1,40}\Z|[^\"\\\x00-\x1f]{1,40}\Z")
@@ -176,6 +179,8 @@ class BinanceWsApi:
     on_ready(client)                after every (re)connect once requests can be sent (e.g. reconcile)
     on_event_frame(payload, ts_us)  instead of on_event: user data frames as received (a memoryview valid
                                     during the call), for a decoder that reads the wire format itself
+    request_timeout                 seconds an answer may take; after that the request is settled as
+                                    unknown (OrderStatusUnknown / ExecutionStatusUnknown, status 0)
     session_options                 passed to WsSession (backoff, ping_idle, max_age, ...)
     """
 
@@ -187,7 +192,7 @@ class BinanceWsApi:
                  logon: Optional[bool] = None, user_data: bool = False, ready_timeout: float = 10.0,
                  on_ready: Optional[Callable[["BinanceWsApi"], None]] = None,
                  on_event_frame: Optional[Callable[[memoryview, int], None]] = None,
-                 name: Optional[str] = None, **session_options):
+                 name: Optional[str] = None, request_timeout: float = 10.0, **session_options):
         self.market = Market(market)
         if self.market == Market.BINANCE_SPOT:
             self._api = SPOT
@@ -217,6 +222,10 @@ class BinanceWsApi:
         self.logon = bool(logon)
         self.user_data = bool(user_data)
         self.ready_timeout = float(ready_timeout)
+        if request_timeout <= 0:
+            raise ValueError(f"request_timeout must be positive, got {request_timeout}")
+        self.request_timeout = float(request_timeout)
+        self._expired: "OrderedDict[int, str]" = OrderedDict()     # timed-out request ids -> method
         self.clock_offset_ms = 0
         self._now_ms = now_ms if now_ms is not None else self._local_now_ms
         self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter(
@@ -239,7 +248,7 @@ class BinanceWsApi:
         self._ready_event = asyncio.Event()
         self.subscription_id: Optional[int] = None
         self.counters = dict(answers=0, errors=0, lost=0, unmatched=0, malformed=0, events=0,
-                             session_revoked=0, sent=0)
+                             session_revoked=0, sent=0, timed_out=0, late=0)
         options = dict(max_age=23.5 * 3600, stale_after=float("inf"), send_rate=1000.0,
                        backoff=Backoff(base=0.25, cap=10.0), ping_idle=10.0, ping_reply_timeout=10.0)
         options.update(session_options)
@@ -255,7 +264,35 @@ class BinanceWsApi:
 
     async def run(self) -> None:
         """Keep the connection up (reconnecting) until stop(); returns when stopped."""
-        await self.session.run()
+        sweeper = asyncio.get_running_loop().create_task(self._expire_pending())
+        try:
+            await self.session.run()
+        finally:
+            sweeper.cancel()
+
+    async def _expire_pending(self) -> None:
+        """Settle every request unanswered after `request_timeout` as unknown. Requests are kept in send
+        order (ids grow), so each pass stops at the first one still in time - nothing on the send path."""
+        timeout_ns = int(self.request_timeout * 1e9)
+        interval = min(0.25, self.request_timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            if not self._pending:
+                continue
+            now = time.perf_counter_ns()
+            expired = []
+            for rid, pend in self._pending.items():
+                # send_raw's entries are tuples (reservation, client id, symbol, sent_ns)
+                if now - (pend[3] if pend.__class__ is tuple else pend.sent_ns) < timeout_ns:
+                    break
+                expired.append(rid)
+            for rid in expired:
+                pend = self._pending.pop(rid)
+                self.counters["timed_out"] += 1
+                self._expired[rid] = "order.place" if pend.__class__ is tuple else pend.method
+                if len(self._expired) > RECENT_ANSWERS:
+                    self._expired.popitem(last=False)
+                self._settle_unanswered(rid, pend, f"no answer within {self.request_timeout:g} s")
 
     def stop(self) -> None:
         self.session.stop()
@@ -308,23 +345,28 @@ class BinanceWsApi:
         self._ready_event.clear()
         self.subscription_id = None
         lost, self._pending = self._pending, {}
-        now_us = time.time_ns() // 1000
         for rid, pend in lost.items():
-            if pend.__class__ is tuple:
-                pend = _pending_entry(pend)
-            self.rate_limiter.settle(pend.reservation, None, reached_server=True)
-            if pend.client_order_id.__class__ is int:
-                pend.client_order_id = self._client_id_text(pend.client_order_id)
-            what = f"WS-API {pend.method}: connection lost before the answer ({reason}); execution status unknown"
-            if pend.operation is not None:
-                err = OrderStatusUnknown(f"{what} - query client order id {pend.client_order_id!r}, do not resend",
-                                         client_order_id=pend.client_order_id, operation=pend.operation,
-                                         symbol=pend.symbol, endpoint=f"WS-API {pend.method}")
-            else:
-                err = ExecutionStatusUnknown(what, endpoint=f"WS-API {pend.method}")
             self.counters["lost"] += 1
-            self._deliver(pend, WsApiResponse(rid, pend.method, 0, None, err, None, pend.client_order_id,
-                                              pend.sent_ns, now_us))
+            self._settle_unanswered(rid, pend, f"connection lost before the answer ({reason})")
+
+    def _settle_unanswered(self, rid: int, pend, why: str) -> None:
+        """A request that will get no answer (connection lost, timed out): its outcome is unknown. The one
+        settle path for both: `pend` is a _Pending or the tuple send_raw keeps (made a _Pending here, its int
+        client order id turned into the wire text the venue knows)."""
+        if pend.__class__ is tuple:
+            pend = _pending_entry(pend)
+        if pend.client_order_id.__class__ is int:      # send_raw / place_order_raw keep the int id
+            pend.client_order_id = self._client_id_text(pend.client_order_id)
+        self.rate_limiter.settle(pend.reservation, None, reached_server=True)
+        what = f"WS-API {pend.method}: {why}; execution status unknown"
+        if pend.operation is not None:
+            err = OrderStatusUnknown(f"{what} - query client order id {pend.client_order_id!r}, do not resend",
+                                     client_order_id=pend.client_order_id, operation=pend.operation,
+                                     symbol=pend.symbol, endpoint=f"WS-API {pend.method}")
+        else:
+            err = ExecutionStatusUnknown(what, endpoint=f"WS-API {pend.method}")
+        self._deliver(pend, WsApiResponse(rid, pend.method, 0, None, err, None, pend.client_order_id,
+                                          pend.sent_ns, time.time_ns() // 1000))
 
     # --- the send path ---------------------------------------------------------------------------------
 
@@ -342,7 +384,8 @@ class BinanceWsApi:
                                client_order_id, operation, symbol)
         items.sort()
         if items and items[0][0] < "apiKey":
-            raise ValueError(f"WS-API {method}: parameter {items[0][0]!r} sorts before apiKey; not supported")
+            return self._send_sorted(method, items, weight, orders, client_order_id, operation, symbol,
+                                     require_ready)
         # Split around the names the client adds (apiKey < [a] < recvWindow < [b] < timestamp < [c]).
         parts = [["", ""], ["", ""], ["", ""]]
         for k, v, j in items:
@@ -352,6 +395,27 @@ class BinanceWsApi:
         (pa, ja), (pb, jb), (pc, jc) = parts
         return self._send_parts(method, pa, ja, pb, jb, pc, jc, weight, orders, client_order_id, operation,
                                 symbol, require_ready)
+
+    def _send_sorted(self, method: str, items: List[Tuple[str, str, str]], weight: int, orders: int,
+                     client_order_id: Optional[str], operation: Optional[str], symbol: Optional[str],
+                     require_ready: bool) -> int:
+        """A signed request with parameter names that sort before apiKey (USD-M algoOrder.*: algoId,
+        algoType): apiKey, recvWindow and timestamp are sorted in with the rest - the general path."""
+        self._check_sendable(method, require_ready)
+        res = self.rate_limiter.try_acquire(weight, orders, endpoint=method)
+        rid = next(self._ids)
+        ts = str(self._now_ms())
+        rw = self._recv_window_text
+        if self._authenticated:
+            full = sorted(items + [("recvWindow", rw, rw), ("timestamp", ts, ts)])
+            params = ",".join(f'"{k}":{j}' for k, _, j in full)
+        else:
+            full = sorted(items + [("apiKey", self._api_key, self._api_key_json), ("recvWindow", rw, rw),
+                                   ("timestamp", ts, ts)])
+            sig = self._sign("&".join(f"{k}={v}" for k, v, _ in full).encode())
+            params = ",".join(f'"{k}":{j}' for k, _, j in full) + f',"signature":"{sig}"'
+        return self._write(method, f'{{"id":{rid},"method":"{method}","params":{{{params}}}}}', res, rid,
+                           client_order_id, operation, symbol)
 
     def _check_sendable(self, method: str, require_ready: bool) -> None:
         if require_ready and not self._ready:
@@ -398,15 +462,7 @@ class BinanceWsApi:
                 weight: Optional[int] = None, orders: int = 0) -> int:
         """Send any WebSocket API method (values formatted as for signing: decimals as str / Decimal, ints,
         bools). Weight defaults to the method's documented one (1 when unknown). Returns the request id."""
-        items = []
-        for k, v in (params or {}).items():
-            if v is None:
-                continue
-            if k in ("signature", "timestamp", "recvWindow", "apiKey"):
-                raise ValueError(f"{k} is set by the client")
-            text = format_param(v)
-            items.append((k, text, text if isinstance(v, int) and not isinstance(v, bool) else json.dumps(text)))
-        items.sort()
+        items = _items(params or {})
         if weight is None:
             weight = self._weight(method, params or {})
         return self._send(method, items, signed=signed, weight=weight, orders=orders)
@@ -714,6 +770,40 @@ class BinanceWsApi:
         return self._send("order.cancelReplace", items, signed=True, weight=ep.weight, orders=ep.orders,
                           client_order_id=new_client_order_id, operation="replace", symbol=symbol)
 
+    # --- USD-M conditional (algo) orders ---------------------------------------------------------------
+
+    def place_algo_order(self, symbol: str, side: str, order_type: str, *, client_algo_id: str, quantity=None,
+                         price=None, trigger_price=None, time_in_force: Optional[str] = None,
+                         reduce_only: Optional[bool] = None, working_type: Optional[str] = None,
+                         activate_price=None, callback_rate=None, extra: Optional[Mapping[str, Any]] = None) -> int:
+        """USD-M `algoOrder.place` (algoType CONDITIONAL), written before this returns; returns the request
+        id. Same arguments and checks as BinanceRest.new_algo_order; a lost answer comes back as
+        OrderStatusUnknown under `client_algo_id` (query it with GET /fapi/v1/algoOrder).
+        https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/websocket-api/New-Algo-Order"""
+        self._check_method("algoOrder.place")
+        params = algo_order_params(symbol, side, order_type, client_algo_id=client_algo_id, quantity=quantity,
+                                   price=price, trigger_price=trigger_price, time_in_force=time_in_force,
+                                   reduce_only=reduce_only, working_type=working_type,
+                                   activate_price=activate_price, callback_rate=callback_rate, extra=extra)
+        ep = self._endpoints["new_algo_order"]
+        return self._send("algoOrder.place", _items(params), signed=True, weight=ep.weight, orders=ep.orders,
+                          client_order_id=client_algo_id, operation="new", symbol=params["symbol"])
+
+    def cancel_algo_order(self, *, client_algo_id: Optional[str] = None, algo_id: Optional[int] = None) -> int:
+        """USD-M `algoOrder.cancel` by clientAlgoId (or algoId); returns the request id. An algo order the
+        venue does not know (or no longer has open) comes back as the venue's error (-2011).
+        https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/websocket-api/Cancel-Algo-Order"""
+        self._check_method("algoOrder.cancel")
+        if client_algo_id is None and algo_id is None:
+            raise ValueError("give client_algo_id or algo_id")
+        if client_algo_id is not None:
+            validate_client_order_id(client_algo_id)
+        params = {"algoId": _order_id(algo_id) if algo_id is not None else None, "clientAlgoId": client_algo_id}
+        ep = self._endpoints["cancel_algo_order"]
+        return self._send("algoOrder.cancel", _items(params), signed=True, weight=ep.weight, orders=ep.orders,
+                          client_order_id=client_algo_id if client_algo_id is not None else str(algo_id),
+                          operation="cancel", symbol=None)
+
     # --- queries and session ---------------------------------------------------------------------------
 
     def order_status(self, symbol: str, *, client_order_id: Optional[str] = None,
@@ -831,6 +921,12 @@ class BinanceWsApi:
         if pend is None:
             if headers:
                 self.rate_limiter.observe_headers(headers)
+            if isinstance(rid, int) and rid in self._expired:
+                # Settled as unknown when it timed out; whoever sent it has asked the venue since.
+                self.counters["late"] += 1
+                log.info("%s: answer to %s request %s came after its timeout (status %s); dropped",
+                         self.session.name, self._expired.pop(rid), rid, status)
+                return
             self._unsolicited(msg, status)
             return
         self.rate_limiter.settle(pend.reservation, headers, reached_server=True)
@@ -987,6 +1083,20 @@ def _text(value, what: str) -> str:
     if not isinstance(value, str) or not value or not _SAFE_TEXT.match(value):
         raise ValueError(f"{what} must be a non-empty string without quotes or control characters, got {value!r}")
     return value
+
+
+def _items(params: Mapping[str, Any]) -> List[Tuple[str, str, str]]:
+    """Parameters as sorted (name, signed text, JSON text) items; None values left out."""
+    items = []
+    for k, v in params.items():
+        if v is None:
+            continue
+        if k in ("signature", "timestamp", "recvWindow", "apiKey"):
+            raise ValueError(f"{k} is set by the client")
+        text = format_param(v)
+        items.append((k, text, text if isinstance(v, int) and not isinstance(v, bool) else json.dumps(text)))
+    items.sort()
+    return items
 
 
 def _merge_extra(items: List[Tuple[str, str, str]], extra: Mapping[str, Any]) -> None:

@@ -51,7 +51,7 @@ class AlgoBook:
     def __init__(self, engine):
         self.engine = engine
         self.orders: dict[int, AlgoOrder] = {}
-        self.next_id = 1
+        self.next_id = 1_000_000_000_000_001   # Binance's algo ids are far from its order ids (16 digits)
         self.updates: list[AlgoOrder] = []       # snapshots to publish as ALGO_UPDATE
 
     def _changed(self, a: AlgoOrder, status: str):

@@ -22,6 +22,10 @@ from ..replay import CaptureReplay
 from .formats import INTERVALS_MS
 
 NONE, USER_STREAM, SIGNED = 0, 1, 2
+# Binance's answer when the matching engine's reply did not come back (spot errors.md -1006); the
+# simulator's http_5xx fault sends it.
+UNKNOWN_5XX = {"code": -1006, "msg": "An unexpected response was received from the message bus. Execution status "
+                                     "unknown."}
 _CLIENT_ID_CHARS = set(".ABCDEFGHIJKLMNOPQRSTUVWXYZ:/abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 

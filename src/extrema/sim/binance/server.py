@@ -28,7 +28,7 @@ from ..replay import CaptureReplay
 from .auth import DEFAULT_API_KEY, DEFAULT_API_SECRET, KeyVerifier, Limited, RateLimiter, RateLimits, check_signed
 from .formats import INTERVALS_MS, Formatter, KlineSeries, dumps
 from . import ws_api
-from .rest import NONE, ROUTES, SIGNED, RawBody
+from .rest import NONE, ROUTES, SIGNED, UNKNOWN_5XX, RawBody
 
 log = logging.getLogger("extrema.sim.binance")
 
@@ -107,6 +107,13 @@ class _Conn:
         if self.held is not None and fault != "reorder":
             held, self.held = self.held, None
             self._put(due, held)
+
+    def push_later(self, delay_s: float, text: str):
+        """A reply sent `delay_s` from now, without holding back the frames sent meanwhile."""
+        async def later():
+            await asyncio.sleep(delay_s)
+            self.push(text, market=False)
+        self.sim._spawn(later())
 
     def _put(self, due: float, text: str):
         if self.queue.qsize() > self.sim.max_queued_frames:
@@ -843,8 +850,8 @@ class BinanceSimulator:
         if delay:
             await asyncio.sleep(delay)
         headers = {}
-        fault = self.faults.http_fault()
-        if fault is not None:
+        fault = self.faults.request_fault(f"{request.method} {request.path}")
+        if fault in ("http_418", "http_429"):
             retry = self.faults.retry_after_s
             if fault == "http_418":
                 until = time.time() + retry
@@ -854,6 +861,8 @@ class BinanceSimulator:
                                       f"{self.limiter.limits.weight_per_minute} requests per minute. Please use the "
                                       "websocket for live updates to avoid polling the API."}, status=429,
                                      headers={"Retry-After": str(retry)})
+        if fault == "http_5xx" and not self.faults.http_5xx_executes:
+            return web.json_response(UNKNOWN_5XX, status=500)
         try:
             weight = route.weight(self, params)
         except Reject as r:
@@ -877,6 +886,13 @@ class BinanceSimulator:
             result, status = {"code": r.code, "msg": r.msg}, r.http_status
             self.counters["rejects"] += 1
         self._pump()
+        if fault == "http_5xx":             # served, and the answer says the outcome is unknown
+            return web.json_response(UNKNOWN_5XX, status=500)
+        if fault == "drop_reply":           # served; the connection closes instead of the answer
+            request.transport.close()
+            return web.Response(status=500)
+        if fault == "slow_reply":
+            await asyncio.sleep(self.faults.slow_reply_ms / 1000.0)
         text = result if isinstance(result, RawBody) else dumps(result)
         return web.Response(text=text, status=status, content_type="application/json", headers=headers)
 

@@ -23,7 +23,8 @@ weights and rejection codes - and only the envelope differs:
   (logged-on session) start a subscription; the account's executionReport / outboundAccountPosition
   events then arrive on the connection as `{"subscriptionId": n, "event": {...}}`;
   `userDataStream.unsubscribe` ends one or all (an `eventStreamTerminated` event is sent).
-* The `http_429` / `http_418` faults apply to WebSocket API requests as they do to REST.
+* The request faults (faults.py: http_429, http_418, http_5xx, drop_reply, slow_reply) apply to WebSocket
+  API requests as they do to REST; a method is named by the REST endpoint it mirrors.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING
 from ..matching import SPOT, USDM, Reject
 from .auth import Limited, check_ws_api
 from .formats import dumps
-from .rest import NONE, ROUTES, SIGNED, RawBody
+from .rest import NONE, ROUTES, SIGNED, UNKNOWN_5XX, RawBody
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import BinanceSimulator, _Conn
@@ -169,13 +170,21 @@ def handle(sim: "BinanceSimulator", conn: "_Conn", state: WsApiState, text: str,
                           _rate_limits(sim, ip, False) if want_limits else None), market=False)
         return
     orders = route.orders if route is not None else 0
+    fault = sim.faults.request_fault(f"{target[0]} {target[1]}" if target is not None else method)
 
     def reply(status: int, body) -> None:
-        conn.push(_answer(rid, status, body, _rate_limits(sim, ip, bool(orders)) if want_limits else None),
-                  market=False)
+        if fault == "drop_reply":
+            return                                        # served; the answer is never sent
+        text = _answer(rid, status, body, _rate_limits(sim, ip, bool(orders)) if want_limits else None)
+        if fault == "slow_reply":
+            conn.push_later(sim.faults.slow_reply_ms / 1000.0, text)
+        else:
+            conn.push(text, market=False)
 
-    fault = sim.faults.http_fault()
-    if fault is not None:
+    if fault == "http_5xx" and not sim.faults.http_5xx_executes:
+        reply(500, UNKNOWN_5XX)
+        return
+    if fault in ("http_418", "http_429"):
         retry = sim.faults.retry_after_s
         now = sim.now_ms()
         data = {"serverTime": now, "retryAfter": now + int(retry * 1000)}
@@ -215,6 +224,8 @@ def handle(sim: "BinanceSimulator", conn: "_Conn", state: WsApiState, text: str,
     except Reject as r:
         status, body = r.http_status, _error_body(r.code, r.msg)
         sim.counters["rejects"] += 1
+    if fault == "http_5xx":                               # served, and the answer says the outcome is unknown
+        status, body = 500, UNKNOWN_5XX
     reply(status, body)
     sim._pump()
 
