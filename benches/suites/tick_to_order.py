@@ -5,8 +5,8 @@ websocket session hands the reassembled message to the Binance market-data sourc
 order it triggered has been written to the order connection's socket:
 
     frame -> compiled decode (simdjson) -> depth sync pass-through -> ring publish -> dispatcher ->
-    Python strategy hook (on_trade) -> context.submit (order id, request, pre-trade hook of the
-    execution path) -> BinanceExecution.submit -> WebSocket API order.place signed (HMAC) and written
+    Python strategy hook (on_trade) -> context.submit (order id, raw numbers, compiled risk chain) ->
+    BinanceWsApi.send_raw (BinanceExecution.raw_submitter) -> order.place written, signed (HMAC) and sent in C
 
 p50 / p99 / p99.9 in µs over the measured orders, with the split at the hook's entry. Everything runs in
 the engine thread of one process; the simulator (generated market, matching engine, servers) runs in a
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import time
 
 import numpy as np
@@ -36,6 +37,35 @@ QUANTILES = (50, 99, 99.9)
 def _pct(samples_ns):
     a = np.asarray(samples_ns, dtype=np.float64) / 1000.0
     return [float(np.percentile(a, q)) for q in QUANTILES]
+
+
+STALL_S = 20.0          # no trade frame for this long: the run fails instead of hanging
+RUN_LIMIT_S = 600.0
+
+
+def _watch_progress(engine, frame_ns, sim_pid):
+    """Wait for the engine to stop; stop it and say why when the trade feed stalls (the simulator prints at
+    least one trade a second at speed 30) or the run takes longer than RUN_LIMIT_S. Returns "" or the reason."""
+    start = last_change = time.monotonic()
+    last = frame_ns[0]
+    while not engine.wait(1.0):
+        now = time.monotonic()
+        if frame_ns[0] != last:
+            last, last_change = frame_ns[0], now
+        reason = ""
+        if now - last_change >= STALL_S:
+            reason = f"no trade frame reached the engine for {now - last_change:.0f} s (the feed or the engine stalled)"
+        elif now - start >= RUN_LIMIT_S:
+            reason = f"the run took longer than {RUN_LIMIT_S:.0f} s"
+        if reason:
+            if sim_pid is not None:
+                try:
+                    os.kill(sim_pid, signal.SIGUSR1)        # the simulator dumps its threads' stacks
+                except ProcessLookupError:
+                    reason += "; the simulator process is gone"
+            engine.stop(reason=reason, timeout=10.0)
+            return reason
+    return ""
 
 
 def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
@@ -60,29 +90,24 @@ def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
         frame_ns[0] = time.perf_counter_ns()
         decode(payload, ts_local)
     md._on_message = stamped
-    # Where the time goes: entry stamps of the execution client's submit and of the WebSocket API's
-    # place_order (two thin wrappers, ~0.3 µs each, included in the total).
-    # Orders take the compiled path (Context.submit -> BinanceExecution.submit_raw ->
-    # BinanceWsApi.place_order_raw -> OrderEncoder.send); the stamps are on its two entry points.
-    marks = {"submit": 0, "place": 0}
+    # Where the time goes: the entry stamp of the fast path's one call from Context.submit to the compiled
+    # writer (BinanceWsApi.send_raw, bound by BinanceExecution.raw_submitter; a thin wrapper, ~0.3 µs,
+    # included in the total). Earlier runs had two stamps (execution client, place_order_raw) and two wrappers.
+    marks = {"send": 0}
     execution, api = venue.execution, venue.execution.ws_api
     assert execution.compiled_orders, "the bench measures the compiled order path (HMAC key, WebSocket API)"
-    exec_submit, place_order = execution.submit_raw, api.place_order_raw
+    send_raw = api.send_raw
 
-    def submit_stamped(*args):
-        marks["submit"] = time.perf_counter_ns()
-        exec_submit(*args)
-
-    def place_stamped(*args):
-        marks["place"] = time.perf_counter_ns()
-        return place_order(*args)
-    execution.submit_raw, api.place_order_raw = submit_stamped, place_stamped
+    def send_stamped(*args):
+        marks["send"] = time.perf_counter_ns()
+        return send_raw(*args)
+    api.send_raw = send_stamped
 
     class TickToOrder(Strategy):
         def __init__(self):
             super().__init__("tick_to_order")
             self.total, self.to_hook, self.pending = [], [], []
-            self.to_submit, self.to_place = [], []
+            self.to_send = []
             self.skip = 50                   # warm-up orders, not measured
 
         def on_start(self):
@@ -104,8 +129,7 @@ def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
             else:
                 self.total.append(t_out - t_frame)
                 self.to_hook.append(t_hook - t_frame)
-                self.to_submit.append(marks["submit"] - t_hook)
-                self.to_place.append(marks["place"] - marks["submit"])
+                self.to_send.append(marks["send"] - t_hook)
             if len(self.pending) >= 50:
                 for o in self.pending:
                     self.context.cancel(o)
@@ -120,11 +144,19 @@ def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
         builder.pin(cpu)
     engine = builder.build()
     t0 = time.monotonic()
-    engine.run(timeout=600)
+    engine.start()
+    stalled = _watch_progress(engine, frame_ns, urls.get("pid"))
+    if engine.error is not None:
+        raise RuntimeError("tick_to_order: the engine stopped on an internal error") from engine.error
+    if stalled:
+        s = md.session.stats if md.session is not None else None
+        raise SystemExit(
+            f"tick_to_order suite: {stalled}; {len(strategy.total)} of {n_orders} orders measured. "
+            f"Market-data session: connects={getattr(s, 'connects', '?')} stale_drops={getattr(s, 'stale_drops', '?')} "
+            f"messages={getattr(s, 'messages', '?')}; the simulator's thread stacks are on stderr above (SIGUSR1)")
     log(f"{len(strategy.total)} orders in {time.monotonic() - t0:.1f} s; engine stop: {engine.stop_reason}")
-    split = {"hook": strategy.to_hook, "context": strategy.to_submit, "client": strategy.to_place,
-             "place": [t - h - c - p for t, h, c, p in zip(strategy.total, strategy.to_hook, strategy.to_submit,
-                                                              strategy.to_place)]}
+    split = {"hook": strategy.to_hook, "context": strategy.to_send,
+             "place": [t - h - c for t, h, c in zip(strategy.total, strategy.to_hook, strategy.to_send)]}
     return strategy.total, split
 
 
@@ -159,9 +191,9 @@ def run(ctx) -> list[dict]:
                                 note=f"{len(total)} orders from a Python on_trade hook; {loop}; simulator in a "
                                      f"child process on the same 2 cores"))
         parts = {"hook": "frame -> hook entry (decode, sync, ring, dispatch)",
-                 "context": "hook -> execution client (strategy code, context.submit: id, raw numbers, risk chain)",
-                 "client": "execution client -> place_order_raw (client id text, decoder id map, order entry)",
-                 "place": "place_order_raw -> bytes written (budget, compiled format + HMAC, picows write)"}
+                 "context": "hook -> send_raw (strategy code, context.submit: id, raw numbers, risk chain)",
+                 "place": "send_raw -> bytes written (budget, compiled id text + format + HMAC, picows write, "
+                          "deferred bookkeeping)"}
         for key, label in parts.items():
             rows.append(ctx.row(f"  {mode}: of which {label} p50", _pct(split[key])[0], "µs"))
     return rows

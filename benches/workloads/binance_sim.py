@@ -10,7 +10,8 @@ import subprocess
 import sys
 
 _SIM = r"""
-import asyncio, json, sys
+import asyncio, faulthandler, json, signal, sys
+faulthandler.register(signal.SIGUSR1, all_threads=True)   # the parent asks for the stacks of a stalled run
 from extrema.sim import BinanceSimulator, GeneratedMarket, RateLimits
 cfg = json.loads(sys.argv[1])
 async def main():
@@ -39,7 +40,9 @@ def simulator_process(*, market="spot", seed=5, symbols=("BTCUSDT",), speed=1.0,
         if cpus is not None:
             for tid in os.listdir(f"/proc/{sim.pid}/task"):
                 os.sched_setaffinity(int(tid), set(cpus))
-        yield json.loads(line)
+        urls = json.loads(line)
+        urls["pid"] = sim.pid
+        yield urls
     finally:
         sim.stdin.close()
         try:

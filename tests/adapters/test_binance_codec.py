@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import extrema
 from extrema import RECORD_DTYPE, InstrumentRegistry, Market, RecordKind, RecordFlag
@@ -550,3 +551,70 @@ def test_snapshot_decode_errors_raise():
         pair.decoder.decode_depth_snapshot(b'{"lastUpdateId":3,"bids":[["1.001","1"]],"asks":[]}', "BTCUSDT")
     empty = pair.decoder.decode_depth_snapshot(b'{"lastUpdateId":3,"bids":[],"asks":[]}', "BTCUSDT", 9)
     assert empty["kind"].tolist() == [RecordKind.BOOK_RESET] and empty["sequence"].tolist() == [3]
+
+
+# ------------------------------------------------------------------- our own client order ids, parsed
+
+def _report(text):
+    return ('{"e":"executionReport","E":1,"s":"ETHUSDT","c":"' + text + '","S":"BUY","o":"LIMIT","f":"GTC",'
+            '"q":"1.0000","p":"2500.00","P":"0.00","x":"NEW","X":"NEW","r":"NONE","i":3,"l":"0.0000",'
+            '"z":"0.0000","L":"0.00","n":"0","N":null,"T":2,"t":-1,"m":true,"Z":"0.0000"}')
+
+
+@pytest.mark.parametrize("text, ours", [
+    ("exab12" + str(2**40 + 7), 2**40 + 7),          # our tag: the id itself, nothing registered
+    ("exab121", 1),
+    ("exab12" + str(2**62 - 1), 2**62 - 1),          # the largest id of our range
+    ("exzz99123", None),                              # another engine's tag: the map (an external id)
+    ("exab12", None), ("exab12x1", None), ("exab12-5", None), ("exab1212a", None),   # malformed
+    ("exab12007", None),                              # not canonical (ClientOrderIds never writes it)
+    ("exab120", None),                                # 0 is no id
+    ("exab12" + str(2**62), None),                    # the foreign range
+    ("exab12" + "9" * 19, None), ("exab12" + "1" * 20, None),   # overflow: 19 digits > 2**62, 20 digits
+    ("EXAB12123", None), ("xab12123", None),
+])
+def test_own_client_order_ids_are_parsed_not_mapped(text, ours):
+    from extrema.execution.orders import ClientOrderIds
+    pair = Pair(SPOT, {"ETHUSDT": (2, 4)})
+    pair.decoder.own_client_id_prefix = "exab12"
+    assert pair.decoder.own_client_id_prefix == "exab12"
+    assert pair.decoder.parse_own_client_order_id(text) == ours
+    assert ClientOrderIds("ab12").parse(text) == ours                 # the Python rule is the same
+    got = int(pair.decoder.decode(_report(text))["sequence"][0])
+    if ours is not None:
+        assert got == ours
+        assert pair.decoder.client_order_id(text) == ours
+        assert pair.decoder.client_order_id_text(ours) == text
+    else:
+        assert got >= bn.EXTERNAL_CLIENT_ORDER_ID_BASE             # a foreign id, from the map
+        assert pair.decoder.client_order_id_text(got) == text
+    pair.check(_report(text))
+
+
+def test_without_a_prefix_every_id_takes_the_map():
+    pair = Pair(SPOT, {"ETHUSDT": (2, 4)})
+    assert pair.decoder.own_client_id_prefix == ""
+    assert pair.decoder.parse_own_client_order_id("exab12123") is None
+    assert int(pair.decoder.decode(_report("exab12123"))["sequence"][0]) >= bn.EXTERNAL_CLIENT_ORDER_ID_BASE
+    pair.decoder.register_client_order_id("exab12124", 124)           # registered texts still win
+    pair.decoder.own_client_id_prefix = "exab12"
+    assert int(pair.decoder.decode(_report("exab12124"))["sequence"][0]) == 124
+    with pytest.raises(ValueError):
+        pair.decoder.own_client_id_prefix = "EX-AB"
+    with pytest.raises(ValueError):
+        pair.decoder.own_client_id_prefix = "x" * 16
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(
+    st.integers(0, 2**64).map(lambda v: f"exab12{v}"),
+    st.from_regex(r"exab12[0-9]{0,21}", fullmatch=True),
+    st.from_regex(r"ex[a-z0-9]{4}[0-9a-z_.-]{0,24}", fullmatch=True)))
+def test_the_compiled_parse_equals_client_order_ids_parse(text):
+    from extrema.execution.orders import ClientOrderIds
+    pair = _PARSE_PAIR
+    assert pair.decoder.parse_own_client_order_id(text) == ClientOrderIds("ab12").parse(text)
+
+
+_PARSE_PAIR = Pair(SPOT, {"ETHUSDT": (2, 4)})
+_PARSE_PAIR.decoder.own_client_id_prefix = "exab12"

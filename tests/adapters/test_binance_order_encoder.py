@@ -199,3 +199,30 @@ def test_the_compiled_path_places_orders_and_fills_come_back(market):
             engine.stop()
     finally:
         sim.stop_thread()
+
+
+@settings(max_examples=200, deadline=None)
+@given(tag=st.from_regex(r"[a-z0-9]{4}", fullmatch=True), coid=st.integers(1, 2**62 - 1), limit=st.booleans())
+def test_int_client_ids_are_written_with_the_engine_prefix(tag, coid, limit):
+    # The fast path hands the encoder the engine's int id: its text is written in C, byte for byte what
+    # the text ClientOrderIds.text() would give.
+    from extrema.execution.orders import ClientOrderIds
+    ids = ClientOrderIds(tag)
+    enc = OrderEncoder("key", b"secret")
+    enc.client_id_prefix = ids.prefix
+    assert enc.client_id_prefix == ids.prefix
+    args = (ORDER_LIMIT, 1, 4300000, 2) if limit else (ORDER_MARKET, 0, 0, 2)
+    assert enc.frame(7, "BTCUSDT", coid, 0, *args, 1000, 3, 1_700_000_000_000) == \
+        enc.frame(7, "BTCUSDT", ids.text(coid), 0, *args, 1000, 3, 1_700_000_000_000)
+
+
+@pytest.mark.parametrize("coid", [0, -1, 2**62, 2**63 - 1])
+def test_int_client_ids_out_of_range_or_without_prefix_are_refused(coid):
+    enc = OrderEncoder("key", b"secret")
+    with pytest.raises(ValueError, match="client_id_prefix"):
+        enc.frame(1, "BTCUSDT", 5, 0, ORDER_LIMIT, 1, 100, 2, 5, 3, 1)      # no prefix set
+    enc.client_id_prefix = "exab12"
+    with pytest.raises(ValueError, match="client_id_prefix"):
+        enc.frame(1, "BTCUSDT", coid, 0, ORDER_LIMIT, 1, 100, 2, 5, 3, 1)
+    with pytest.raises(ValueError):
+        enc.client_id_prefix = 'ex"x'

@@ -1,7 +1,8 @@
 """Order requests under transient faults, end to end over real sockets (engine <-> simulator), on both order
 paths (REST and WebSocket API): a 5xx (with and without the request executed), a reply that never comes
 (dropped), a reply later than the client's timeout, a 429. Under each, the order reaches the simulator's
-matching engine exactly once, the strategy hears exactly one outcome, and a 429 is waited out.
+matching engine exactly once, the strategy hears exactly one outcome, and a 429 is waited out. An order of the
+compiled fast path sent while the WebSocket API is down is sent again under the policy, once.
 
 Plus the retry policy itself: which errors allow what, and its back-off."""
 import random
@@ -136,6 +137,58 @@ def test_a_429_is_waited_out_then_the_order_goes_once(sim, entry):
     # Retry-After (1 s) passed between the 429 and the order the venue took.
     assert orders[0].time / 1000.0 - refused_at >= sim.faults.retry_after_s - 0.01
     assert outcomes(watcher, ids[0]) == [OrderStatus.FILLED]
+
+
+def test_fast_path_order_sent_while_the_ws_api_is_down_is_retried_and_reaches_the_venue_once(sim):
+    """An order of the compiled fast path (Context.submit -> BinanceWsApi.send_raw) that cannot be sent - the
+    WebSocket API connection is down - is not rejected: it is "not sent" (RETRY), so the retry policy builds
+    its request from the raw numbers and sends it again on the Python path, under the same client id, once
+    the connection is back. The venue takes it exactly once; the strategy hears one outcome."""
+    policy = RetryPolicy(attempts=60, base_delay=0.05, max_delay=0.25, rng=random.Random(5))
+    engine, venue, watcher, inst = start_engine(sim, {"order_entry": "ws_api", "execution_options": {"retry": policy}})
+    ex = venue.execution
+    wait_for(lambda: watcher.book_updates >= 3 and ex.ready, what="the book and the order path")
+    assert ex.compiled_orders
+    seen = []
+
+    def drop_ws_api():
+        # Only the WebSocket API connection goes, and cannot come back while refuse_connections holds; the
+        # market data connection stays up, so the strategy's hooks keep running.
+        sim.faults.refuse_connections = True
+        for conn in list(sim.conns):
+            if conn.ws_api is not None:
+                sim._spawn(conn.close(1001, "going away"))
+
+    def order(ctx, book):
+        ready = ex.ws_api.ready
+        coid = ctx.submit(inst, "buy", *tradable(inst, book.book.best_ask * 1.02))
+        seen.extend(((ready, ctx._raw_clients.get(inst.market)), coid))      # the submitter it used
+    try:
+        sim.call(drop_ws_api)
+        wait_for(lambda: not ex.ws_api.ready, what="the client to notice the WebSocket API is down")
+        watcher.do(order)
+        wait_for(lambda: len(seen) == 2, what="the strategy's submit")
+        # The outage lasts until the order has been sent again while disconnected and the client's reconnect
+        # has been refused at least once.
+        wait_for(lambda: policy.counters["retries"] >= 2 and sim.faults.counters["refused_connection"] >= 1,
+                 what="sends again while still disconnected",
+                 detail=lambda: f": {policy.counters} {ex.counters} {ex.rejections} {sim.faults.counters}")
+        sim.call(lambda: setattr(sim.faults, "refuse_connections", False))
+        (ready_at_submit, submitter), coid = seen
+        wait_for(lambda: engine.orders.status(coid) in TERMINAL, what="the order's outcome",
+                 detail=lambda: f": {policy.counters} {ex.counters} {ex.rejections}")
+        wait_for(lambda: outcomes(watcher, coid), what="the strategy to hear it")
+        text = ex.order_ids.text(coid)
+    finally:
+        engine.stop()
+    assert ready_at_submit is False
+    assert getattr(submitter, "func", None) == ex.ws_api.send_raw          # the fast path took the order
+    orders = venue_orders(sim, text)
+    assert len(orders) == 1 and orders[0].status == "FILLED", orders          # once, under the same client id
+    assert outcomes(watcher, coid) == [OrderStatus.FILLED]
+    assert engine.orders.status(coid) == OrderStatus.FILLED
+    assert ex.counters["rejected"] == 0 and coid not in ex.rejections
+    assert ex.counters["submitted"] == 1 and policy.counters["gave_up"] == 0
 
 
 # ---- the policy -------------------------------------------------------------------------------------

@@ -113,6 +113,35 @@ def test_stale_stream_is_dropped_and_reopened():
     run(main())
 
 
+@pytest.mark.parametrize("step_s", [-3600, 3600])
+def test_the_watchdog_ignores_wall_clock_steps(monkeypatch, step_s):
+    # Message stamps are wall-clock time (records need it); the watchdog must not be: after the wall clock
+    # steps back an hour a silent stream is still dropped, after it steps forward a live one is kept.
+    import extrema.adapters.ws as ws
+    real, offset = ws.time_us, [0]
+    monkeypatch.setattr(ws, "time_us", lambda: real() + offset[0])
+
+    async def main():
+        async with Server() as server:
+            session = WsSession(server.url, lambda p, ts: None, stale_after=0.3,
+                                backoff=Backoff(base=0.01, cap=0.02))
+            task = asyncio.create_task(session.run())
+            await server.next_connection(1)
+            await wait_until(lambda: session.connected)
+            offset[0] = step_s * 1_000_000                # the wall clock steps, the connection is up
+            if step_s < 0:                                # silent: must be replaced
+                await asyncio.wait_for(server.next_connection(2), 10)
+                assert session.stats.stale_drops >= 1
+            else:                                         # a message every 50 ms: must be kept
+                for _ in range(16):
+                    server.transports[-1].send(picows.WSMsgType.TEXT, b"tick")
+                    await asyncio.sleep(0.05)
+                assert session.stats.stale_drops == 0 and len(server.transports) == 1
+            session.stop()
+            await task
+    run(main())
+
+
 def test_connection_is_rotated_before_its_maximum_age():
     async def main():
         async with Server() as server:

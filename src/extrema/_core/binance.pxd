@@ -126,6 +126,9 @@ cdef class BinanceDecoder:
     cdef int _json_error
     # client order ids (Python objects, used under the GIL: user-data frames only)
     cdef dict _coid_by_text
+    # our own wire ids `ex<tag><digits>` parse back to their int in C, no map (own_client_id_prefix)
+    cdef char _own_prefix[16]
+    cdef Py_ssize_t _own_prefix_n
     cdef dict _coid_text
     cdef dict _asset_cache
     cdef object _log
@@ -163,7 +166,8 @@ cdef class BinanceDecoder:
     cdef int _grow_symtab(self) noexcept nogil
     cdef void _lookup_registry(self, SymbolEntry *e) noexcept with gil
     cdef int _instrument_by_id(self, uint32_t iid, SymbolEntry *out) noexcept with gil
-    cdef int64_t _client_id(self, const char *s, Py_ssize_t n) noexcept with gil
+    cdef int64_t _client_id(self, const char *s, Py_ssize_t n) noexcept nogil
+    cdef int64_t _client_id_mapped(self, const char *s, Py_ssize_t n) noexcept with gil
     cdef int64_t _asset(self, const char *s, Py_ssize_t n) noexcept with gil
     cdef int _enum(self, int code, int unknown) noexcept nogil
     cdef int _build(self, int64_t ts_local, Record *out, Py_ssize_t capacity,

@@ -88,7 +88,9 @@ Client order ids are strings on the wire and int64 in records: register_client_o
 (the execution layer, ids in 1 .. 2**62 - 1) maps them; an id the decoder has not been told about
 (an order placed elsewhere, Binance's "autoclose-..." liquidation ids) gets a fresh id from
 EXTERNAL_CLIENT_ORDER_ID_BASE = 2**62 upward (process-wide counter, so two decoders never hand out the
-same one) and client_order_id_text(id) gives the text back. An empty id is 0. Assets get process-wide
+same one) and client_order_id_text(id) gives the text back. With own_client_id_prefix set (the
+engine's `ex<tag>`), our own ids `<prefix><digits>` (canonical, 1 .. 2**62 - 1) are parsed back in C and
+need no registration (parse_own_client_id); every other text takes the map. An empty id is 0. Assets get process-wide
 ids (extrema.asset_id / asset_code). Order vocabulary: records.OrderStatus / OrderType / TimeInForce /
 ExecType / OrderReason (C enums in types.pxd); a string the decoder does not know maps to UNKNOWN (or
 OTHER) and counts in stats()["unknown_enum"], it never drops an order update.
@@ -300,6 +302,28 @@ _EMPTY_RECORDS = np.zeros(0, dtype=RECORD_DTYPE)
 _EMPTY_RECORDS.flags.writeable = False
 
 cdef int64_t LOG_INTERVAL_NS = 10_000_000_000
+
+
+cdef inline int64_t parse_own_client_id(const char *s, Py_ssize_t n, const char *prefix,
+                                        Py_ssize_t prefix_n) noexcept nogil:
+    """`<prefix><decimal>` -> the decimal when it is one of our ids (1 .. 2**62 - 1, canonical: no sign, no
+    leading zero, at most 19 digits), else 0 (not ours: the caller takes the map). No prefix: always 0.
+    The same rule as extrema.execution.orders.ClientOrderIds.parse."""
+    cdef Py_ssize_t i, digits = n - prefix_n
+    cdef uint64_t v = 0
+    cdef char c
+    if prefix_n <= 0 or digits < 1 or digits > 19 or memcmp(s, prefix, prefix_n) != 0:
+        return 0
+    if s[prefix_n] == b'0':
+        return 0
+    for i in range(prefix_n, n):
+        c = s[i]
+        if c < b'0' or c > b'9':
+            return 0
+        v = v * 10 + <uint64_t>(c - 48)          # 19 digits < 2**64: no wrap
+    if v >= (<uint64_t>1 << 62):
+        return 0
+    return <int64_t>v
 
 # ----------------------------------------------------------------------------------- field slots
 
@@ -1441,9 +1465,19 @@ cdef class BinanceDecoder:
 
     # ---- ids that need Python objects (user-data frames only) -------------------------------------
 
-    cdef int64_t _client_id(self, const char *s, Py_ssize_t n) noexcept with gil:
+    cdef int64_t _client_id(self, const char *s, Py_ssize_t n) noexcept nogil:
+        # Our own orders (the execution layer's `ex<tag><digits>`) parse back in C: no map insert per order,
+        # no GIL. Anything else (another engine's tag, manual / liquidation ids, a malformed or oversized
+        # number) takes the map.
+        cdef int64_t own
         if n <= 0:
             return 0
+        own = parse_own_client_id(s, n, self._own_prefix, self._own_prefix_n)
+        if own > 0:
+            return own
+        return self._client_id_mapped(s, n)
+
+    cdef int64_t _client_id_mapped(self, const char *s, Py_ssize_t n) noexcept with gil:
         key = s[:n]
         found = self._coid_by_text.get(key)
         if found is not None:
@@ -2323,6 +2357,30 @@ cdef class BinanceDecoder:
 
     # ---- client order ids -------------------------------------------------------------------------
 
+    @property
+    def own_client_id_prefix(self):
+        """The prefix of this engine's client order ids (`ex<tag>`, extrema.execution.orders.ClientOrderIds):
+        `<prefix><decimal id>` with an id in 1 .. 2**62 - 1 decodes to that id without being registered.
+        Empty (the default): every id takes the registered map."""
+        return self._own_prefix[:self._own_prefix_n].decode("ascii")
+
+    @own_client_id_prefix.setter
+    def own_client_id_prefix(self, str prefix):
+        cdef bytes b = prefix.encode("ascii")
+        cdef Py_ssize_t i
+        if len(b) > 15 or any(not (48 <= c <= 57 or 97 <= c <= 122) for c in b):
+            raise ValueError(f"a client order id prefix is up to 15 lowercase letters / digits, got {prefix!r}")
+        for i in range(len(b)):
+            self._own_prefix[i] = b[i]
+        self._own_prefix_n = len(b)
+
+    def parse_own_client_order_id(self, str text):
+        """The int id of `text` when it is one of this engine's ids (own_client_id_prefix), else None. The
+        same C parse the decoder applies to every report (tests compare it with ClientOrderIds.parse)."""
+        cdef bytes b = text.encode("utf-8")
+        cdef int64_t v = parse_own_client_id(b, len(b), self._own_prefix, self._own_prefix_n)
+        return v if v > 0 else None
+
     def register_client_order_id(self, str text, int_id):
         """Map the client order id `text` (what was sent as newClientOrderId) to `int_id`
         (1 <= int_id < 2**62: the range above belongs to ids the decoder hands out itself)."""
@@ -2338,12 +2396,18 @@ cdef class BinanceDecoder:
         self._coid_text[int_id] = text
 
     def client_order_id(self, str text):
-        """The int id of client order id `text`, or None when the decoder has not seen or been told it."""
-        return self._coid_by_text.get(text.encode())
+        """The int id of client order id `text` (registered, handed out by the decoder, or one of this
+        engine's own ids: own_client_id_prefix), or None when the decoder has not seen or been told it."""
+        found = self._coid_by_text.get(text.encode())
+        return found if found is not None else self.parse_own_client_order_id(text)
 
     def client_order_id_text(self, int_id):
-        """The text of an int client order id (registered or handed out by the decoder), or None."""
-        return self._coid_text.get(int_id)
+        """The text of an int client order id (registered, handed out by the decoder, or - with
+        own_client_id_prefix set - any id of this engine's range), or None."""
+        found = self._coid_text.get(int_id)
+        if found is None and self._own_prefix_n and isinstance(int_id, int) and 0 < int_id < EXTERNAL_CLIENT_ORDER_ID_BASE:
+            return f"{self.own_client_id_prefix}{int_id}"
+        return found
 
     def forget_client_order_id(self, key):
         """Drop one mapping (by text or by int id): the maps otherwise grow with every order seen."""

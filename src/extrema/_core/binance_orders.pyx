@@ -126,6 +126,8 @@ cdef class OrderEncoder:
     cdef char _pay[PAY_CAP]           # the signature payload of the last request
     cdef char _frame[FRAME_CAP]       # the JSON text of the last request
     cdef Py_ssize_t _pay_n
+    cdef char _prefix[16]             # client_id_prefix: an int client id is written `<prefix><digits>`
+    cdef Py_ssize_t _prefix_n
     cdef readonly Py_ssize_t frame_len
     cdef readonly uint64_t written
 
@@ -272,13 +274,40 @@ cdef class OrderEncoder:
         self.frame_len = j - self._frame
         return self.frame_len
 
-    cdef int _encode_checked(self, int64_t rid, str symbol, str client_order_id, int side, int order_type,
+    @property
+    def client_id_prefix(self):
+        """The engine's client order id prefix (`ex<tag>`, ClientOrderIds.prefix): frame / send given an int
+        client order id write `<prefix><decimal id>` themselves (no text built in Python)."""
+        return PyBytes_FromStringAndSize(self._prefix, self._prefix_n).decode("ascii")
+
+    @client_id_prefix.setter
+    def client_id_prefix(self, str prefix):
+        cdef bytes b = prefix.encode("ascii")
+        if len(b) > 15 or (len(b) and not _safe_text(b, len(b), False)):
+            raise ValueError(f"a client order id prefix is up to 15 letters / digits, got {prefix!r}")
+        memcpy(self._prefix, PyBytes_AS_STRING(b), len(b))
+        self._prefix_n = len(b)
+
+    cdef int _encode_checked(self, int64_t rid, str symbol, object client_order_id, int side, int order_type,
                              int tif, int64_t price_raw, int price_precision, int64_t qty_raw,
                              int size_precision, int64_t ts_ms, bint ack=True) except -1:
         # The UTF-8 of an ASCII str is its own buffer (no copy); anything else is refused by the checks.
+        # An int client id is one of the engine's: its text is written here, `<prefix><digits>`.
         cdef Py_ssize_t sym_n, coid_n
         cdef const char *sym = PyUnicode_AsUTF8AndSize(symbol, &sym_n)
-        cdef const char *coid = PyUnicode_AsUTF8AndSize(client_order_id, &coid_n)
+        cdef const char *coid
+        cdef char own[40]
+        cdef int64_t coid_int
+        if type(client_order_id) is str:
+            coid = PyUnicode_AsUTF8AndSize(client_order_id, &coid_n)
+        else:
+            coid_int = client_order_id
+            if self._prefix_n == 0 or coid_int <= 0 or coid_int >= (<int64_t>1 << 62):
+                raise ValueError(f"int client order id {client_order_id!r}: needs client_id_prefix and an id in "
+                                 f"1 .. 2**62 - 1")
+            memcpy(own, self._prefix, self._prefix_n)
+            coid_n = _put_uint(own + self._prefix_n, <uint64_t>coid_int) - own
+            coid = own
         if self.encode(rid, sym, sym_n, coid, coid_n, side, order_type, tif, price_raw, price_precision,
                        qty_raw, size_precision, ts_ms, ack) < 0:
             raise ValueError(
@@ -287,10 +316,11 @@ cdef class OrderEncoder:
                 f"symbol={symbol!r} client_order_id={client_order_id!r}")
         return 0
 
-    def frame(self, int64_t rid, str symbol not None, str client_order_id not None, int side, int order_type,
+    def frame(self, int64_t rid, str symbol not None, client_order_id not None, int side, int order_type,
               int tif, int64_t price_raw, int price_precision, int64_t qty_raw, int size_precision, int64_t ts_ms,
               *, bint ack=True):
-        """The request text (bytes) for these arguments, nothing sent. ValueError when the encoder does not
+        """The request text (bytes) for these arguments, nothing sent. `client_order_id`: the wire text (str)
+        or one of the engine's int ids (written with client_id_prefix). ValueError when the encoder does not
         write such an order."""
         self._encode_checked(rid, symbol, client_order_id, side, order_type, tif, price_raw, price_precision,
                              qty_raw, size_precision, ts_ms, ack)
@@ -320,7 +350,7 @@ cdef class OrderEncoder:
         return PyBytes_FromStringAndSize(self._pay, self._pay_n)
 
     def send(self, WSTransport transport not None, int64_t rid, str symbol not None,
-             str client_order_id not None, int side, int order_type, int tif, int64_t price_raw,
+             client_order_id not None, int side, int order_type, int tif, int64_t price_raw,
              int price_precision, int64_t qty_raw, int size_precision, int64_t ts_ms):
         """Write the request and hand it to the websocket as one TEXT frame (masked and written to the
         socket by picows before this returns, unless the socket's buffer is full). Returns its length."""

@@ -320,6 +320,11 @@ class WsSession:
     async def _watch(self, transport, started: float) -> str:
         """Wait for the connection to end; end it ourselves when stale or too old. Returns why it ended."""
         check = max(0.05, min(1.0, self.stale_after / 4))
+        # Silence is measured on the monotonic clock from the message counter, not from the messages'
+        # wall-clock stamps: a wall-clock step (NTP, a VM resuming) backwards would blind the watchdog for
+        # the step's length, and one forwards would drop a healthy stream.
+        seen = self.stats.messages
+        quiet_since = time.monotonic()
         while True:
             try:
                 await asyncio.wait_for(asyncio.shield(transport.wait_disconnected()), check)
@@ -334,7 +339,10 @@ class WsSession:
                 self._reconnect_reason = f"planned reconnect before the {self.max_age:.0f} s connection limit"
                 transport.disconnect()
                 return self._reconnect_reason
-            silent = (time_us() - self.stats.last_message_us) / 1e6
+            now = time.monotonic()
+            if self.stats.messages != seen:
+                seen, quiet_since = self.stats.messages, now
+            silent = now - quiet_since
             if silent >= self.stale_after:
                 self.stats.stale_drops += 1
                 self._reconnect_reason = f"stale: nothing received for {silent:.1f} s"

@@ -193,7 +193,13 @@ class Context:
         submit_raw = self._raw_clients.get(market, False)
         if submit_raw is False:
             c = self._engine.execution_client(market)
-            submit_raw = self._raw_clients[market] = c.submit_raw if getattr(c, "compiled_orders", False) else None
+            submit_raw = None
+            if getattr(c, "compiled_orders", False):
+                # One call to the compiled writer when the client offers it (raw_submitter: its bookkeeping
+                # deferred), else its submit_raw.
+                make = getattr(c, "raw_submitter", None)
+                submit_raw = (make() if make is not None else None) or c.submit_raw
+            self._raw_clients[market] = submit_raw
         s = _SIDES.get(side)
         if submit_raw is None or s is None:
             return None

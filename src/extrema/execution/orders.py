@@ -89,7 +89,9 @@ class ClientOrderIds:
         if not text.startswith(self.prefix):
             return None
         digits = text[len(self.prefix):]
-        if not digits.isdigit() or len(digits) > 19:
+        # The canonical text only (what text() writes): ASCII digits, no leading zero - the compiled
+        # decoder's parse (BinanceDecoder.own_client_id_prefix) applies the same rule.
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 19 or digits[0] == "0":
             return None
         value = int(digits)
         return value if 0 < value < FOREIGN_ID_BASE else None

@@ -5,8 +5,9 @@
   (`BinanceWsApi`): signed and written to the socket before `submit` returns, so a strategy's order
   leaves the process inside the hook that decided it; answers come back on the same connection. With
   `order_entry="rest"` the REST call runs as a task on the engine's loop. The client order id the venue sees is the
-  engine's int id in its wire form (`ex<tag><id>`, extrema.execution.orders), registered with the
-  decoder so the venue's reports come back carrying the int id and reach the owning strategy.
+  engine's int id in its wire form (`ex<tag><id>`, extrema.execution.orders); the decoder parses that
+  form back to the int id (BinanceDecoder.own_client_id_prefix), so the venue's reports carry the int id
+  and reach the owning strategy without a per-order registration.
 * Order updates and fills come from the user data stream - spot: subscribed on the WebSocket API
   connection (`userDataStream.subscribe.signature`; Binance retired spot listen keys in 2026), USD-M and
   spot with REST order entry: the listenKey stream `/ws/<listenKey>`. Binance's
@@ -31,6 +32,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections import OrderedDict
@@ -124,18 +126,22 @@ _OPERATION = {"order.place": "new", "order.cancel": "cancel", "algoOrder.place":
 
 class _Order:
     """An order this client sent. Orders from the compiled path (submit_raw) keep their raw numbers and
-    build the OrderRequest (Decimals) only when something asks for it (a rejection report, a replace)."""
-    __slots__ = ("_request", "instrument", "text", "status", "_price", "_quantity", "_raw", "venue_id", "sent_ms",
-                 "algo", "algo_id", "busy")
+    build the OrderRequest (Decimals) only when something asks for it (a rejection report, a replace), and
+    their wire text (`<prefix><id>`, which the compiled encoder wrote itself) only when a cancel, a query or
+    a log line needs it: pass text=None and the engine's id prefix."""
+    __slots__ = ("_request", "instrument", "_text", "_prefix", "client_order_id", "status", "_price", "_quantity",
+                 "_raw", "venue_id", "sent_ms", "algo", "algo_id", "busy")
 
-    def __init__(self, request, instrument, text, raw=None):
+    def __init__(self, request, instrument, text, raw=None, prefix="", sent_ms=None):
         self._request = request
         self.instrument = instrument
-        self.text = text
+        self._text = text
+        self._prefix = prefix
+        self.client_order_id = request.client_order_id if request is not None else raw[0]
         self.status = OrderStatus.SUBMITTED
         self.venue_id = 0               # Binance's orderId (for an algo order: its triggered order's), once known
         self.algo_id = 0                # an algo order's algoId, once an answer names it
-        self.sent_ms = time_us() // 1000
+        self.sent_ms = time_us() // 1000 if sent_ms is None else sent_ms   # the request's timestamp when known
         self.algo = False               # a USD-M conditional order, kept by Binance's algo service
         self.busy = set()               # operations ("new", "cancel") a retry runner is carrying out
         self._raw = raw
@@ -143,6 +149,13 @@ class _Order:
         if request is not None:
             self._price = request.price
             self._quantity = request.quantity
+
+    @property
+    def text(self) -> str:
+        """The client order id as the venue knows it."""
+        if self._text is None:
+            self._text = f"{self._prefix}{self.client_order_id}"
+        return self._text
 
     @property
     def request(self) -> OrderRequest:
@@ -181,6 +194,26 @@ class _Order:
         if self._request is None:
             self.request                   # noqa: B018
         self._quantity = value
+
+
+class _OrdersByText:
+    """This client's orders (live or recently finished) by their wire text, without a per-order text index:
+    every order's text is the engine's `ex<tag><id>` (ClientOrderIds), parsed back to the int id. A text
+    this engine did not issue finds nothing."""
+    __slots__ = ("_client",)
+
+    def __init__(self, client):
+        self._client = client
+
+    def get(self, text, default=None):
+        c = self._client
+        coid = c.order_ids.parse(text) if c.order_ids is not None and text.__class__ is str else None
+        if coid is None:
+            return default
+        o = c._orders.get(coid)
+        if o is None:
+            o = c._finished.get(coid)
+        return o if o is not None else default
 
 
 class BinanceExecution(VenuePart, ExecutionClient):
@@ -224,8 +257,9 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self.listen_key: Optional[str] = None
         self._emit = None
         self._loop = None
-        self._orders: dict[int, _Order] = {}
-        self._by_text: dict[str, _Order] = {}
+        self._order_table: dict[int, _Order] = {}   # read through _orders (books the fast path's orders first)
+        self._unbooked: list = []                 # orders send_raw wrote, their records not made yet
+        self._by_text = _OrdersByText(self)   # answers and venue listings name orders by text
         self._finished: "OrderedDict[int, _Order]" = OrderedDict()
         self.keep_finished = 10_000
         self._tasks: set[asyncio.Task] = set()
@@ -245,12 +279,24 @@ class BinanceExecution(VenuePart, ExecutionClient):
             self.registry = engine.registry
         self.order_ids = engine.order_ids
         self._core = engine.execution_core
+        self._share_id_prefix()
+
+    def _share_id_prefix(self):
+        # The decoder parses our `ex<tag><id>` texts back to ids in C and the compiled encoder writes them:
+        # no per-order text or map insert (foreign ids still take the decoder's map).
+        if self.order_ids is None:
+            return
+        if self.decoder is not None:
+            self.decoder.own_client_id_prefix = self.order_ids.prefix
+        if self.ws_api is not None:
+            self.ws_api.set_client_id_prefix(self.order_ids.prefix)
 
     def _codec(self):
         if self.decoder is None:
             if self.registry is None:
                 raise RuntimeError("BinanceExecution needs a registry (pass registry= or add it to an engine)")
             self.decoder = BinanceDecoder(self.registry, self.market)
+            self._share_id_prefix()
         return self.decoder
 
     def _spawn(self, coro):
@@ -297,6 +343,51 @@ class BinanceExecution(VenuePart, ExecutionClient):
         """submit_raw sends through the compiled order writer (WebSocket API order entry, HMAC key)."""
         return self.ws_api is not None and self.ws_api.compiled_orders
 
+    @property
+    def _orders(self) -> dict:
+        """The live orders by client order id. Orders the fast path sent (raw_submitter) get their record
+        here, on first look after the hook that sent them, not inside it."""
+        if self._unbooked:
+            self._book()
+        return self._order_table
+
+    def _book(self):
+        table, prefix, unbooked = self._order_table, self.order_ids.prefix, self._unbooked
+        for raw, inst, ts_ms in unbooked:
+            o = _Order(None, inst, None, raw, prefix, ts_ms)
+            table[raw[0]] = o
+        self.counters["submitted"] += len(unbooked)
+        unbooked.clear()
+
+    def _refused_raw(self, entry, exc):
+        """An order of the fast path that was not sent (send_raw's on_refused), under submit()'s rule: refused
+        before sending (ValueError) or finally by the venue - rejected once the hook returns; not sent for a
+        reason that passes (disconnected, rate limited) - sent again under the retry policy, whose _place
+        builds the request from the raw numbers and resends it on the Python path under the same client id."""
+        self._unbooked.append(entry)
+        o = self._orders[entry[0][0]]
+        if isinstance(exc, BinanceError) and retry_class(exc) != FINAL:
+            self._run(o, "new", self._place(o, exc))
+        else:
+            self._loop_of().call_soon(self._reject, o, getattr(exc, "code", 0) or 0, str(exc))
+
+    def stats(self):
+        if self._unbooked:
+            self._book()                   # counts the fast path's orders in "submitted"
+        return super().stats()
+
+    def raw_submitter(self):
+        """submit_raw as one call to the compiled writer, for the engine's Context.submit fast path (the same
+        arguments, the same effect): BinanceWsApi.send_raw with this client's deferred order book bound, so
+        no Python frame of this client sits between the strategy and the socket. None without the compiled
+        writer (Context then calls submit_raw)."""
+        if not self.compiled_orders or self.order_ids is None:
+            return None
+        if self.decoder is None:
+            self._codec()                  # created with the id prefix, before the first report can arrive
+        self._share_id_prefix()
+        return functools.partial(self.ws_api.send_raw, self._unbooked, self._refused_raw)
+
     def submit_raw(self, client_order_id: int, strategy: str, inst, side: int, order_type: int, time_in_force: int,
                    quantity_raw: int, price_raw: int) -> None:
         """submit() for a plain order given as raw numbers (the engine's Context.submit fast path): LIMIT
@@ -308,24 +399,14 @@ class BinanceExecution(VenuePart, ExecutionClient):
             self.submit(_Order(None, inst, "", (client_order_id, strategy, side, order_type, time_in_force, price_raw,
                                                 quantity_raw)).request)
             return
-        text = self.order_ids.text(client_order_id)
-        (self.decoder or self._codec()).register_client_order_id(text, client_order_id)
-        o = _Order(None, inst, text, (client_order_id, strategy, side, order_type, time_in_force, price_raw,
-                                      quantity_raw))
-        self._orders[client_order_id] = o
-        self._by_text[text] = o
-        self.counters["submitted"] += 1
-        try:
-            ws_api.place_order_raw(inst.venue_symbol, text, side, order_type, time_in_force if order_type == 2 else 0,
-                                   price_raw, inst.price_precision, quantity_raw, inst.size_precision)
-        except ValueError as exc:
-            self._loop_of().call_soon(self._reject, o, 0, str(exc))
-        except BinanceError as exc:
-            # the same rule as submit(): a final refusal is a rejection, "not sent" goes again after a back-off
-            if retry_class(exc) == FINAL:
-                self._loop_of().call_soon(self._reject, o, exc.code or 0, str(exc))
-            else:
-                self._run(o, "new", self._place(o, exc))
+        if self.decoder is None:
+            self._codec()                  # created with the id prefix, before the first report can arrive
+        # The wire text is written by the compiled encoder from the int id (ws_api knows the engine's prefix)
+        # and read back by the decoder's parse: nothing to format or register here; the order's record is
+        # made when something looks at the orders (_orders). A send that fails goes to _refused_raw, which
+        # applies submit()'s rule (rejected when final, else again under the retry policy).
+        ws_api.send_raw(self._unbooked, self._refused_raw, client_order_id, strategy, inst, side, order_type,
+                        time_in_force if order_type == 2 else 0, quantity_raw, price_raw)
 
     def cancel(self, request: CancelRequest) -> None:
         self.counters["cancels"] += 1
@@ -377,11 +458,10 @@ class BinanceExecution(VenuePart, ExecutionClient):
             log.info("replace of %s not sent: %s", o.text, exc)
 
     def _track_new(self, order: OrderRequest, inst) -> "_Order":
-        text = self.order_ids.text(order.client_order_id)
-        self._codec().register_client_order_id(text, order.client_order_id)
+        text = self.order_ids.text(order.client_order_id)    # also checks the id is one of ours
+        self._codec()                      # parses our ids back: no registration
         o = _Order(order, inst, text)
         self._orders[order.client_order_id] = o
-        self._by_text[text] = o
         return o
 
     def _order_args(self, o: "_Order"):
@@ -878,12 +958,13 @@ class BinanceExecution(VenuePart, ExecutionClient):
     def _finish(self, o):
         """A finished order leaves the live table; the last `keep_finished` stay known (a late duplicate
         report must still reach its owner), older ones are forgotten by the decoder too."""
-        self._orders.pop(o.request.client_order_id, None)
-        self._finished[o.request.client_order_id] = o
+        self._orders.pop(o.client_order_id, None)
+        self._finished[o.client_order_id] = o
         while len(self._finished) > self.keep_finished:
             _, old = self._finished.popitem(last=False)
-            self._by_text.pop(old.text, None)
-            self.decoder.forget_client_order_id(old.text)
+            # Our ids are parsed, not registered: only one reconciliation registered (a foreign text) is
+            # dropped here.
+            self.decoder.forget_client_order_id(old.client_order_id)
 
     @property
     def ready(self):

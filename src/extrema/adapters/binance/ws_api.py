@@ -155,6 +155,13 @@ class _Pending:
         self.sent_ns = sent_ns
 
 
+def _pending_entry(t) -> _Pending:
+    """The _Pending of an order send_raw wrote (it keeps a tuple: building the record is deferred to the
+    answer)."""
+    res, client_order_id, symbol, sent_ns = t
+    return _Pending("order.place", res, client_order_id, "new", symbol, sent_ns)
+
+
 class BinanceWsApi:
     """Binance WebSocket API client for one market (Market.BINANCE_SPOT or Market.BINANCE_USDM).
 
@@ -275,13 +282,14 @@ class BinanceWsApi:
             now = time.perf_counter_ns()
             expired = []
             for rid, pend in self._pending.items():
-                if now - pend.sent_ns < timeout_ns:
+                # send_raw's entries are tuples (reservation, client id, symbol, sent_ns)
+                if now - (pend[3] if pend.__class__ is tuple else pend.sent_ns) < timeout_ns:
                     break
                 expired.append(rid)
             for rid in expired:
                 pend = self._pending.pop(rid)
                 self.counters["timed_out"] += 1
-                self._expired[rid] = pend.method
+                self._expired[rid] = "order.place" if pend.__class__ is tuple else pend.method
                 if len(self._expired) > RECENT_ANSWERS:
                     self._expired.popitem(last=False)
                 self._settle_unanswered(rid, pend, f"no answer within {self.request_timeout:g} s")
@@ -341,8 +349,14 @@ class BinanceWsApi:
             self.counters["lost"] += 1
             self._settle_unanswered(rid, pend, f"connection lost before the answer ({reason})")
 
-    def _settle_unanswered(self, rid: int, pend: "_Pending", why: str) -> None:
-        """A request that will get no answer (connection lost, timed out): its outcome is unknown."""
+    def _settle_unanswered(self, rid: int, pend, why: str) -> None:
+        """A request that will get no answer (connection lost, timed out): its outcome is unknown. The one
+        settle path for both: `pend` is a _Pending or the tuple send_raw keeps (made a _Pending here, its int
+        client order id turned into the wire text the venue knows)."""
+        if pend.__class__ is tuple:
+            pend = _pending_entry(pend)
+        if pend.client_order_id.__class__ is int:      # send_raw / place_order_raw keep the int id
+            pend.client_order_id = self._client_id_text(pend.client_order_id)
         self.rate_limiter.settle(pend.reservation, None, reached_server=True)
         what = f"WS-API {pend.method}: {why}; execution status unknown"
         if pend.operation is not None:
@@ -582,7 +596,15 @@ class BinanceWsApi:
         Ed25519 key the session is logged on and place_order sends unsigned requests instead."""
         return self._encoder is not None
 
-    def place_order_raw(self, symbol: str, client_order_id: str, side: int, order_type: int, time_in_force: int,
+    def set_client_id_prefix(self, prefix: str) -> None:
+        """The engine's client order id prefix (ClientOrderIds.prefix): place_order_raw then takes int ids."""
+        if self._encoder is not None:
+            self._encoder.client_id_prefix = prefix
+
+    def _client_id_text(self, client_order_id: int) -> str:
+        return f"{self._encoder.client_id_prefix}{client_order_id}"
+
+    def place_order_raw(self, symbol: str, client_order_id, side: int, order_type: int, time_in_force: int,
                         price_raw: int, price_precision: int, quantity_raw: int, size_precision: int) -> int:
         """`order.place` of a plain order from raw fixed-point numbers, written before this returns: the
         compiled writer (extrema._core.binance_orders) formats, signs and hands the frame to the socket.
@@ -590,7 +612,9 @@ class BinanceWsApi:
         price_raw / 10**price_precision, time_in_force 1 GTC, 2 IOC, 3 FOK) or MARKET (order_type 1, price_raw 0,
         time_in_force 0) by quantity with
         newOrderRespType ACK; side 0 BUY, 1 SELL (extrema.Side). Same readiness and rate-limit rules as
-        place_order; ValueError (unsent) for an order the writer does not take. Returns the request id."""
+        place_order; ValueError (unsent) for an order the writer does not take. Returns the request id.
+        `client_order_id` is the wire text, or one of the engine's int ids when the encoder knows the engine's
+        prefix (set_client_id_prefix): the text is then written in C and built in Python only for an answer."""
         enc = self._encoder
         if enc is None:
             raise ValueError("place_order_raw needs an HMAC key (compiled_orders is False): use place_order")
@@ -617,6 +641,48 @@ class BinanceWsApi:
         self._pending[rid] = _Pending("order.place", res, client_order_id, "new", symbol, sent_ns)
         self.counters["sent"] += 1
         return rid
+
+    def send_raw(self, book: list, on_refused, client_order_id: int, strategy: str, inst, side: int, order_type: int,
+                 time_in_force: int, quantity_raw: int, price_raw: int) -> None:
+        """place_order_raw for an execution client, as the one call between the engine's Context.submit and the
+        compiled writer (BinanceExecution.raw_submitter binds `book` and `on_refused`; the arguments after
+        them are ExecutionClient.submit_raw's). The client's bookkeeping is deferred: after the frame is
+        written, `((client_order_id, strategy, side, order_type, time_in_force, price_raw, quantity_raw), inst,
+        timestamp_ms)` is appended to `book` for the client to turn into its order record later, and the
+        pending-answer entry is a plain tuple (a _Pending when the answer or a waiter needs it). An order not
+        sent (not connected, over the budget, not writable) goes to `on_refused(entry, exc)` instead of raising.
+        `client_order_id` is the engine's int id: the encoder writes its text (set_client_id_prefix)."""
+        enc = self._encoder
+        try:
+            if not self._ready:
+                self._check_sendable("order.place", True)
+            listener = self.session._listener
+            transport = listener.transport if listener is not None else None
+            if transport is None:
+                raise BinanceConnectionError("WS-API order.place: not sent - not connected",
+                                             endpoint="WS-API order.place")
+            cost = self._place_cost
+            ts = self._now_ms()
+            limiter = self.rate_limiter
+            res = limiter.try_acquire(cost.weight, cost.orders, endpoint="order.place", now_ms=ts)
+            rid = next(self._ids)
+            sent_ns = _perf_counter_ns()
+            symbol = inst.venue_symbol
+            try:
+                enc.send(transport, rid, symbol, client_order_id, side, order_type, time_in_force, price_raw,
+                         inst.price_precision, quantity_raw, inst.size_precision, ts)
+            except BaseException:
+                limiter.settle(res, None, reached_server=False)
+                raise
+        except (BinanceError, ValueError) as exc:
+            on_refused(((client_order_id, strategy, side, order_type, time_in_force, price_raw, quantity_raw), inst,
+                        time.time_ns() // 1_000_000), exc)
+            return
+        self.session.stats.sent += 1
+        self._pending[rid] = (res, client_order_id, symbol, sent_ns)       # _pending_entry() makes it a _Pending
+        book.append(((client_order_id, strategy, side, order_type, time_in_force, price_raw, quantity_raw), inst,
+                     ts))
+        self.counters["sent"] += 1
 
     def cancel_order(self, symbol: str, *, client_order_id: Optional[str] = None,
                      order_id: Optional[int] = None, new_client_order_id: Optional[str] = None) -> int:
@@ -795,6 +861,8 @@ class BinanceWsApi:
         """The answer to a request: awaited while pending, or taken from the last `RECENT_ANSWERS` answers
         when it already came. On timeout the request stays pending."""
         pend = self._pending.get(request_id)
+        if pend.__class__ is tuple:
+            pend = self._pending[request_id] = _pending_entry(pend)
         if pend is None:
             done = self._recent.get(request_id)
             if done is not None:
@@ -848,6 +916,8 @@ class BinanceWsApi:
         rate_limits = msg.get("rateLimits")
         headers = self.rate_limiter.observe_rate_limits(rate_limits) if rate_limits else None
         pend = self._pending.pop(rid, None) if isinstance(rid, int) else None
+        if pend.__class__ is tuple:
+            pend = _pending_entry(pend)
         if pend is None:
             if headers:
                 self.rate_limiter.observe_headers(headers)
@@ -860,6 +930,8 @@ class BinanceWsApi:
             self._unsolicited(msg, status)
             return
         self.rate_limiter.settle(pend.reservation, headers, reached_server=True)
+        if pend.client_order_id.__class__ is int:      # place_order_raw keeps the int id: its text now
+            pend.client_order_id = self._client_id_text(pend.client_order_id)
         self.counters["answers"] += 1
         if status == 200:
             result = msg["result"] if "result" in msg else msg.get("response")
