@@ -331,11 +331,15 @@ def run(ctx) -> list[dict]:
         ev, roi = inputs["hftbacktest"], _roi(stream)
 
         def hft_build(events=ev):
+            # partial_fills=False: hftbacktest 2.4.4's PartialFillExchange stops this stream with
+            # InvalidOrderStatus (wait_next_feed() = 14, ~135k feeds into the 1M run: it fills an order it
+            # already reported filled); its NoPartialFillExchange runs it to the end
             return hftbacktest_peer.build(events, tick=tick, lot=lot, entry_latency_us=ENTRY_US,
-                                          response_latency_us=RESPONSE_US, roi=roi)
+                                          response_latency_us=RESPONSE_US, roi=roi, partial_fills=False)
 
         t = time.perf_counter()
-        hftbacktest_peer.run(hft_build(ev[:2_000].copy()), MM_PARAMS, lot=lot)        # numba compiles here
+        warm = ev[:2_000].copy()        # hftbacktest reads the array by address: it must outlive the run
+        hftbacktest_peer.run(hft_build(warm), MM_PARAMS, lot=lot)        # numba compiles here
         ctx.log(f"hftbacktest strategy compiled (numba) in {time.perf_counter() - t:.1f} s")
         case(HFT, hft_build, lambda hbt: hftbacktest_peer.run(hbt, MM_PARAMS, lot=lot))
 
