@@ -368,3 +368,28 @@ def test_every_order_update_reaches_the_strategy_whole():
     answered = dict(list(final.items())[:-1])
     assert set(answered.values()) == {int(OrderStatus.CANCELLED)}
     assert {k: int(v) for k, v in strategy.seen.items()} == answered
+
+
+def test_submit_fast_path_gives_the_venue_what_the_general_path_gives():
+    """context.submit of a plain limit / market order takes the raw-number path (the simulated client's
+    submit_raw); an explicit order_type takes the general one (OrderRequest). Same orders, same results."""
+    def tape():
+        return book_tape().trade(1_000, P(100.0), Q(2.5), True).trade(2_000, P(100.0), Q(0.5), True) \
+            .level(3_000, "bid", P(100.0), Q(1)).level(4_000, "ask", P(100.1), Q(3))
+
+    def plan(explicit):
+        def o(kind, **kw):
+            return ("submit", dict(kw, order_type=kind) if explicit else kw)
+        return {1: [o("limit", side="buy", quantity="1.5", price="100.0"),
+                    o("limit", side="buy", quantity="5", price="100.2", time_in_force="IOC"),
+                    o("limit", side="buy", quantity="5", price="100.2", time_in_force="FOK"),
+                    o("market", side="sell", quantity="0.5")],
+                3: [o("limit", side="sell", quantity="0.7", price="100.3"), ("cancel", dict(index=0))]}
+
+    fast, general = Scripted(plan(False)), Scripted(plan(True))
+    a = run(tape(), fast, fees=Fees(maker=0.0001, taker=0.001))
+    b = run(tape(), general, fees=Fees(maker=0.0001, taker=0.001))
+    assert len(a.orders) == 5 and len(a.fills) >= 3
+    assert a.orders.tobytes() == b.orders.tobytes()
+    assert a.fills.tobytes() == b.fills.tobytes()
+    assert fast.orders == general.orders and fast.fills == general.fills
