@@ -3,7 +3,8 @@
 The way hftbacktest's own examples run a market maker: a `BacktestAsset` over the event array
 (nanosecond timestamps), a linear asset, constant order entry / response latency, the risk-averse
 queue model (conservative: only trades at the order's price advance it), the partial-fill exchange
-model, zero fees, the tick / lot of the benchmark instrument, and a `ROIVectorMarketDepthBacktest`
+model (or, partial_fills=False, the no-partial-fill one: 2.4.4's PartialFillExchange stops the suite's
+1M-event stream with InvalidOrderStatus), zero fees, the tick / lot of the benchmark instrument, and a `ROIVectorMarketDepthBacktest`
 (its fastest depth: a price-indexed vector over a region of interest that covers the data). The
 strategy is an @njit loop over `wait_next_feed`, which returns after each market event: the logic runs
 on every event (hftbacktest's data has no venue-message boundary).
