@@ -3,7 +3,8 @@
 The way hftbacktest's own examples run a market maker: a `BacktestAsset` over the event array
 (nanosecond timestamps), a linear asset, constant order entry / response latency, the risk-averse
 queue model (conservative: only trades at the order's price advance it), the partial-fill exchange
-model, zero fees, the tick / lot of the benchmark instrument, and a `ROIVectorMarketDepthBacktest`
+model (or, partial_fills=False, the no-partial-fill one: 2.4.4's PartialFillExchange stops the suite's
+1M-event stream with InvalidOrderStatus), zero fees, the tick / lot of the benchmark instrument, and a `ROIVectorMarketDepthBacktest`
 (its fastest depth: a price-indexed vector over a region of interest that covers the data). The
 strategy is an @njit loop over `wait_next_feed`, which returns after each market event: the logic runs
 on every event (hftbacktest's data has no venue-message boundary).
@@ -35,6 +36,10 @@ except Exception as exc:  # noqa: BLE001 - any failure means "peer unavailable",
 
 AVAILABLE = IMPORT_ERROR is None
 
+# wait_next_feed's error codes (py-hftbacktest maps its BacktestError variants to these)
+ERRORS = {10: "OrderIdExist", 11: "OrderRequestInProcess", 12: "OrderNotFound", 13: "InvalidOrderRequest",
+          14: "InvalidOrderStatus", 15: "DataError"}
+
 if AVAILABLE:
     @njit
     def _is_live(orders, order_id):
@@ -59,12 +64,15 @@ if AVAILABLE:
         n_orders = 0
         n_cancels = 0
         n_feeds = 0
+        rc = 0
         while True:
             rc = hbt.wait_next_feed(False, 1_000_000_000_000)
             if rc == 1:
                 break
-            if rc != 2:
+            if rc == 0:                 # timeout: no feed within the window, wait again
                 continue
+            if rc != 2:                 # an error code (see ERRORS): stop instead of spinning on it
+                break
             n_feeds += 1
             depth = hbt.depth(0)
             bb = depth.best_bid_tick
@@ -106,18 +114,24 @@ if AVAILABLE:
         out[2] = n_feeds
         out[3] = hbt.state_values(0).num_trades
         out[4] = np.int64(np.round(hbt.position(0) / hbt.depth(0).lot_size))
-        return 0
+        out[5] = hbt.current_timestamp
+        return rc
 
 
 def build(events: np.ndarray, *, tick: float, lot: float, entry_latency_us: int, response_latency_us: int,
-          roi: tuple[float, float]):
-    """A ready backtest over `events` (hftbacktest event_dtype, timestamps in ns). Untimed."""
+          roi: tuple[float, float], partial_fills: bool = True):
+    """A ready backtest over `events` (hftbacktest event_dtype, timestamps in ns). Untimed.
+
+    hftbacktest reads `events` through its address (BacktestAsset.add_data passes `ctypes.data`, no copy,
+    no reference kept): the caller must keep the array alive until the backtest is closed, or the replay
+    reads freed memory (garbage timestamps and order-response warnings)."""
     asset = (BacktestAsset()
              .data([events])
              .linear_asset(1.0)
              .constant_latency(entry_latency_us * 1000, response_latency_us * 1000)
-             .risk_adverse_queue_model()
-             .partial_fill_exchange()
+             .risk_adverse_queue_model())
+    asset = asset.partial_fill_exchange() if partial_fills else asset.no_partial_fill_exchange()
+    asset = (asset
              .trading_value_fee_model(0.0, 0.0)
              .tick_size(tick)
              .lot_size(lot)
@@ -128,12 +142,16 @@ def build(events: np.ndarray, *, tick: float, lot: float, entry_latency_us: int,
 
 
 def run(hbt, params: dict, *, lot: float) -> dict:
-    """Timed part: the compiled strategy over the whole data. Returns the work done."""
-    out = np.zeros(5, dtype=np.int64)
+    """Timed part: the compiled strategy over the whole data. Returns the work done; raises when
+    hftbacktest's wait_next_feed reports an error (the run did not reach the end of the data)."""
+    out = np.zeros(6, dtype=np.int64)
     t0 = time.perf_counter()
-    market_maker(hbt, params["k_ticks"], params["size_lots"] * lot, params["requote_ticks"],
-                 params["max_position_lots"] * lot, out)
+    rc = market_maker(hbt, params["k_ticks"], params["size_lots"] * lot, params["requote_ticks"],
+                      params["max_position_lots"] * lot, out)
     wall = time.perf_counter() - t0
     hbt.close()
+    if rc != 1:
+        raise RuntimeError(f"hftbacktest stopped with wait_next_feed() = {rc} ({ERRORS.get(rc, 'unknown code')}) "
+                           f"at local time {out[5]} ns after {out[2]:,} feeds, before the end of the data")
     return dict(wall_s=wall, orders=int(out[0]), cancels=int(out[1]), book_callbacks=int(out[2]),
                 fills=int(out[3]), position_lots=int(out[4]))

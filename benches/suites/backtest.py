@@ -19,6 +19,11 @@ position is at the limit on that side; when the mid has moved more than m ticks 
 were placed, cancel them (the next quotes follow once both are gone). Order entry and response latency
 100 µs each, zero fees, conservative queue position, partial fills allowed.
 
+Peak memory: after the timing, each contender runs once more alone in a child process
+(`python suites/backtest.py --probe WHO N SEED`), which reports how far its resident set rose above what
+it held with the input loaded (VmHWM after clearing it); a contender that runs out of memory or hangs
+takes only its child down.
+
 Figure: events per second = input market events (level updates + trades) / wall time of the replay
 (building the engine and loading the data are not timed; hftbacktest's numba compile happens in an
 untimed warm-up run). Rows also give each framework's wall time and its orders / cancels / fills, so the
@@ -27,9 +32,15 @@ reader sees they did comparable work.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from decimal import Decimal
 from pathlib import Path
+
+if __name__ == "__main__":          # run as a probe child: the benches directory holds harness / peers
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness import Case
 from peers import hftbacktest_peer, nautilus_backtest
@@ -251,6 +262,90 @@ def extrema_instrument_id() -> int:
     return InstrumentRegistry().register(data.INSTRUMENT, Market.BINANCE_SPOT, data.TICK, data.LOT).id
 
 
+
+# ------------------------------------------------------------------------------------- peak memory
+
+PROBES = {PY_MM: "py", CY_MM: "cy", NAUTILUS: "nautilus", HFT: "hftbacktest"}
+PROBE_TIMEOUT_S = 600
+
+
+def _rss_mb() -> dict:
+    """VmRSS / VmHWM (peak resident set) of this process, MB."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":")
+                out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+def _reset_hwm() -> bool:
+    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def probe(who: str, n_events: int, seed: int) -> dict:
+    """One contender's run in this (fresh) process: its input built, the peak resident set reset, one
+    backtest, the peak measured. `input_mb` is the framework's input as handed over; `run_peak_mb` is how
+    far the resident set rose above what the process held before the backtest was built (engine, data
+    loading, the replay, its results)."""
+    stream = data.generate(n_events, seed)
+    lot, tick = 10.0 ** -data.SIZE_PRECISION, 10.0 ** -data.PRICE_PRECISION
+    if who in ("py", "cy"):
+        records = data.to_extrema(stream, extrema_instrument_id())
+        cls = python_strategy_class() if who == "py" else cython_strategy_class()[0]
+        input_mb = records.nbytes / 2**20
+        del stream
+        base = _rss_mb()["VmRSS"]
+        _reset_hwm()
+        work = extrema_run(extrema_build(None, records, cls, MM_PARAMS))
+    elif who == "nautilus":
+        inst = data.nautilus_instrument()
+        nd = data.to_nautilus(stream, inst)
+        input_mb = None                        # Python objects: their share of the RSS is not separable
+        del stream
+        base = _rss_mb()["VmRSS"]
+        _reset_hwm()
+        work = nautilus_backtest.run(nautilus_backtest.build(nd, inst, MM_PARAMS, entry_latency_us=ENTRY_US))
+    else:
+        ev, roi = data.to_hftbacktest(stream), _roi(stream)
+        input_mb = ev.nbytes / 2**20
+        del stream
+
+        def build(events):
+            return hftbacktest_peer.build(events, tick=tick, lot=lot, entry_latency_us=ENTRY_US,
+                                          response_latency_us=RESPONSE_US, roi=roi, partial_fills=False)
+        warm = ev[:2_000].copy()
+        hftbacktest_peer.run(build(warm), MM_PARAMS, lot=lot)          # numba compiles outside the peak
+        base = _rss_mb()["VmRSS"]
+        _reset_hwm()
+        work = hftbacktest_peer.run(build(ev), MM_PARAMS, lot=lot)
+    peak = _rss_mb()["VmHWM"]
+    return dict(who=who, input_mb=input_mb, base_mb=base, peak_mb=peak, run_peak_mb=peak - base,
+                orders=work["orders"], fills=work["fills"])
+
+
+def probe_in_subprocess(name: str, n_events: int, seed: int) -> dict:
+    """probe() in a child process, so a contender that exhausts memory or hangs takes only its child down."""
+    cmd = [sys.executable, __file__, "--probe", PROBES[name], str(n_events), str(seed)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
+                              cwd=str(Path(__file__).resolve().parent.parent))
+    except subprocess.TimeoutExpired:
+        return dict(error=f"no answer in {PROBE_TIMEOUT_S} s")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return dict(error=f"exit status {proc.returncode}: {tail}")
+    return json.loads(lines[-1])
+
+
 # ----------------------------------------------------------------------------------------- suite
 
 def _roi(stream):
@@ -331,11 +426,15 @@ def run(ctx) -> list[dict]:
         ev, roi = inputs["hftbacktest"], _roi(stream)
 
         def hft_build(events=ev):
+            # partial_fills=False: hftbacktest 2.4.4's PartialFillExchange stops this stream with
+            # InvalidOrderStatus (wait_next_feed() = 14, ~135k feeds into the 1M run: it fills an order it
+            # already reported filled); its NoPartialFillExchange runs it to the end
             return hftbacktest_peer.build(events, tick=tick, lot=lot, entry_latency_us=ENTRY_US,
-                                          response_latency_us=RESPONSE_US, roi=roi)
+                                          response_latency_us=RESPONSE_US, roi=roi, partial_fills=False)
 
         t = time.perf_counter()
-        hftbacktest_peer.run(hft_build(ev[:2_000].copy()), MM_PARAMS, lot=lot)        # numba compiles here
+        warm = ev[:2_000].copy()        # hftbacktest reads the array by address: it must outlive the run
+        hftbacktest_peer.run(hft_build(warm), MM_PARAMS, lot=lot)        # numba compiles here
         ctx.log(f"hftbacktest strategy compiled (numba) in {time.perf_counter() - t:.1f} s")
         case(HFT, hft_build, lambda hbt: hftbacktest_peer.run(hbt, MM_PARAMS, lot=lot))
 
@@ -385,4 +484,26 @@ def run(ctx) -> list[dict]:
             w = work[name][-1]
             rows.append(ctx.row(f"orders placed, {name}", w["orders"], "orders", note=_work_note(w)))
             rows.append(ctx.row(f"fills, {name}", w["fills"], "fills"))
+
+    # ---- peak memory: each contender once more, alone in a child process (untimed)
+    for name in (PY_MM, CY_MM, NAUTILUS, HFT):
+        if name not in cases:
+            continue
+        m = probe_in_subprocess(name, n_events, ctx.seed)
+        if "error" in m:
+            ctx.note(f"peak memory of {name} not measured: {m['error']}")
+            continue
+        inp = f"input {m['input_mb']:.0f} MB, " if m["input_mb"] is not None else ""
+        ctx.log(f"memory, {name}: {inp}peak RSS {m['peak_mb']:.0f} MB, +{m['run_peak_mb']:.0f} MB for the run")
+        rows.append(ctx.row(f"peak RSS above the loaded input, {name}", m["run_peak_mb"], "MB",
+                            note=f"{inp}process peak {m['peak_mb']:.0f} MB (child process; {m['orders']:,} orders, "
+                                 f"{m['fills']:,} fills)"))
     return rows
+
+
+if __name__ == "__main__":
+    # the child side of probe_in_subprocess: python suites/backtest.py --probe WHO N SEED
+    if len(sys.argv) == 5 and sys.argv[1] == "--probe":
+        print(json.dumps(probe(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))), flush=True)
+    else:
+        raise SystemExit("usage: python suites/backtest.py --probe py|cy|nautilus|hftbacktest N_EVENTS SEED")

@@ -9,9 +9,10 @@ Two clocks, as on a real venue (the hftbacktest model): every market record has 
 the venue's book changed) and a *local* time (when the strategy saw it, its ts_local). The exchange side
 keeps one L2 book per instrument (extrema.OrderBook, fed the replayed records at their exchange time),
 the strategy's orders with their queue position, and matches. The local side is the engine: each
-record is applied to the order table / portfolio (ExecutionCore.process_ptr), published into the
-engine's ring and dispatched (Dispatcher.dispatch_ptr) exactly as Engine._emit does live, with the
-replay clock at the record's local time.
+record is applied to the order table / portfolio (ExecutionCore.process_ptr) and dispatched
+(Dispatcher.dispatch_ptr) as Engine._emit does live, with the replay clock at the record's local time;
+the dispatcher reads the records in place (they are published into the engine's ring too when another
+consumer reads it, see SimExchange._deliver).
 
 Events are taken in time order, one at a time, so the strategy's actions interleave exactly with the
 data: the next exchange event (a market record at its exchange time, or an order / cancel / replace
@@ -81,7 +82,8 @@ from extrema._core.types cimport (
 from extrema._core.book cimport OrderBook, BOOK_OK, BookStatus
 from extrema._core.portfolio cimport Portfolio
 from extrema._core.execution cimport ExecutionCore
-from extrema._core.ring cimport Ring, RingConsumer
+from extrema._core.ring cimport Ring, RingConsumer, ex_ring_header, EX_SLOT_ACTIVE
+from extrema._core.ex_atomic cimport ex_load_acquire_u32
 from extrema._core.dispatch cimport Dispatcher
 from extrema._core.records cimport as_record_array, record_data
 
@@ -340,6 +342,7 @@ cdef class SimExchange:
     cdef ExecutionCore _core
     cdef Ring _ring
     cdef RingConsumer _consumer
+    cdef bint _observed                # another consumer reads engine.ring: replayed records are published
     cdef Dispatcher _disp
     cdef object _house                 # callable(now) -> next housekeeping due time (the runner's)
     cdef readonly int64_t house_due
@@ -1442,18 +1445,20 @@ cdef class SimExchange:
                 return 0          # one event: the caller re-checks what is due locally
 
     cdef int _deliver(self, const Record *p, Py_ssize_t n) except -1:
-        """Engine._emit, compiled: execution core, ring, dispatcher; then what the hooks left to do."""
+        """Engine._emit, compiled: execution core, dispatcher; then what the hooks left to do.
+
+        The dispatcher reads the records where they are (the replayed array, a response's slots): they
+        are whole there, while a ring batch ends at the ring's last slot and can cut a multi-slot record
+        from its continuation (an ORDER_UPDATE whose status the strategy would read past the batch). The
+        ring is written only when something else reads it (_observed: a recorder or a live summary
+        attached to engine.ring), and the engine's own consumer is moved past what it published."""
         cdef const Record *batch
-        cdef Py_ssize_t k
         self._core.process_ptr(p, n)
-        self._ring.publish_ptr(p, n, -1)
-        while True:
-            k = self._consumer.poll_ptr(4096, &batch)
-            if k <= 0:
-                break
-            self._disp.dispatch_ptr(batch, k)
-            if self._disp.stop_requested:
-                break
+        if self._observed:
+            self._ring.publish_ptr(p, n, -1)
+            while self._consumer.poll_ptr(4096, &batch) > 0:
+                pass
+        self._disp.dispatch_ptr(p, n)
         self.events += n
         if self._core._dirty_n:
             self._after_dispatch()
@@ -1464,6 +1469,15 @@ cdef class SimExchange:
         if self._n_posted:
             self._drain_posted()
         return 0
+
+    cdef bint _ring_observed(self) noexcept nogil:
+        """Whether a consumer other than the engine's own dispatcher consumer is attached to the ring."""
+        cdef ex_ring_header *h = self._ring._h
+        cdef uint32_t i, active = 0
+        for i in range(h.meta.max_consumers):
+            if ex_load_acquire_u32(&h.consumers[i].state) == EX_SLOT_ACTIVE:
+                active += 1
+        return active > 1
 
     cdef int _after_dispatch(self) except -1:
         """ExecutionCore.after_dispatch without the Python call (it runs after every book message of an
@@ -1588,11 +1602,13 @@ cdef class SimExchange:
         self._buf = arr
         self._recs = record_data(arr)
         self._n = cnp.PyArray_DIM(arr, 0)
+        self._observed = self._ring_observed()      # per batch: a consumer attached now sees the next one
         self._run_batch(False)
 
     def finish(self, int64_t end_us=-1):
         """End of data: deliver what is buffered, then every response and housekeeping event due by
         end_us (default: the last record's local time)."""
+        self._observed = self._ring_observed()
         self._run_batch(True)
         if end_us < 0:
             end_us = self.now
@@ -1603,6 +1619,7 @@ cdef class SimExchange:
 
     def drain(self, int64_t until_us):
         """Deliver what is due up to until_us with no more market data (used after the last record)."""
+        self._observed = self._ring_observed()
         if not self.stopped:
             self._run_until_local(until_us)
             if until_us > self.now:
@@ -1610,12 +1627,14 @@ cdef class SimExchange:
 
     def flush_posted(self):
         """Deliver what a hook called outside the replay loop (a task's answer) asked to deliver."""
+        self._observed = self._ring_observed()
         if self._n_posted:
             self._drain_posted()
 
     def deliver_records(self, records):
         """Deliver records to the engine now (timer records from the housekeeping)."""
         cdef cnp.ndarray arr = as_record_array(records, "deliver_records")
+        self._observed = self._ring_observed()
         self._deliver(record_data(arr), cnp.PyArray_DIM(arr, 0))
 
     def request_stop(self):

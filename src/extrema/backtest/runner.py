@@ -42,6 +42,7 @@ log = logging.getLogger("extrema.backtest")
 
 NEVER = (1 << 63) - 1
 OWNER_ALL = 65                    # the portfolio's account-wide owner (orders.pxd OWNER_ALL)
+_GTC = int(TimeInForce.GTC)
 _ORDER_TYPES = {"limit": int(OrderType.LIMIT), "market": int(OrderType.MARKET),
                 "stop_market": int(OrderType.STOP_MARKET), "stop_limit": int(OrderType.STOP_LIMIT),
                 "take_profit_market": int(OrderType.TAKE_PROFIT_MARKET),
@@ -83,6 +84,16 @@ class SimulatedExecutionClient(ExecutionClient):
                             0 if order.side == "buy" else 1, _ORDER_TYPES[order.order_type],
                             int(TimeInForce[order.time_in_force]), flags, price, qty, order.expire_time_us or 0,
                             stop)
+
+    # Context.submit's fast path (engine/context.py _submit_raw): a plain limit (GTC / IOC / FOK) or market
+    # order comes as raw numbers, already through the compiled pre-trade checks; no OrderRequest, no Decimal
+    # round trip. The simulated venue receives exactly what submit() would give it.
+    compiled_orders = True
+
+    def submit_raw(self, client_order_id, strategy, inst, side, order_type, time_in_force, quantity_raw, price_raw):
+        # a market order comes without a time in force; submit() would give it the request's default, GTC
+        self.sim.submit_raw(client_order_id, client_order_id & 63, inst.id, side, order_type,
+                            time_in_force or _GTC, 0, price_raw, quantity_raw)
 
     def cancel(self, request):
         if not self.sim.cancel_raw(request.client_order_id):
