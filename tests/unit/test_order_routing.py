@@ -164,3 +164,28 @@ def test_counter_overflow_moves_to_a_later_start_second():
     b = ids.next(3)
     c = ids.next(3)
     assert a < b < c and owner_of(c) == 3 and (c >> 32) == (a >> 32) + 1
+
+
+@pytest.mark.parametrize("singles", range(0, 9))
+def test_events_the_ring_wraps_reach_the_strategy_whole(setup, singles):
+    """An order update (two slots) whose head is the ring's last slot and whose continuation is its first:
+    the engine's pump puts it back together instead of reading past the slot array."""
+    inst, d, (s0, s1, s2) = setup
+    ring = extrema.Ring(8)
+    consumer = ring.consumer()
+    ids = ClientOrderIds("test")
+    trade = extrema.empty_records(1)
+    trade[0] = (RecordKind.TRADE, 0, inst.id, 1, 2, 9, 100_00, 1_000, 0, 0)
+    want = []
+    for k in range(12):                  # 0..8 single slots first shift where the two-slot events wrap
+        if k < singles:
+            ring.publish(trade)
+        else:
+            coid = ids.next(1)
+            ring.publish(order_update(inst.id, coid, filled=k, price=100_00 + k))
+            want.append((coid, 100.0 + k / 100, k / 1000))
+        d.pump(consumer)
+    got = [(o[0], o[3], o[5]) for o in s1.orders]
+    assert got == want
+    assert d.torn_dropped == 0
+    assert d.rejoined == sum(1 for k in range(singles, 12) if (singles + 2 * (k - singles)) % 8 == 7)

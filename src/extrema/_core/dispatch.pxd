@@ -47,6 +47,8 @@ cdef class Dispatcher:
     cdef readonly int64_t book_errors
     cdef readonly int64_t hook_errors
     cdef readonly int64_t candles
+    cdef readonly int64_t rejoined         # multi-slot events the ring wrapped, put back together by pump
+    cdef readonly int64_t torn_dropped     # ... whose continuations never came (a lossy consumer overrun)
     cdef Py_ssize_t _n_masks
     cdef dict _book_options
     cdef dict _instruments            # id -> Instrument

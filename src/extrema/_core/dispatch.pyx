@@ -15,14 +15,14 @@ cimport cython
 from cpython.ref cimport PyObject
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, realloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 import numpy as np
 cimport numpy as cnp
 
 from extrema._core.types cimport (
     Record, KIND_BOOK_DELTA, KIND_BOOK_RESET, KIND_TRADE, KIND_QUOTE, KIND_TIMER, KIND_CANDLE,
-    KIND_ORDER_UPDATE, KIND_FILL, KIND_MARK_PRICE, KIND_MAX, FLAG_LAST, FLAG_ASK)
+    KIND_ORDER_UPDATE, KIND_FILL, KIND_MARK_PRICE, KIND_MAX, KIND_CONTINUATION, FLAG_LAST, FLAG_ASK)
 from extrema._core.book cimport OrderBook, BookStatus, BOOK_OK, BOOK_STALE
 from extrema._core.strategy cimport (
     Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, CandleView, OrderView,
@@ -38,6 +38,19 @@ from extrema._core.records import RecordKind
 from extrema._core.strategy import HOOK_NAMES
 
 cdef int N_KINDS = KIND_MAX + 1
+
+
+cdef inline Py_ssize_t _whole_events(const Record *recs, Py_ssize_t n) noexcept nogil:
+    """How many of the n records form complete events: n, or the index of a last head whose continuations
+    lie beyond the batch (flags >> 12 continuation slots follow a multi-slot head)."""
+    cdef Py_ssize_t h = n - 1
+    while h > 0 and recs[h].kind == KIND_CONTINUATION:
+        h -= 1
+    if recs[h].kind != KIND_CONTINUATION and h + 1 + (recs[h].flags >> 12) > n:
+        return h
+    return n
+
+
 # Client order ids below this are the engine's own (extrema.execution.orders): low 6 bits = strategy.
 cdef int64_t FOREIGN_ORDER_ID_BASE = (<int64_t>1) << 62
 ORDER_OWNER_BITS = 6
@@ -727,15 +740,43 @@ cdef class Dispatcher:
 
     def pump(self, RingConsumer consumer):
         """Dispatch every record the consumer has available now; returns how many. Stops early (and
-        leaves the rest) if a hook's error policy asked the engine to stop."""
+        leaves the rest) if a hook's error policy asked the engine to stop.
+
+        A multi-slot event (an order update, a fill, a candle) can wrap around the end of the ring's slot
+        array: its head is the last slot a poll returns and its continuations come back at the start with
+        the next poll. Dispatching the head alone would read past the array, so such an event is copied
+        whole into a small buffer first. Head and continuations are published together (one reservation),
+        so the continuations are there to read at once; a lossy consumer that lost them to an overrun
+        counts the head in torn_dropped instead of delivering half an event."""
         cdef const Record *batch
-        cdef Py_ssize_t n, done, total = 0
+        cdef const Record *more
+        cdef Record joined[16]
+        cdef Py_ssize_t n, whole, have, need, m, total = 0
         while not self.stop_requested:
             n = consumer.poll_ptr(4096, &batch)
             if n <= 0:
                 break
-            done = self.dispatch_ptr(batch, n)
-            total += done
+            whole = _whole_events(batch, n)
+            if whole:
+                total += self.dispatch_ptr(batch, whole)
+            if whole == n:
+                continue
+            have = n - whole
+            memcpy(joined, batch + whole, have * sizeof(Record))
+            need = 1 + (batch[whole].flags >> 12) - have
+            while need > 0:
+                m = consumer.poll_ptr(need, &more)
+                if m <= 0:
+                    break
+                memcpy(joined + have, more, m * sizeof(Record))
+                have += m
+                need -= m
+            if need:
+                self.torn_dropped += 1
+                continue
+            self.rejoined += 1
+            if not self.stop_requested:
+                total += self.dispatch_ptr(joined, have)
         return total
 
     def deliver(self, int index, str hook, obj):
@@ -754,6 +795,7 @@ cdef class Dispatcher:
 
     def stats(self):
         return {"delivered": self.delivered, "candles": self.candles, "unknown_instrument": self.unknown_instrument,
+                "rejoined": self.rejoined, "torn_dropped": self.torn_dropped,
                 "unowned_orders": self.unowned_orders,
                 "book_errors": self.book_errors, "hook_errors": self.hook_errors,
                 "disabled": [s.name for i, s in enumerate(self._strategies) if self._disabled & ((<uint64_t>1) << i)]}
