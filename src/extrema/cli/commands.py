@@ -496,11 +496,15 @@ def cmd_backtest(args):
 # ---- bench --------------------------------------------------------------------------------------------------
 
 def benches_dir() -> Path | None:
-    """benches/ of the source checkout extrema runs from (an editable install), else None."""
+    """benches/ of a source checkout: the one extrema runs from (an editable install), else the one the
+    current directory is in (a checkout with the package installed normally), else None."""
     import extrema
-    root = Path(extrema.__file__).resolve().parents[2]
-    run = root / "benches" / "run.py"
-    return run.parent if run.is_file() else None
+    places = [Path(extrema.__file__).resolve().parents[2], *(d for d in [Path.cwd(), *Path.cwd().parents])]
+    for root in places:
+        run = root / "benches" / "run.py"
+        if run.is_file() and (root / "src" / "extrema").is_dir():
+            return run.parent
+    return None
 
 
 def cmd_bench(args):
@@ -508,8 +512,7 @@ def cmd_bench(args):
     benches = benches_dir()
     if benches is None:
         _say("The benchmarks are not part of the installed package: they live in the source repository's "
-             "benches/ directory. From a checkout: pip install -e . && extrema bench SUITE "
-             "(or python benches/run.py SUITE).")
+             "benches/ directory. Run extrema bench from inside a checkout, or python benches/run.py SUITE.")
         return 2
     suites = sorted(p.stem for p in (benches / "suites").glob("*.py") if not p.stem.startswith("_"))
     if args.suite is None:
