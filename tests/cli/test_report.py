@@ -6,7 +6,8 @@ import pytest
 
 from extrema import EngineBuilder, InstrumentRegistry, Strategy
 from extrema.adapters.binance.venue import BinanceVenue
-from extrema.cli.report import EQUITY_DTYPE, FILL_DTYPE, ORDER_DTYPE, LiveTape, live_arrays
+from extrema.backtest.results import EQUITY_DTYPE, FILL_DTYPE, ORDER_DTYPE
+from extrema.cli.report import LiveTape, live_arrays
 from extrema.examples import min_size, on_grid
 from extrema.sim import BinanceSimulator, GeneratedMarket
 
@@ -65,12 +66,6 @@ def test_arrays_have_the_pinned_layouts(live_run):
     assert r["orders"].dtype == ORDER_DTYPE and r["fills"].dtype == FILL_DTYPE and r["equity"].dtype == EQUITY_DTYPE
     assert r["strategies"] == ["round_trips"]
     assert set(r["instruments"].values()) == {"BTC_USDT"}
-    try:
-        from extrema.backtest import results
-    except ImportError:
-        return
-    assert np.dtype(results.FILL_DTYPE) == FILL_DTYPE and np.dtype(results.ORDER_DTYPE) == ORDER_DTYPE
-    assert np.dtype(results.EQUITY_DTYPE) == EQUITY_DTYPE
 
 
 def test_orders_and_fills_agree_with_the_engine(live_run):

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from extrema._core.portfolio import ALL as OWNER_ALL     # the portfolio's account-wide owner
+
 FILL_DTYPE = np.dtype([
     ("ts", "i8"), ("client_order_id", "i8"), ("strategy", "i4"), ("instrument_id", "i4"),
     ("side", "i1"),  # +1 buy, -1 sell
@@ -73,6 +75,35 @@ def _check_array(name: str, array, dtype: np.dtype) -> np.ndarray:
 
 def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
+
+
+def equity_row(portfolio, ts, *, capital=0.0, multipliers=None) -> tuple:
+    """One EQUITY_DTYPE row from the portfolio's account-wide positions: equity = capital + realized +
+    unrealized - fees; gross exposure = sum of |size| x mark (the average price before any mark) x the
+    contract multiplier. The backtest's curve and the live run's report both come from here."""
+    pos = portfolio.positions(owner=OWNER_ALL)
+    if not len(pos):
+        return (ts, capital, 0.0, 0.0, 0.0, 0.0)
+    realized = float(pos["realized"].sum())
+    unrealized = float(np.nansum(pos["unrealized"]))
+    fees = float(pos["fees"].sum() + pos["fees_other"].sum())
+    mark = np.where(np.isnan(pos["mark"]), pos["avg_price"], pos["mark"])
+    mult = np.array([(multipliers or {}).get(int(i), 1.0) for i in pos["instrument_id"]])
+    gross = float(np.nansum(np.abs(pos["quantity"]) * mark * mult))
+    return (ts, capital + realized + unrealized - fees, realized, unrealized, fees, gross)
+
+
+def final_positions(portfolio, names) -> tuple[dict, dict]:
+    """({instrument name: quantity / avg_price / realized / unrealized}, {instrument name: mark}) of the
+    account-wide positions; `names` maps instrument id -> name."""
+    positions, marks = {}, {}
+    for row in portfolio.positions(owner=OWNER_ALL):
+        name = names[int(row["instrument_id"])]
+        positions[name] = {"quantity": float(row["quantity"]), "avg_price": float(row["avg_price"]),
+                           "realized": float(row["realized"]), "unrealized": float(row["unrealized"])}
+        if row["mark"] == row["mark"]:
+            marks[name] = float(row["mark"])
+    return positions, marks
 
 
 @dataclasses.dataclass
@@ -139,13 +170,6 @@ class BacktestResult:
         if unknown:
             raise ValueError(f"{name} name instrument ids {sorted(unknown)} missing from "
                              f"BacktestResult.instruments")
-
-    # Names for ids, used by the report and stats.
-    def strategy_name(self, index: int) -> str:
-        return self.strategies[index]
-
-    def instrument_name(self, instrument_id: int) -> str:
-        return self.instruments[instrument_id]
 
     def stats(self, **options) -> dict:
         """P&L, returns, Sharpe / Sortino, drawdown, turnover, fill ratio, round trips, latency-adjusted

@@ -33,7 +33,8 @@ import numpy as np
 from extrema._core.backtest import SimExchange
 from extrema._core.records import RECORD_DTYPE, OrderType, RecordKind, TimeInForce
 from extrema.backtest.models import ConservativeQueue, ConstantLatency, DataLatency, Fees, ProbabilisticQueue
-from extrema.backtest.results import EQUITY_DTYPE, FILL_DTYPE, ORDER_DTYPE, BacktestResult
+from extrema.backtest.results import (EQUITY_DTYPE, FILL_DTYPE, ORDER_DTYPE, BacktestResult, equity_row,
+                                      final_positions)
 from extrema.engine.engine import Engine
 from extrema.engine.sources import paced
 from extrema.execution.client import ExecutionClient
@@ -41,7 +42,6 @@ from extrema.execution.client import ExecutionClient
 log = logging.getLogger("extrema.backtest")
 
 NEVER = (1 << 63) - 1
-OWNER_ALL = 65                    # the portfolio's account-wide owner (orders.pxd OWNER_ALL)
 _GTC = int(TimeInForce.GTC)
 _ORDER_TYPES = {"limit": int(OrderType.LIMIT), "market": int(OrderType.MARKET),
                 "stop_market": int(OrderType.STOP_MARKET), "stop_limit": int(OrderType.STOP_LIMIT),
@@ -304,15 +304,7 @@ class Backtest:
         return out
 
     def _equity_row(self, now):
-        pos = self.engine.portfolio.positions(owner=OWNER_ALL)
-        realized = float(pos["realized"].sum()) if len(pos) else 0.0
-        unrealized = float(np.nan_to_num(pos["unrealized"]).sum()) if len(pos) else 0.0
-        fees = float(pos["fees"].sum() + pos["fees_other"].sum()) if len(pos) else 0.0
-        gross = 0.0
-        for row in pos:
-            mark = row["mark"] if row["mark"] == row["mark"] else row["avg_price"]
-            gross += abs(row["quantity"]) * mark * self._multipliers.get(int(row["instrument_id"]), 1.0)
-        return (now, self._capital + realized + unrealized - fees, realized, unrealized, fees, gross)
+        return equity_row(self.engine.portfolio, now, capital=self._capital, multipliers=self._multipliers)
 
     def run(self):
         """Replay the whole source; returns a BacktestResult."""
@@ -415,13 +407,7 @@ class Backtest:
             fills["fee"] = raw["fee_raw"] / np.array([fee_scale[i] for i in ids])
 
         equity = np.array(replay.equity_rows, dtype=EQUITY_DTYPE)
-        positions, marks = {}, {}
-        for row in engine.portfolio.positions(owner=OWNER_ALL):
-            name = insts[int(row["instrument_id"])].name
-            positions[name] = {"quantity": float(row["quantity"]), "avg_price": float(row["avg_price"]),
-                               "realized": float(row["realized"]), "unrealized": float(row["unrealized"])}
-            if row["mark"] == row["mark"]:
-                marks[name] = float(row["mark"])
+        positions, marks = final_positions(engine.portfolio, {i: inst.name for i, inst in insts.items()})
         events = sim.market_events
         meta = {"events": events, "records_delivered": sim.events, "wall_seconds": wall, "events_per_second": events / wall if wall > 0 else 0.0,
                 "start_us": t0, "end_us": end, "latency": repr(self.latency), "queue": repr(self.queue),

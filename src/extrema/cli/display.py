@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from extrema.cli.report import OWNER_ALL
+from extrema.backtest.results import OWNER_ALL
 
 CLEAR_LINE = "\x1b[2K"
 

@@ -25,36 +25,23 @@ from extrema._core.clock import time_us
 from extrema._core.instruments import asset_code
 from extrema._core.records import CONTINUATION_DTYPE, RECORD_DTYPE, OrderStatus, RecordFlag, RecordKind
 from extrema._core.ring import RingClosedError
+from extrema.backtest.results import (EQUITY_DTYPE, FILL_DTYPE, ORDER_DTYPE, BacktestResult, equity_row,
+                                      final_positions)
 
 log = logging.getLogger("extrema.cli")
 
-# The pinned result layouts (docs: /work/notes/issue7-interfaces.md, extrema.backtest.results).
-FILL_DTYPE = np.dtype([("ts", "i8"), ("client_order_id", "i8"), ("strategy", "i4"), ("instrument_id", "i4"),
-                       ("side", "i1"), ("price", "f8"), ("quantity", "f8"), ("fee", "f8"), ("liquidity", "i1"),
-                       ("latency_us", "i8")])
-ORDER_DTYPE = np.dtype([("client_order_id", "i8"), ("strategy", "i4"), ("instrument_id", "i4"), ("side", "i1"),
-                        ("order_type", "i1"), ("time_in_force", "i1"), ("price", "f8"), ("quantity", "f8"),
-                        ("filled", "f8"), ("status", "i1"), ("reason", "i4"), ("submit_ts", "i8"),
-                        ("ack_ts", "i8"), ("done_ts", "i8")])
-EQUITY_DTYPE = np.dtype([("ts", "i8"), ("equity", "f8"), ("realized", "f8"), ("unrealized", "f8"),
-                         ("fees", "f8"), ("gross_exposure", "f8")])
-
-OWNER_ALL = 65            # the portfolio's engine-wide owner (extrema._core.orders OWNER_ALL)
 ASSET_SCALE = 1e8         # FILL fees are raw at ASSET_PRECISION (records.pyx)
 _KEPT = (RecordKind.FILL, RecordKind.ORDER_UPDATE)
 _TERMINAL = (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
 _ACKED = (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED)
 
 
-def equity_sample(portfolio, ts=None):
-    """One EQUITY_DTYPE row from the portfolio's engine-wide positions (account currency)."""
-    pos = portfolio.positions(owner=OWNER_ALL)
-    realized = float(pos["realized"].sum()) if len(pos) else 0.0
-    unrealized = float(np.nansum(pos["unrealized"])) if len(pos) else 0.0
-    fees = float(pos["fees"].sum() + pos["fees_other"].sum()) if len(pos) else 0.0
-    exposure = float(np.nansum(np.abs(pos["quantity"] * pos["mark"]))) if len(pos) else 0.0
+def equity_sample(engine, ts=None):
+    """One EQUITY_DTYPE row of the engine's account-wide positions now (P&L: a live run has no starting
+    capital of its own), the same row a backtest samples."""
     row = np.zeros(1, EQUITY_DTYPE)
-    row[0] = (time_us() if ts is None else ts, portfolio.equity(OWNER_ALL), realized, unrealized, fees, exposure)
+    row[0] = equity_row(engine.portfolio, time_us() if ts is None else ts,
+                        multipliers={inst.id: float(inst.multiplier) for inst in engine.registry})
     return row
 
 
@@ -104,7 +91,7 @@ class LiveTape:
                 if len(batch):
                     self._take(batch)
                 if time.monotonic() >= next_sample:
-                    self._equity.append(equity_sample(self.engine.portfolio))
+                    self._equity.append(equity_sample(self.engine))
                     next_sample += self.equity_interval
         except Exception:
             log.exception("the live tape stopped reading the engine's ring; the report will be partial")
@@ -117,7 +104,7 @@ class LiveTape:
         if self._thread.is_alive():
             log.warning("the live tape did not finish reading the ring within %.0f s", timeout)
         self.ended_us = time_us()
-        self._equity.append(equity_sample(self.engine.portfolio, self.ended_us))
+        self._equity.append(equity_sample(self.engine, self.ended_us))
 
     def records(self) -> np.ndarray:
         """Every FILL / ORDER_UPDATE (head + continuation) seen, in ring order."""
@@ -189,12 +176,7 @@ def live_arrays(engine, tape: LiveTape) -> dict:
         k += 1
     fills = fills[:k]
 
-    positions = {}
-    pos = engine.portfolio.positions(owner=OWNER_ALL)
-    for p in pos:
-        positions[registry[int(p["instrument_id"])].name] = {
-            "quantity": float(p["quantity"]), "avg_price": float(p["avg_price"]),
-            "realized": float(p["realized"]), "unrealized": float(p["unrealized"])}
+    positions, _ = final_positions(engine.portfolio, {inst.id: inst.name for inst in registry})
     equity = tape.equity()
     wall = max((tape.ended_us or time_us()) - tape.started_us, 1) / 1e6
     meta = {"mode": "live", "events": int(engine.published), "wall_seconds": round(wall, 3),
@@ -208,7 +190,6 @@ def live_arrays(engine, tape: LiveTape) -> dict:
 
 def result_from_engine(engine, tape: LiveTape, **meta):
     """A BacktestResult (extrema.backtest.results) of a live engine's run; `meta` adds run facts."""
-    from extrema.backtest.results import BacktestResult
     fields = live_arrays(engine, tape)
     fields["meta"].update(meta)
     return BacktestResult(**fields)

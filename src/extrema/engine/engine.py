@@ -316,12 +316,8 @@ class Engine:
         """Ask the engine to stop gracefully (from any thread)."""
         loop = self._loop
         if loop is not None and not self._done.is_set():
-            def request():
-                if self.stop_reason is None:
-                    self.stop_reason = reason
-                self._stop_event.set()
             try:
-                loop.call_soon_threadsafe(request)
+                loop.call_soon_threadsafe(self._request_stop, reason)
             except RuntimeError:
                 pass                           # the loop already closed
         if wait and self._thread is not None and threading.current_thread() is not self._thread:

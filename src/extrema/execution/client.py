@@ -104,5 +104,3 @@ class RecordingExecutionClient(ExecutionClient):
         with self._lock:
             self.requests.append(request)
 
-    def of_type(self, cls):
-        return [r for r in self.requests if isinstance(r, cls)]

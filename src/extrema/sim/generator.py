@@ -250,5 +250,3 @@ class GeneratedMarket:
             else:
                 self._prune(engine, proc)
 
-    def reference_price(self, symbol: str) -> int:
-        return self.procs[symbol].b0

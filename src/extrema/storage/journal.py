@@ -114,11 +114,6 @@ def read_header(path) -> dict:
             "capacity": capacity, "committed": committed, "sealed": bool(sealed), "file_bytes": size}
 
 
-def event_starts(records) -> np.ndarray:
-    """Boolean mask: True where a record starts an event (i.e. is not a continuation slot)."""
-    return records["kind"] != _CONT
-
-
 class _Segment:
     """One mapped segment open for writing (the copy + publish step is compiled: _core/journal.pyx)."""
 

@@ -52,6 +52,7 @@ from extrema.adapters.binance.ws_api import BinanceWsApi
 from extrema.adapters.binance.parts import VenuePart
 from extrema.adapters.ws import Backoff, WsSession
 from extrema.execution.client import CancelRequest, ExecutionClient, OrderRequest, ReplaceRequest
+from extrema.execution.orders import owner_of
 
 log = logging.getLogger("extrema.adapters.binance")
 
@@ -441,7 +442,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         if self.market == Market.BINANCE_SPOT:
             # Spot cancel-replace places a new order, which needs a new client id; it belongs to the same
             # strategy (same owner bits), so its updates reach the same on_order.
-            new_id = self.order_ids.next(o.request.client_order_id & 63)
+            new_id = self.order_ids.next(owner_of(o.request.client_order_id))
             new = self._track_new(OrderRequest(new_id, o.request.strategy, o.request.instrument, o.request.side,
                                                quantity, price, "limit", o.request.time_in_force), o.instrument)
         if self.ws_api is None:

@@ -103,7 +103,6 @@ class BinanceMarketData(VenuePart):
         self.session: Optional[WsSession] = None
         self._emit = None
         self._streams: dict[str, tuple[int, int]] = {}     # stream name -> (instrument id, kind)
-        self._depth_ids: set[int] = set()
         self._snapshot_tasks: dict[int, asyncio.Task] = {}
         self._snapshot_backoff: dict[int, Backoff] = {}
         self._request_ids = 0
@@ -150,7 +149,6 @@ class BinanceMarketData(VenuePart):
         self._ensure_codec()
         self._emit = emit
         self._streams = self._wanted_streams(subscriptions)
-        self._depth_ids = {iid for iid, kind in self._streams.values() if kind == RecordKind.BOOK_DELTA}
         if not self._streams:
             log.info("%s: no subscriptions for this market; idle until there are", self.market.name)
         if self.raw_sink is not None:
@@ -174,7 +172,6 @@ class BinanceMarketData(VenuePart):
         added = sorted(set(wanted) - set(self._streams))
         removed = sorted(set(self._streams) - set(wanted))
         self._streams = wanted
-        self._depth_ids = {iid for iid, kind in wanted.values() if kind == RecordKind.BOOK_DELTA}
         if self.session.connected:
             if removed:
                 asyncio.ensure_future(self._send_method("UNSUBSCRIBE", removed))

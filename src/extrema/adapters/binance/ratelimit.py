@@ -39,7 +39,6 @@ RAW_REQUESTS = "RAW_REQUESTS"
 
 _INTERVAL_MS = {"SECOND": 1_000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
 _LETTER = {"SECOND": "S", "MINUTE": "M", "HOUR": "H", "DAY": "D"}
-_LETTER_MS = {"S": 1_000, "M": 60_000, "H": 3_600_000, "D": 86_400_000}
 _HEADER = re.compile(r"^x-mbx-(used-weight|order-count)-(\d+)([smhd])$", re.IGNORECASE)
 
 
@@ -186,9 +185,7 @@ class RateLimiter:
         now, margin = self._now_ms(), self.window_margin_ms
         worst = 0
         for b in self._budgets:
-            cost_of = b.cost_of
-            wait = b.wait_ms(now, margin, weight if cost_of == COST_WEIGHT else
-                             orders if cost_of == COST_ORDERS else 1)
+            wait = b.wait_ms(now, margin, self._cost(b, weight, orders))
             if wait > worst:
                 worst = wait
         return worst / 1000.0, None
@@ -204,12 +201,7 @@ class RateLimiter:
             if wait <= 0:
                 break
             if now + wait > deadline:
-                cls = blocked_by or RateLimitError
-                why = ("the IP is banned (HTTP 418)" if cls is IPBannedError else
-                       "backing off after HTTP 429" if blocked_by else
-                       "the request would exceed the rate-limit budget")
-                raise cls(f"{endpoint}: {why}; free again in {wait:.3f} s, after the caller's deadline",
-                          retry_after=wait, endpoint=endpoint, status=418 if cls is IPBannedError else None)
+                raise self._refusal(blocked_by, wait, endpoint, "after the caller's deadline")
             if blocked_by is not None:
                 await asyncio.sleep(wait)       # a venue block: nothing ends it early
                 continue
@@ -241,12 +233,12 @@ class RateLimiter:
         return res
 
     @staticmethod
-    def _refusal(blocked_by: Optional[type], wait: float, endpoint: str) -> RateLimitError:
+    def _refusal(blocked_by: Optional[type], wait: float, endpoint: str, when: str = "not sent") -> RateLimitError:
         cls = blocked_by or RateLimitError
         why = ("the IP is banned (HTTP 418)" if cls is IPBannedError else
                "backing off after HTTP 429" if blocked_by else
                "the request would exceed the rate-limit budget")
-        return cls(f"{endpoint}: {why}; free again in {wait:.3f} s; not sent", retry_after=wait,
+        return cls(f"{endpoint}: {why}; free again in {wait:.3f} s; {when}", retry_after=wait,
                    endpoint=endpoint, status=418 if cls is IPBannedError else None)
 
     def _reserve(self, weight: int, orders: int) -> Reservation:
@@ -254,8 +246,7 @@ class RateLimiter:
         self.in_flight += 1
         now, margin = self._now_ms(), self.window_margin_ms
         for b in self._budgets:
-            cost_of = b.cost_of
-            cost = weight if cost_of == COST_WEIGHT else orders if cost_of == COST_ORDERS else 1
+            cost = self._cost(b, weight, orders)
             if cost:
                 windows = b.windows(now, margin)
                 pending = b.pending

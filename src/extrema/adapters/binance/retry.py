@@ -85,11 +85,6 @@ class RetryPolicy:
         return (f"RetryPolicy(attempts={self.attempts}, base_delay={self.base_delay}, max_delay={self.max_delay}, "
                 f"jitter={self.jitter}, max_wait={self.max_wait})")
 
-    @staticmethod
-    def classify(error: BaseException) -> str:
-        """RETRY, QUERY or FINAL (errors.retry_class)."""
-        return retry_class(error)
-
     def delay(self, attempt: int, error: Optional[BaseException] = None) -> Optional[float]:
         """Seconds to wait before send `attempt` + 1: base * 2**(attempt-1) capped at max_delay, of which
         the `jitter` share is drawn uniformly; never less than the venue's Retry-After. None when the
