@@ -17,7 +17,8 @@ from extrema.adapters.binance.ws_api import BinanceWsApi
 from extrema.sim import DEFAULT_API_KEY, DEFAULT_API_SECRET, BinanceSimulator, GeneratedMarket
 from extrema.sim.matching import BUY, SELL
 
-from test_binance_e2e import start_engine, tradable, wait_for
+from test_binance_e2e import start_engine, tradable
+from waiting import wait_for
 
 
 @pytest.fixture

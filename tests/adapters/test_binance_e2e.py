@@ -15,6 +15,7 @@ import pytest
 from extrema import BookSide, EngineBuilder, InstrumentRegistry, Market, OrderStatus, ResetReason, Strategy
 from extrema.adapters.binance.venue import BinanceVenue
 from extrema.sim import BinanceSimulator, Faults, GeneratedMarket
+from waiting import wait_for
 
 
 @pytest.fixture(params=["spot", "usdm"])
@@ -24,14 +25,6 @@ def sim(request):
     s.start_in_thread()
     yield s
     s.stop_thread()
-
-
-def wait_for(predicate, timeout=20.0, what="condition", detail=lambda: ""):
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}{detail()}")
-        time.sleep(0.01)
 
 
 class Watcher(Strategy):

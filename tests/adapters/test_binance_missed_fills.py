@@ -8,7 +8,8 @@ import pytest
 from extrema.sim import BinanceSimulator, GeneratedMarket
 from extrema.sim.matching import BUY, SELL
 
-from test_binance_e2e import start_engine, tradable, wait_for
+from test_binance_e2e import start_engine, tradable
+from waiting import wait_for
 
 
 @pytest.fixture(params=["spot", "usdm"])

@@ -25,6 +25,7 @@ from extrema.adapters.binance.execution import binance_order_args
 from extrema.adapters.binance.venue import BinanceVenue
 from extrema.execution.client import OrderRequest
 from extrema.sim import BinanceSimulator, Faults, GeneratedMarket
+from waiting import wait_for
 
 SPOT, USDM = Market.BINANCE_SPOT, Market.BINANCE_USDM
 TIF_TEXT = {1: "GTC", 2: "IOC", 3: "FOK"}
@@ -155,14 +156,6 @@ class Trader(Strategy):
             self.fills.append((fill.client_order_id, fill.quantity))
 
 
-def _wait(pred, what, timeout=20.0):
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 @pytest.mark.parametrize("market", ["spot", "usdm"])
 def test_the_compiled_path_places_orders_and_fills_come_back(market):
     sim = BinanceSimulator(market=market, source=GeneratedMarket(seed=11, symbols=["BTCUSDT"], speed=20.0),
@@ -179,11 +172,11 @@ def test_the_compiled_path_places_orders_and_fills_come_back(market):
         assert execution.compiled_orders
         engine.start()
         try:
-            _wait(lambda: len(trader.sent) == 3 or trader.errors, "the orders")
+            wait_for(lambda: len(trader.sent) == 3 or trader.errors, what="the orders")
             assert not trader.errors, trader.errors
             ids = trader.sent
-            _wait(lambda: {ids["limit"], ids["market"]} <= {f[0] for f in trader.fills}, "the fills")
-            _wait(lambda: (ids["resting"], OrderStatus.ACCEPTED) in trader.orders, "the resting order")
+            wait_for(lambda: {ids["limit"], ids["market"]} <= {f[0] for f in trader.fills}, what="the fills")
+            wait_for(lambda: (ids["resting"], OrderStatus.ACCEPTED) in trader.orders, what="the resting order")
             # all three went through the compiled writer, none through the Python one
             assert execution.ws_api._encoder.written == 3
             assert execution.ws_api.counters["sent"] >= 3 and not execution.rejections

@@ -16,7 +16,8 @@ from extrema.adapters.binance.errors import (FINAL, QUERY, RETRY, BinanceConnect
 from extrema.adapters.binance.retry import RetryPolicy
 from extrema.sim import BinanceSimulator, Faults, GeneratedMarket
 
-from test_binance_e2e import start_engine, tradable, wait_for
+from test_binance_e2e import start_engine, tradable
+from waiting import wait_for
 
 TERMINAL = {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
 TIMEOUT_S = 1.0          # the client's request timeout (REST and WebSocket API)

@@ -23,6 +23,7 @@ from extrema.adapters.binance import (
     BinanceConnectionError, BinanceCredentials, BinanceWsApi, CancelReplaceError, InvalidSignatureError,
     OrderNotFoundError, OrderStatusUnknown, RateLimit, RateLimitError, UnknownOrderError)
 from extrema.sim import DEFAULT_API_KEY, DEFAULT_API_SECRET, BinanceSimulator, GeneratedMarket, RateLimits
+from waiting import async_wait_for
 
 SPOT, USDM = Market.BINANCE_SPOT, Market.BINANCE_USDM
 HMAC_CREDS = BinanceCredentials(DEFAULT_API_KEY, DEFAULT_API_SECRET)
@@ -57,14 +58,6 @@ class Client:
     async def __aexit__(self, *exc):
         self.api.stop()
         await asyncio.wait_for(self.task, 5)
-
-
-async def wait_for(pred, timeout=5.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not pred():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 # ------------------------------------------------------------------------------------------ signing
@@ -146,7 +139,7 @@ def test_spot_orders_status_replace_cancel_and_user_data_on_the_connection():
                 def reports():
                     return [(e["c"] if e["x"] == "NEW" else e["C"], e["x"]) for e in client.events
                             if e.get("e") == "executionReport"]
-                await wait_for(lambda: len(reports()) >= 4)
+                await async_wait_for(lambda: len(reports()) >= 4)
                 assert reports() == [("w1", "NEW"), ("w1", "CANCELED"), ("w2", "NEW"), ("w2", "CANCELED")]
                 assert any(e.get("e") == "outboundAccountPosition" for e in client.events)
                 # Every request got exactly one answer through on_response, ids in order.
@@ -386,10 +379,10 @@ def test_server_shutdown_event_drains_then_reconnects():
             async with client as api:
                 for conn in list(sim.conns):
                     conn.push('{"event":{"e":"serverShutdown","E":1}}', market=False)
-                await wait_for(lambda: client.events)
+                await async_wait_for(lambda: client.events)
                 assert client.events[0]["e"] == "serverShutdown"
                 assert len(refused) == 1 and "server shutdown" in refused[0]
-                await wait_for(lambda: api.session.stats.connects == 2 and api.ready)
+                await async_wait_for(lambda: api.session.stats.connects == 2 and api.ready)
                 assert (await api.response(api.place_order("BTCUSDT", "BUY", "LIMIT", client_order_id="s2",
                                                            **SPOT_ORDER), timeout=5)).ok
     run(main())

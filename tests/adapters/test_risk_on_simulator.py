@@ -11,7 +11,8 @@ from extrema._core.risk import RiskRule as Rule
 from extrema.adapters.binance.venue import BinanceVenue
 from extrema.sim import BinanceSimulator, GeneratedMarket
 
-from test_binance_e2e import tradable, wait_for
+from test_binance_e2e import tradable
+from waiting import wait_for
 
 
 class Actor(Strategy):

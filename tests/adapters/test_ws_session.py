@@ -6,6 +6,7 @@ import picows
 import pytest
 
 from extrema.adapters.ws import Backoff, TokenBucket, WsSession
+from waiting import async_wait_for
 
 
 class ServerListener(picows.WSListener):
@@ -50,15 +51,6 @@ class Server:
         return self.transports[count - 1]
 
 
-async def wait_until(predicate, timeout=5.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.005)
-
-
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 20))
 
@@ -82,15 +74,15 @@ def test_messages_fragments_and_subscribe_on_every_connect():
             t1.send(picows.WSMsgType.TEXT, b'{"b":', fin=False)
             t1.send(picows.WSMsgType.CONTINUATION, b'[1,2', fin=False)
             t1.send(picows.WSMsgType.CONTINUATION, b']}', fin=True)
-            await wait_until(lambda: len(got) == 2)
+            await async_wait_for(lambda: len(got) == 2)
             assert [g[0] for g in got] == [b'{"a":1}', b'{"b":[1,2]}']
             assert all(ts > 1_600_000_000_000_000 for _, ts in got)   # µs since the epoch
             # The server drops the connection: the session reconnects and subscribes again.
             t1.disconnect()
             t2 = await server.next_connection(2)
-            await wait_until(lambda: len(server.received) == 2)
+            await async_wait_for(lambda: len(server.received) == 2)
             t2.send(picows.WSMsgType.TEXT, b'{"c":3}')
-            await wait_until(lambda: len(got) == 3)
+            await async_wait_for(lambda: len(got) == 3)
             session.stop()
             await task
             assert connects == [1, 2]
@@ -127,7 +119,7 @@ def test_the_watchdog_ignores_wall_clock_steps(monkeypatch, step_s):
                                 backoff=Backoff(base=0.01, cap=0.02))
             task = asyncio.create_task(session.run())
             await server.next_connection(1)
-            await wait_until(lambda: session.connected)
+            await async_wait_for(lambda: session.connected)
             offset[0] = step_s * 1_000_000                # the wall clock steps, the connection is up
             if step_s < 0:                                # silent: must be replaced
                 await asyncio.wait_for(server.next_connection(2), 10)
@@ -164,7 +156,7 @@ def test_refused_connections_back_off_and_recover():
         port = int(url.rsplit(":", 1)[1].split("/")[0])
         session = WsSession(url, lambda p, ts: None, backoff=Backoff(base=0.01, cap=0.05))
         task = asyncio.create_task(session.run())
-        await wait_until(lambda: session.stats.connect_failures >= 3)
+        await async_wait_for(lambda: session.stats.connect_failures >= 3)
         listeners = []
         server = await picows.ws_create_server(lambda r: listeners.append(1) or picows.WSListener(),
                                                "127.0.0.1", port)
@@ -190,7 +182,7 @@ def test_a_failing_handler_is_counted_and_the_stream_goes_on():
             t = await server.next_connection(1)
             for m in (b"one", b"bad", b"two"):
                 t.send(picows.WSMsgType.TEXT, m)
-            await wait_until(lambda: len(got) == 2)
+            await async_wait_for(lambda: len(got) == 2)
             session.stop()
             await task
         assert got == [b"one", b"two"] and session.stats.handler_errors == 1
