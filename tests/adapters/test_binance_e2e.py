@@ -6,7 +6,6 @@ the book equals the venue's, a gap resets and resyncs it, orders fill and their 
 owning strategy, a forced disconnect loses and duplicates nothing, bad frames are counted and dropped.
 """
 import threading
-import time
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np

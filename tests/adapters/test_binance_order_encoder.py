@@ -11,7 +11,6 @@
 import itertools
 import json
 import threading
-import time
 from decimal import Decimal
 
 import pytest
