@@ -6,7 +6,8 @@ order it triggered has been written to the order connection's socket:
 
     frame -> compiled decode (simdjson) -> depth sync pass-through -> ring publish -> dispatcher ->
     Python strategy hook (on_trade) -> context.submit (order id, raw numbers, compiled risk chain) ->
-    BinanceWsApi.send_raw (BinanceExecution.raw_submitter) -> order.place written, signed (HMAC) and sent in C
+    the WebSocket API's compiled order sink (BinanceExecution.order_sink) -> order.place written, signed (HMAC)
+    and sent in C
 
 p50 / p99 / p99.9 in µs over the measured orders, with the split at the hook's entry. Everything runs in
 the engine thread of one process; the simulator (generated market, matching engine, servers) runs in a
@@ -90,24 +91,18 @@ def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
         frame_ns[0] = time.perf_counter_ns()
         decode(payload, ts_local)
     md._on_message = stamped
-    # Where the time goes: the entry stamp of the fast path's one call from Context.submit to the compiled
-    # writer (BinanceWsApi.send_raw, bound by BinanceExecution.raw_submitter; a thin wrapper, ~0.3 µs,
-    # included in the total). Earlier runs had two stamps (execution client, place_order_raw) and two wrappers.
-    marks = {"send": 0}
-    execution, api = venue.execution, venue.execution.ws_api
+    # Where the time goes: the compiled order sink stamps its entry (CLOCK_MONOTONIC, perf_counter_ns' clock)
+    # - the split between Context.submit and the writer, with no wrapper in the path. (Until session 3 a
+    # Python wrapper around BinanceWsApi.send_raw took this stamp and added ~0.3 µs to the total.)
+    execution = venue.execution
     assert execution.compiled_orders, "the bench measures the compiled order path (HMAC key, WebSocket API)"
-    send_raw = api.send_raw
-
-    def send_stamped(*args):
-        marks["send"] = time.perf_counter_ns()
-        return send_raw(*args)
-    api.send_raw = send_stamped
+    sink = execution.ws_api.order_sink
 
     class TickToOrder(Strategy):
         def __init__(self):
             super().__init__("tick_to_order")
             self.total, self.to_hook, self.pending = [], [], []
-            self.to_send = []
+            self.to_send, self.write = [], []
             self.skip = 50                   # warm-up orders, not measured
 
         def on_start(self):
@@ -129,7 +124,8 @@ def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
             else:
                 self.total.append(t_out - t_frame)
                 self.to_hook.append(t_hook - t_frame)
-                self.to_send.append(marks["send"] - t_hook)
+                self.to_send.append(sink.entry_ns - t_hook)
+                self.write.append(sink.write_ns)
             if len(self.pending) >= 50:
                 for o in self.pending:
                     self.context.cancel(o)
@@ -156,7 +152,8 @@ def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
             f"messages={getattr(s, 'messages', '?')}; the simulator's thread stacks are on stderr above (SIGUSR1)")
     log(f"{len(strategy.total)} orders in {time.monotonic() - t0:.1f} s; engine stop: {engine.stop_reason}")
     split = {"hook": strategy.to_hook, "context": strategy.to_send,
-             "place": [t - h - c for t, h, c in zip(strategy.total, strategy.to_hook, strategy.to_send)]}
+             "place": [t - h - c for t, h, c in zip(strategy.total, strategy.to_hook, strategy.to_send)],
+             "write": strategy.write}
     return strategy.total, split
 
 
@@ -191,9 +188,10 @@ def run(ctx) -> list[dict]:
                                 note=f"{len(total)} orders from a Python on_trade hook; {loop}; simulator in a "
                                      f"child process on the same 2 cores"))
         parts = {"hook": "frame -> hook entry (decode, sync, ring, dispatch)",
-                 "context": "hook -> send_raw (strategy code, context.submit: id, raw numbers, risk chain)",
-                 "place": "send_raw -> bytes written (budget, compiled id text + format + HMAC, picows write, "
-                          "deferred bookkeeping)"}
+                 "context": "hook -> order sink (strategy code, context.submit: id, raw numbers, risk chain)",
+                 "place": "order sink -> bytes written (budget, compiled id text + format + HMAC, picows write, "
+                          "deferred bookkeeping)",
+                 "write": "the socket write alone (picows framing + send(2) on loopback)"}
         for key, label in parts.items():
             rows.append(ctx.row(f"  {mode}: of which {label} p50", _pct(split[key])[0], "µs"))
     return rows

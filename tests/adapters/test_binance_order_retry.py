@@ -141,7 +141,7 @@ def test_a_429_is_waited_out_then_the_order_goes_once(sim, entry):
 
 
 def test_fast_path_order_sent_while_the_ws_api_is_down_is_retried_and_reaches_the_venue_once(sim):
-    """An order of the compiled fast path (Context.submit -> BinanceWsApi.send_raw) that cannot be sent - the
+    """An order of the compiled fast path (Context.submit -> the WebSocket API's compiled order sink) that cannot be sent - the
     WebSocket API connection is down - is not rejected: it is "not sent" (RETRY), so the retry policy builds
     its request from the raw numbers and sends it again on the Python path, under the same client id, once
     the connection is back. The venue takes it exactly once; the strategy hears one outcome."""
@@ -163,7 +163,7 @@ def test_fast_path_order_sent_while_the_ws_api_is_down_is_retried_and_reaches_th
     def order(ctx, book):
         ready = ex.ws_api.ready
         coid = ctx.submit(inst, "buy", *tradable(inst, book.book.best_ask * 1.02))
-        seen.extend(((ready, ctx._raw_clients.get(inst.market)), coid))      # the submitter it used
+        seen.extend(((ready, ctx.order_sinks.get(inst.market)), coid))      # the writer it used
     try:
         sim.call(drop_ws_api)
         wait_for(lambda: not ex.ws_api.ready, what="the client to notice the WebSocket API is down")
@@ -183,7 +183,7 @@ def test_fast_path_order_sent_while_the_ws_api_is_down_is_retried_and_reaches_th
     finally:
         engine.stop()
     assert ready_at_submit is False
-    assert getattr(submitter, "func", None) == ex.ws_api.send_raw          # the fast path took the order
+    assert submitter is ex.ws_api.order_sink          # the fast path took the order
     orders = venue_orders(sim, text)
     assert len(orders) == 1 and orders[0].status == "FILLED", orders          # once, under the same client id
     assert outcomes(watcher, coid) == [OrderStatus.FILLED]

@@ -2,8 +2,8 @@
 HMAC-SHA256-signed and handed to the socket in C.
 
     enc = OrderEncoder(api_key, secret, recv_window_ms=5000)      # signing.BinanceCredentials.order_encoder()
-    n = enc.send(transport, rid, "BTCUSDT", "exab12...", SIDE_BUY, ORDER_LIMIT, TIF_GTC,
-                 43000_00, 2, 1000, 3, now_ms)
+    text = enc.frame(rid, "BTCUSDT", "exab12...", SIDE_BUY, ORDER_LIMIT, TIF_GTC, 43000_00, 2, 1000, 3, now_ms)
+    sink = WsApiOrderSink(ws_api, enc, refusable)                 # BinanceWsApi.order_sink: writes to its socket
 
 Why (issue 5, tick-to-order): the general path (ws_api.BinanceWsApi.place_order) builds the parameters
 as Python strings, formats Decimals, signs through hashlib and encodes the frame - about a third of the
@@ -38,6 +38,9 @@ from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from picows.picows cimport WSTransport, WSMsgType
 
 from extrema._core.fixedpoint cimport format_fixed
+from extrema._core.instruments cimport Instrument
+from extrema._core.order_entry cimport OrderSink
+from extrema._core.clock cimport now_us, monotonic_ns
 
 cdef extern from "openssl/sha.h" nogil:
     # The low-level SHA-256 interface: deprecated for new code in OpenSSL 3 but kept, and the only one
@@ -349,13 +352,101 @@ cdef class OrderEncoder:
         """The signature payload of the last request (bytes): what was signed."""
         return PyBytes_FromStringAndSize(self._pay, self._pay_n)
 
-    def send(self, WSTransport transport not None, int64_t rid, str symbol not None,
-             client_order_id not None, int side, int order_type, int tif, int64_t price_raw,
-             int price_precision, int64_t qty_raw, int size_precision, int64_t ts_ms):
-        """Write the request and hand it to the websocket as one TEXT frame (masked and written to the
-        socket by picows before this returns, unless the socket's buffer is full). Returns its length."""
-        self._encode_checked(rid, symbol, client_order_id, side, order_type, tif, price_raw, price_precision,
-                             qty_raw, size_precision, ts_ms)
-        transport.send_reuse_external_buffer(WSMsgType.TEXT, self._frame, self.frame_len)
-        self.written += 1
-        return self.frame_len
+
+@cython.final
+cdef class WsApiOrderSink(OrderSink):
+    """BinanceWsApi's `order.place` path for plain orders given as raw numbers: readiness, the rate-limit
+    reservation, the request id, the frame (OrderEncoder) written to the socket, the pending-answer entry -
+    without a Python frame between the engine's Context.submit and the socket.
+
+    WsApiOrderSink(api, encoder, refusable): `api` the BinanceWsApi it writes for (its connection, rate
+    limiter, request ids and pending answers), `refusable` the exception classes that mean "not sent"
+    (send() hands those to `on_refused` instead of raising). BinanceWsApi makes one (`order_sink`);
+    BinanceExecution.order_sink() binds its deferred order book with bind()."""
+
+    cdef readonly OrderEncoder encoder
+    cdef object _api
+    cdef object _refusable
+    cdef object _weight, _orders            # the documented cost of order.place
+    cdef list _book
+    cdef object _on_refused
+    cdef readonly int64_t entry_ns          # CLOCK_MONOTONIC ns at the last send's entry (its sent_ns)
+    cdef readonly int64_t last_ts_ms        # the request timestamp of the last order written
+    cdef readonly int64_t write_ns          # how long the last frame's socket write took (picows + kernel)
+
+    def __init__(self, api, OrderEncoder encoder not None, refusable):
+        self._api = api
+        self.encoder = encoder
+        self._refusable = tuple(refusable)
+        cost = api._place_cost
+        self._weight = cost.weight
+        self._orders = cost.orders
+
+    def bind(self, list book not None, on_refused):
+        """Where send() leaves its work for the execution client: after the frame is written,
+        `((client_order_id, strategy, side, order_type, time_in_force, price_raw, quantity_raw), inst,
+        timestamp_ms)` is appended to `book` (the client makes its order record from it later); an order not
+        sent for a `refusable` reason goes to `on_refused(entry, exc)`. Returns self."""
+        self._book = book
+        self._on_refused = on_refused
+        return self
+
+    def place(self, str symbol not None, client_order_id not None, int side, int order_type, int tif,
+              int64_t price_raw, int price_precision, int64_t qty_raw, int size_precision):
+        """BinanceWsApi.place_order_raw: write the order now or raise (BinanceConnectionError not connected,
+        RateLimitError over the budget, ValueError not writable); returns the request id."""
+        self.entry_ns = monotonic_ns()
+        return self._place(symbol, client_order_id, side, order_type, tif, price_raw, price_precision, qty_raw,
+                           size_precision)
+
+    cdef object _place(self, str symbol, object coid, int side, int order_type, int tif, int64_t price_raw,
+                       int price_precision, int64_t qty_raw, int size_precision):
+        cdef WSTransport transport
+        cdef int64_t t0
+        api = self._api
+        if not api._ready:
+            api._check_sendable("order.place", True)
+        listener = api.session._listener
+        t = listener.transport if listener is not None else None
+        if t is None:
+            api._not_connected("order.place")
+        transport = <WSTransport?>t
+        ts = api._now_ms()
+        limiter = api.rate_limiter
+        res = limiter.try_acquire(self._weight, self._orders, endpoint="order.place", now_ms=ts)
+        rid = next(api._ids)
+        try:
+            self.encoder._encode_checked(rid, symbol, coid, side, order_type, tif, price_raw, price_precision,
+                                         qty_raw, size_precision, ts)
+            t0 = monotonic_ns()
+            transport.send_reuse_external_buffer(WSMsgType.TEXT, self.encoder._frame, self.encoder.frame_len)
+            self.write_ns = monotonic_ns() - t0
+        except BaseException:
+            limiter.settle(res, None, reached_server=False)
+            raise
+        self.encoder.written += 1
+        self.last_ts_ms = ts
+        api.session.stats.sent += 1
+        # the pending answer's entry (BinanceWsApi._pending_entry makes it a _Pending when it needs one)
+        api._pending[rid] = (res, coid, symbol, self.entry_ns)
+        api.counters["sent"] += 1
+        return rid
+
+    cdef int send(self, int64_t coid, str strategy, Instrument inst, int side, int order_type, int tif,
+                  int64_t qty_raw, int64_t price_raw) except -1:
+        cdef object order
+        self.entry_ns = monotonic_ns()
+        if self._book is None:
+            raise RuntimeError("WsApiOrderSink.send before bind(): no order book to leave the order in")
+        oid = coid
+        try:
+            self._place(inst.venue_symbol, oid, side, order_type, tif, price_raw, inst.price_precision, qty_raw,
+                        inst.size_precision)
+        except BaseException as exc:
+            if not isinstance(exc, self._refusable):
+                raise
+            order = (oid, strategy, side, order_type, tif, price_raw, qty_raw)
+            self._on_refused((order, inst, now_us() // 1000), exc)
+            return 0
+        self._book.append(((oid, strategy, side, order_type, tif, price_raw, qty_raw), inst, self.last_ts_ms))
+        return 0

@@ -89,16 +89,21 @@ cdef class ExecutionCore:
                bint reduce_only=False, bint post_only=False, now=None):
         """Check and register a new order; None if it may be sent, else the RiskRejection. order_type 0
         means LIMIT with a price, MARKET without; time_in_force 1 = GTC (extrema.TimeInForce)."""
-        cdef RiskResult r
         cdef int s = 0 if side == 0 or side == "buy" else (1 if side == 1 or side == "sell" else -1)
         cdef int flags = (ORDER_REDUCE_ONLY if reduce_only else 0) | (ORDER_POST_ONLY if post_only else 0)
         if order_type == 0:
             order_type = OT_LIMIT if price_raw > 0 else OT_MARKET
-        if self.submit_check(client_order_id, owner, instrument_id, s, order_type, time_in_force, flags,
-                             price_raw, stop_price_raw, quantity_raw, now_us() if now is None else now,
+        return self.submit_order(client_order_id, owner, instrument_id, s, order_type, time_in_force, flags,
+                                 price_raw, stop_price_raw, quantity_raw, now_us() if now is None else now)
+
+    cdef object submit_order(self, int64_t coid, int owner, uint32_t iid, int side, int order_type, int tif,
+                             int flags, int64_t price, int64_t stop_price, int64_t qty, int64_t now):
+        """submit() for compiled callers (the engine's Context.submit): None, or the RiskRejection."""
+        cdef RiskResult r
+        if self.submit_check(coid, owner, iid, side, order_type, tif, flags, price, stop_price, qty, now,
                              &r) == RULE_PASSED:
             return None
-        return RiskRejection(r.rule, r.scope, instrument_id, r.value, r.limit, client_order_id)
+        return RiskRejection(r.rule, r.scope, iid, r.value, r.limit, coid)
 
     def cancel(self, int64_t client_order_id, now=None):
         """Record a cancel request; True if a cancel must be sent to the venue: the order is live, or the

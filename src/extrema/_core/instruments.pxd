@@ -20,5 +20,6 @@ cdef class InstrumentRegistry:
     cdef readonly uint64_t version
     cdef list _by_id
     cdef dict _by_name
+    cdef dict _by_plain_name
     cdef dict _by_symbol
     cdef object _lock

@@ -304,6 +304,7 @@ cdef class InstrumentRegistry:
     def __init__(self):
         self._by_id = [None]               # index = id; slot 0 is "no instrument"
         self._by_name = {}
+        self._by_plain_name = {}           # name -> [instrument, ...] (one per market that has it)
         self._by_symbol = {}
         self._lock = threading.Lock()
 
@@ -331,6 +332,10 @@ cdef class InstrumentRegistry:
                 self._by_id.append(inst)
             self._by_name[(market, name)] = inst
             self._by_symbol[(market, inst.venue_symbol)] = inst
+            same = self._by_plain_name.setdefault(name, [])
+            if existing is not None:
+                same.remove(existing)
+            same.append(inst)
             self.version += 1
             return inst
 
@@ -347,6 +352,19 @@ cdef class InstrumentRegistry:
         except KeyError:
             parse_name(name)     # a malformed name gets the parser's explanation
             raise UnknownInstrumentError(f"no instrument {name!r} on {Market(market).name}") from None
+
+    def find(self, name, market=None):
+        """The instrument called `name` (normalised) on `market`, or on whichever market has it when
+        `market` is None; UnknownInstrumentError when none or several do (then `market` must say which)."""
+        if market is not None:
+            return self.get(market, name)
+        found = self._by_plain_name.get(name) if isinstance(name, str) else None
+        if found is not None and len(found) == 1:
+            return found[0]
+        if not found:
+            raise UnknownInstrumentError(f"no instrument {name!r} is registered")
+        raise UnknownInstrumentError(f"{name!r} trades on several markets "
+                                     f"({', '.join(i.market.name for i in found)}): say which with market=")
 
     def by_venue_symbol(self, market, str symbol):
         """The instrument the venue calls `symbol` (e.g. 'BTCUSDT' on BINANCE_SPOT)."""

@@ -314,15 +314,7 @@ class ReplaySource:
         """The registered instrument called `name` (normalised name; on `market` when given)."""
         if self.registry is None:
             raise UnknownInstrumentError(f"{type(self).__name__} needs a registry to resolve {name!r}")
-        if market is not None:
-            return self.registry.get(market, name)
-        found = [i for i in self.registry if i.name == name]
-        if len(found) == 1:
-            return found[0]
-        if not found:
-            raise UnknownInstrumentError(f"no instrument {name!r} is registered")
-        raise UnknownInstrumentError(f"{name!r} is registered on several markets "
-                                     f"({', '.join(i.market.name for i in found)}): say which with \"market\"")
+        return self.registry.find(name, market)
 
 
 class _FileSource(ReplaySource):

@@ -7,21 +7,15 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
-from extrema._core.fixedpoint import to_raw
+from extrema._core.order_entry import SEND_FAILED_REASON, ContextCore
 from extrema._core.records import OrderType, RecordKind, TimeInForce
 from extrema._core.risk import estimate_fill
 from extrema.execution.client import ORDER_TYPES, TIMES_IN_FORCE, CancelRequest, OrderRequest, ReplaceRequest
 
-# OrderRequest's words -> the numbers of extrema.OrderType / TimeInForce the risk chain and order table use
 # Request names -> the numbers of extrema.OrderType / TimeInForce (types.pxd), which the core checks.
 _ORDER_TYPES = {name: int(OrderType[name.upper()]) for name in ORDER_TYPES}
 _TIME_IN_FORCE = {name: int(TimeInForce[name]) for name in TIMES_IN_FORCE}
-SEND_FAILED_REASON = 3000          # ORDER_UPDATE reason of an order the execution client refused to send
 _KEEP_REJECTIONS = 1024
-
-_SIDES = {"buy": 0, "sell": 1}
-# Times in force of the submit fast path -> extrema.TimeInForce numbers (a market order sends none).
-_RAW_TIFS = {"GTC": 1, "IOC": 2, "FOK": 3}
 
 _KINDS = {"trades": RecordKind.TRADE, "quotes": RecordKind.QUOTE, "book": RecordKind.BOOK_DELTA,
           "candles": RecordKind.CANDLE, "mark_price": RecordKind.MARK_PRICE,
@@ -39,17 +33,10 @@ def _kind(k):
     return RecordKind(k)
 
 
-class Context:
+class Context(ContextCore):
     def __init__(self, engine, strategy, index):
-        self._engine = engine
-        self._strategy = strategy
-        self.index = index
+        super().__init__(engine, strategy, index)
         self._rejections = {}             # client order id -> RiskRejection (the latest _KEEP_REJECTIONS)
-        self._raw_clients = {}            # market -> its client's submit_raw, or None (submit fast path)
-        # The fast path's engine parts, looked up once (set in Engine.__init__, before any Context, and
-        # never replaced): the id allocator and the compiled risk chain / order table.
-        self._next_id = engine.order_ids.next
-        self._core_submit = engine.execution_core.submit
         self.log = logging.getLogger(f"extrema.strategy.{strategy.name}")
 
     # ---- market data ----------------------------------------------------------------------------
@@ -132,21 +119,12 @@ class Context:
 
     # ---- orders ----------------------------------------------------------------------------------
 
-    def submit(self, instrument, side, quantity, price=None, *, order_type=None, time_in_force="GTC",
-               reduce_only=False, post_only=False, stop_price=None, expire_time_us=None):
-        """Send a new order through the engine's pre-trade risk checks to its execution client; returns its
-        client order id (an int: order updates and fills of this order carry it, see
-        extrema.execution.orders). An order the checks refuse is not sent: it arrives in on_order as
-        REJECTED with reason REJECT_REASON_BASE + rule, and context.rejection(id) says why.
-        order_type: "limit" (the default with a price), "market" (without), "stop_market", "stop_limit",
-        "take_profit_market", "take_profit_limit" (these with stop_price); time_in_force GTC, IOC, FOK,
-        GTX (post-only) or GTD (with expire_time_us)."""
-        inst = self._engine.find_instrument(instrument)
-        if (order_type is None and not reduce_only and not post_only and stop_price is None
-                and expire_time_us is None and time_in_force in _RAW_TIFS):
-            coid = self._submit_raw(inst, side, quantity, price, _RAW_TIFS[time_in_force])
-            if coid is not None:
-                return coid
+    # submit(instrument, side, quantity, price=None, *, order_type=None, time_in_force="GTC", reduce_only=False,
+    # post_only=False, stop_price=None, expire_time_us=None) is ContextCore's (extrema._core.order_entry):
+    # a plain order goes to the execution client's compiled writer from there, anything else comes here.
+
+    def _submit_general(self, inst, side, quantity, price, order_type, time_in_force, reduce_only, post_only,
+                        stop_price, expire_time_us):
         order = OrderRequest(
             client_order_id=self._engine.next_client_order_id(self.index), strategy=self._strategy.name,
             instrument=inst.name, side=side, quantity=Decimal(str(quantity)),
@@ -181,49 +159,6 @@ class Context:
         self.log.info("order %d refused by the pre-trade checks: %s", client_order_id, rejection.message)
         self._engine.deliver_order_state(client_order_id)
         return client_order_id
-
-    def _submit_raw(self, inst, side, quantity, price, tif):
-        """The common case of submit - a limit (GTC / IOC / FOK) or market order of an execution client that
-        takes raw numbers (submit_raw, e.g. Binance's compiled WebSocket API writer): no OrderRequest, no
-        Decimal; the numbers go as int64 raw values at the instrument's precisions through the compiled risk
-        chain to the client. The same checks as the general path: anything it would refuse or treat
-        differently (an unknown side, a float or text off the instrument's grid, a non-positive number)
-        returns None and takes the general path, which raises the general path's errors."""
-        market = inst.market
-        submit_raw = self._raw_clients.get(market, False)
-        if submit_raw is False:
-            c = self._engine.execution_client(market)
-            submit_raw = None
-            if getattr(c, "compiled_orders", False):
-                # One call to the compiled writer when the client offers it (raw_submitter: its bookkeeping
-                # deferred), else its submit_raw.
-                make = getattr(c, "raw_submitter", None)
-                submit_raw = (make() if make is not None else None) or c.submit_raw
-            self._raw_clients[market] = submit_raw
-        s = _SIDES.get(side)
-        if submit_raw is None or s is None:
-            return None
-        try:
-            qty_raw = to_raw(quantity, inst.size_precision, allow_negative=False)
-            price_raw = 0 if price is None else to_raw(price, inst.price_precision, allow_negative=False)
-        except (ValueError, TypeError):
-            return None
-        if qty_raw <= 0 or (price is not None and price_raw <= 0):
-            return None
-        index = self.index
-        coid = self._next_id(index)
-        order_type = 2 if price is not None else 1     # extrema.OrderType LIMIT / MARKET
-        rejection = self._core_submit(index, coid, inst.id, s, qty_raw, price_raw, order_type=order_type,
-                                      time_in_force=tif, now=self._engine.clock())
-        if rejection is not None:
-            return self._refused(coid, inst, rejection)
-        try:
-            submit_raw(coid, self._strategy.name, inst, s, order_type, tif if order_type == 2 else 0, qty_raw,
-                       price_raw)
-        except Exception:
-            self._engine.orders.reject(coid, SEND_FAILED_REASON)
-            raise
-        return coid
 
     def cancel(self, client_order_id):
         """Cancel an order. Nothing is sent when there is nothing to cancel at the venue (never sent,

@@ -36,7 +36,7 @@ import numpy as np
 from extrema._core.clock import time_us
 from extrema._core.dispatch import Dispatcher
 from extrema._core.execution import ExecutionCore
-from extrema._core.instruments import InstrumentRegistry, UnknownInstrumentError
+from extrema._core.instruments import InstrumentRegistry
 from extrema._core.records import RECORD_DTYPE, RecordKind
 from extrema._core.ring import Ring
 from extrema.engine.context import Context
@@ -152,15 +152,7 @@ class Engine:
     def find_instrument(self, instrument, market=None):
         if hasattr(instrument, "id") and hasattr(instrument, "market"):
             return instrument
-        if market is not None:
-            return self.registry.get(market, instrument)
-        found = [i for i in self.registry if i.name == instrument]
-        if len(found) == 1:
-            return found[0]
-        if not found:
-            raise UnknownInstrumentError(f"no instrument {instrument!r} in the engine's registry")
-        raise ValueError(f"{instrument!r} trades on several markets "
-                         f"({', '.join(i.market.name for i in found)}): pass market=")
+        return self.registry.find(instrument, market)
 
     def subscriptions_changed(self):
         # positions are marked from the books strategies subscribed to

@@ -32,7 +32,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 from collections import OrderedDict
@@ -259,7 +258,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self._emit = None
         self._loop = None
         self._order_table: dict[int, _Order] = {}   # read through _orders (books the fast path's orders first)
-        self._unbooked: list = []                 # orders send_raw wrote, their records not made yet
+        self._unbooked: list = []                 # orders the order sink wrote, their records not made yet
         self._by_text = _OrdersByText(self)   # answers and venue listings name orders by text
         self._finished: "OrderedDict[int, _Order]" = OrderedDict()
         self.keep_finished = 10_000
@@ -346,7 +345,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
 
     @property
     def _orders(self) -> dict:
-        """The live orders by client order id. Orders the fast path sent (raw_submitter) get their record
+        """The live orders by client order id. Orders the fast path sent (order_sink) get their record
         here, on first look after the hook that sent them, not inside it."""
         if self._unbooked:
             self._book()
@@ -361,8 +360,8 @@ class BinanceExecution(VenuePart, ExecutionClient):
         unbooked.clear()
 
     def _refused_raw(self, entry, exc):
-        """An order of the fast path that was not sent (send_raw's on_refused), under submit()'s rule: refused
-        before sending (ValueError) or finally by the venue - rejected once the hook returns; not sent for a
+        """An order of the fast path that was not sent (the order sink's on_refused), under submit()'s rule:
+        refused before sending (ValueError) or finally by the venue - rejected once the hook returns; not sent for a
         reason that passes (disconnected, rate limited) - sent again under the retry policy, whose _place
         builds the request from the raw numbers and resends it on the Python path under the same client id."""
         self._unbooked.append(entry)
@@ -377,37 +376,35 @@ class BinanceExecution(VenuePart, ExecutionClient):
             self._book()                   # counts the fast path's orders in "submitted"
         return super().stats()
 
-    def raw_submitter(self):
-        """submit_raw as one call to the compiled writer, for the engine's Context.submit fast path (the same
-        arguments, the same effect): BinanceWsApi.send_raw with this client's deferred order book bound, so
-        no Python frame of this client sits between the strategy and the socket. None without the compiled
+    def order_sink(self):
+        """The compiled writer the engine's Context.submit fast path hands plain orders to (the same effect as
+        submit_raw): the WebSocket API's WsApiOrderSink with this client's deferred order book bound, so no
+        Python frame of this client sits between the strategy and the socket. None without the compiled
         writer (Context then calls submit_raw)."""
         if not self.compiled_orders or self.order_ids is None:
             return None
         if self.decoder is None:
             self._codec()                  # created with the id prefix, before the first report can arrive
         self._share_id_prefix()
-        return functools.partial(self.ws_api.send_raw, self._unbooked, self._refused_raw)
+        return self.ws_api.order_sink.bind(self._unbooked, self._refused_raw)
 
     def submit_raw(self, client_order_id: int, strategy: str, inst, side: int, order_type: int, time_in_force: int,
                    quantity_raw: int, price_raw: int) -> None:
         """submit() for a plain order given as raw numbers (the engine's Context.submit fast path): LIMIT
         (order_type 2, time_in_force 1 GTC / 2 IOC / 3 FOK) or MARKET (1, price_raw 0, time_in_force 0),
         side 0 buy / 1 sell, at the instrument's precisions. No OrderRequest, no Decimal: the order goes
-        to BinanceWsApi.place_order_raw. Without the compiled writer it is the same as submit()."""
-        ws_api = self.ws_api
-        if ws_api is None or not ws_api.compiled_orders or order_type not in _RAW_TYPES:
+        to the compiled writer (order_sink). Without it the same as submit()."""
+        sink = self.order_sink() if order_type in _RAW_TYPES else None
+        if sink is None:
             self.submit(_Order(None, inst, "", (client_order_id, strategy, side, order_type, time_in_force, price_raw,
                                                 quantity_raw)).request)
             return
-        if self.decoder is None:
-            self._codec()                  # created with the id prefix, before the first report can arrive
         # The wire text is written by the compiled encoder from the int id (ws_api knows the engine's prefix)
         # and read back by the decoder's parse: nothing to format or register here; the order's record is
         # made when something looks at the orders (_orders). A send that fails goes to _refused_raw, which
         # applies submit()'s rule (rejected when final, else again under the retry policy).
-        ws_api.send_raw(self._unbooked, self._refused_raw, client_order_id, strategy, inst, side, order_type,
-                        time_in_force if order_type == 2 else 0, quantity_raw, price_raw)
+        sink.submit_raw(client_order_id, strategy, inst, side, order_type, time_in_force if order_type == 2 else 0,
+                        quantity_raw, price_raw)
 
     def cancel(self, request: CancelRequest) -> None:
         self.counters["cancels"] += 1

@@ -66,6 +66,7 @@ from collections import OrderedDict
 from decimal import Decimal
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from extrema._core.binance_orders import WsApiOrderSink
 from extrema._core.instruments import Market
 
 from ..ws import Backoff, WsSession
@@ -139,9 +140,6 @@ class WsApiResponse:
         return f"<WsApiResponse id={self.request_id} {self.method} status={self.status} {what}>"
 
 
-_perf_counter_ns = time.perf_counter_ns
-
-
 class _Pending:
     __slots__ = ("method", "reservation", "client_order_id", "operation", "symbol", "future", "sent_ns")
 
@@ -156,8 +154,8 @@ class _Pending:
 
 
 def _pending_entry(t) -> _Pending:
-    """The _Pending of an order send_raw wrote (it keeps a tuple: building the record is deferred to the
-    answer)."""
+    """The _Pending of an order the compiled writer sent (order_sink keeps a tuple: building the record is
+    deferred to the answer)."""
     res, client_order_id, symbol, sent_ns = t
     return _Pending("order.place", res, client_order_id, "new", symbol, sent_ns)
 
@@ -233,7 +231,8 @@ class BinanceWsApi:
             (SPOT_WS_API_LIMITS if self._api == SPOT else USDM_DEFAULT_LIMITS), self._now_ms)
         self._endpoints = _ep.endpoint_table(self._api)
         self._sign = credentials.signer()
-        # The compiled order.place writer (HMAC keys; None otherwise): place_order_raw.
+        # The compiled order.place writer (HMAC keys; None otherwise): place_order_raw, and the engine's
+        # Context.submit through BinanceExecution.order_sink.
         self._encoder = credentials.order_encoder(self.recv_window_ms)
         self._place_cost = self._endpoints["new_order"]
         self._api_key = credentials.api_key
@@ -241,6 +240,8 @@ class BinanceWsApi:
         self._recv_window_text = str(self.recv_window_ms)
         self._ids = itertools.count(1)
         self._pending: Dict[int, _Pending] = {}
+        self.order_sink = (WsApiOrderSink(self, self._encoder, (BinanceError, ValueError))
+                           if self._encoder is not None else None)
         self._recent: "OrderedDict[int, WsApiResponse]" = OrderedDict()   # for response() after the fact
         self._ready = False
         self._authenticated = False        # session.logon accepted on the current connection
@@ -282,7 +283,7 @@ class BinanceWsApi:
             now = time.perf_counter_ns()
             expired = []
             for rid, pend in self._pending.items():
-                # send_raw's entries are tuples (reservation, client id, symbol, sent_ns)
+                # the order sink's entries are tuples (reservation, client id, symbol, sent_ns)
                 if now - (pend[3] if pend.__class__ is tuple else pend.sent_ns) < timeout_ns:
                     break
                 expired.append(rid)
@@ -351,11 +352,11 @@ class BinanceWsApi:
 
     def _settle_unanswered(self, rid: int, pend, why: str) -> None:
         """A request that will get no answer (connection lost, timed out): its outcome is unknown. The one
-        settle path for both: `pend` is a _Pending or the tuple send_raw keeps (made a _Pending here, its int
-        client order id turned into the wire text the venue knows)."""
+        settle path for both: `pend` is a _Pending or the tuple the order sink keeps (made a _Pending here, its
+        int client order id turned into the wire text the venue knows)."""
         if pend.__class__ is tuple:
             pend = _pending_entry(pend)
-        if pend.client_order_id.__class__ is int:      # send_raw / place_order_raw keep the int id
+        if pend.client_order_id.__class__ is int:      # the order sink keeps the int id
             pend.client_order_id = self._client_id_text(pend.client_order_id)
         self.rate_limiter.settle(pend.reservation, None, reached_server=True)
         what = f"WS-API {pend.method}: {why}; execution status unknown"
@@ -614,75 +615,15 @@ class BinanceWsApi:
         newOrderRespType ACK; side 0 BUY, 1 SELL (extrema.Side). Same readiness and rate-limit rules as
         place_order; ValueError (unsent) for an order the writer does not take. Returns the request id.
         `client_order_id` is the wire text, or one of the engine's int ids when the encoder knows the engine's
-        prefix (set_client_id_prefix): the text is then written in C and built in Python only for an answer."""
-        enc = self._encoder
-        if enc is None:
+        prefix (set_client_id_prefix): the text is then written in C and built in Python only for an answer.
+        The engine's Context.submit reaches the same writer without this call (order_sink)."""
+        if self.order_sink is None:
             raise ValueError("place_order_raw needs an HMAC key (compiled_orders is False): use place_order")
-        if not self._ready:
-            self._check_sendable("order.place", True)
-        session = self.session
-        listener = session._listener
-        transport = listener.transport if listener is not None else None
-        if transport is None:
-            raise BinanceConnectionError("WS-API order.place: not sent - not connected", endpoint="WS-API order.place")
-        cost = self._place_cost
-        ts = self._now_ms()
-        limiter = self.rate_limiter
-        res = limiter.try_acquire(cost.weight, cost.orders, endpoint="order.place", now_ms=ts)
-        rid = next(self._ids)
-        sent_ns = _perf_counter_ns()
-        try:
-            enc.send(transport, rid, symbol, client_order_id, side, order_type, time_in_force, price_raw,
-                     price_precision, quantity_raw, size_precision, ts)
-        except BaseException:
-            limiter.settle(res, None, reached_server=False)
-            raise
-        session.stats.sent += 1
-        self._pending[rid] = _Pending("order.place", res, client_order_id, "new", symbol, sent_ns)
-        self.counters["sent"] += 1
-        return rid
+        return self.order_sink.place(symbol, client_order_id, side, order_type, time_in_force, price_raw,
+                                     price_precision, quantity_raw, size_precision)
 
-    def send_raw(self, book: list, on_refused, client_order_id: int, strategy: str, inst, side: int, order_type: int,
-                 time_in_force: int, quantity_raw: int, price_raw: int) -> None:
-        """place_order_raw for an execution client, as the one call between the engine's Context.submit and the
-        compiled writer (BinanceExecution.raw_submitter binds `book` and `on_refused`; the arguments after
-        them are ExecutionClient.submit_raw's). The client's bookkeeping is deferred: after the frame is
-        written, `((client_order_id, strategy, side, order_type, time_in_force, price_raw, quantity_raw), inst,
-        timestamp_ms)` is appended to `book` for the client to turn into its order record later, and the
-        pending-answer entry is a plain tuple (a _Pending when the answer or a waiter needs it). An order not
-        sent (not connected, over the budget, not writable) goes to `on_refused(entry, exc)` instead of raising.
-        `client_order_id` is the engine's int id: the encoder writes its text (set_client_id_prefix)."""
-        enc = self._encoder
-        try:
-            if not self._ready:
-                self._check_sendable("order.place", True)
-            listener = self.session._listener
-            transport = listener.transport if listener is not None else None
-            if transport is None:
-                raise BinanceConnectionError("WS-API order.place: not sent - not connected",
-                                             endpoint="WS-API order.place")
-            cost = self._place_cost
-            ts = self._now_ms()
-            limiter = self.rate_limiter
-            res = limiter.try_acquire(cost.weight, cost.orders, endpoint="order.place", now_ms=ts)
-            rid = next(self._ids)
-            sent_ns = _perf_counter_ns()
-            symbol = inst.venue_symbol
-            try:
-                enc.send(transport, rid, symbol, client_order_id, side, order_type, time_in_force, price_raw,
-                         inst.price_precision, quantity_raw, inst.size_precision, ts)
-            except BaseException:
-                limiter.settle(res, None, reached_server=False)
-                raise
-        except (BinanceError, ValueError) as exc:
-            on_refused(((client_order_id, strategy, side, order_type, time_in_force, price_raw, quantity_raw), inst,
-                        time.time_ns() // 1_000_000), exc)
-            return
-        self.session.stats.sent += 1
-        self._pending[rid] = (res, client_order_id, symbol, sent_ns)       # _pending_entry() makes it a _Pending
-        book.append(((client_order_id, strategy, side, order_type, time_in_force, price_raw, quantity_raw), inst,
-                     ts))
-        self.counters["sent"] += 1
+    def _not_connected(self, method: str):
+        raise BinanceConnectionError(f"WS-API {method}: not sent - not connected", endpoint=f"WS-API {method}")
 
     def cancel_order(self, symbol: str, *, client_order_id: Optional[str] = None,
                      order_id: Optional[int] = None, new_client_order_id: Optional[str] = None) -> int:
