@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from extrema.adapters.binance.errors import RateLimitError
 from extrema.adapters.binance.ratelimit import RateLimit, RateLimiter, SPOT_DEFAULT_LIMITS, USDM_DEFAULT_LIMITS
-from extrema._core.ratelimit import Budget, reserve_now
+from extrema._core.ratelimit import Budget, Reservation, reserve_now
 from tests.models import binance_ratelimit_reference as ref
 
 # Small caps so that sequences of a few dozen requests reach them; intervals short enough that clock
@@ -96,3 +96,5 @@ def test_reserve_now_rejects_bad_input():
         Budget(None, 0, 10, 0, ("a", "1S"), ("b", "1S"))
     with pytest.raises(TypeError):
         reserve_now(["not a budget"], 1, 0, 0, 0)
+    with pytest.raises(TypeError):
+        Reservation()                   # made by the limiter only

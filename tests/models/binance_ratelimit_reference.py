@@ -1,7 +1,7 @@
-"""Reference model (plain Python) of what extrema._core.ratelimit compiles: the per-window budgets and the
-per-request reservation, as they were before they moved into compiled code. The rest of the limiter
-(configuration, settling answers, header reports, 429 / 418 blocks) is the production RateLimiter's own,
-shared by subclassing; tests/adapters/test_binance_ratelimit_compiled.py drives both with the same
+"""Reference model (plain Python) of what extrema._core.ratelimit compiles: the per-window budgets (over
+dicts), the per-request reservation and its release, as they were before they moved into compiled code.
+The rest of the limiter (configuration, header reports, 429 / 418 blocks, waiting) is the production
+RateLimiter's own, shared by subclassing; tests/adapters/test_binance_ratelimit_compiled.py drives both with the same
 requests, answers and clocks and compares them.
 (The rules and their sources: the production module's docstring, extrema/adapters/binance/ratelimit.py.)
 """
@@ -58,6 +58,18 @@ class _Budget:
     def used(self, window: int) -> int:
         return self.confirmed.get(window, 0) + self.pending.get(window, 0)
 
+    def confirmed_at(self, window: int) -> int:
+        return self.confirmed.get(window, 0)
+
+    def set_confirmed(self, window: int, count: int) -> None:
+        self.confirmed[window] = count
+
+    def raise_confirmed(self, window: int, count: int) -> None:
+        self.confirmed[window] = max(self.confirmed.get(window, 0), count)
+
+    def adopt(self, other: "_Budget") -> None:
+        self.confirmed, self.pending = dict(other.confirmed), dict(other.pending)
+
     def wait_ms(self, now_ms: int, margin_ms: int, cost: int) -> int:
         """How long until `cost` fits (0 = now). A cost above the whole limit is let through into an
         empty window rather than held forever."""
@@ -97,7 +109,6 @@ class RateLimiter(production.RateLimiter):
     """The production limiter with the Python budgets and reservation above."""
 
     _new_budget = staticmethod(_Budget)
-    _new_reservation = Reservation
 
     def try_acquire(self, weight: int, orders: int, *, endpoint: str, now_ms: Optional[int] = None) -> Reservation:
         """Reserve the costs now, without waiting: for callers that must send at once or not at all (the
@@ -145,3 +156,38 @@ class RateLimiter(production.RateLimiter):
                 pending[w] = pending.get(w, 0) + cost
             reserved[b.ident] = (cost, windows)
         return res
+
+    def _reserve(self, weight: int, orders: int) -> Reservation:
+        res = Reservation(weight, orders)
+        self.in_flight += 1
+        now, margin = self._now_ms(), self.window_margin_ms
+        for b in self._budgets:
+            cost = self._cost(b, weight, orders)
+            if cost:
+                windows = b.windows(now, margin)
+                pending = b.pending
+                for w in windows:
+                    pending[w] = pending.get(w, 0) + cost
+                res.windows[b.ident] = (cost, windows)
+        return res
+
+    def settle(self, res: Reservation, headers, *, reached_server: bool) -> None:
+        if res.settled:
+            return
+        res.settled = True
+        self.in_flight -= 1
+        reported = self.observe_headers(headers) if headers is not None else {}
+        for b in self._budgets:
+            entry = res.windows.get(b.ident)
+            if entry is None:
+                continue
+            cost, windows = entry
+            for w in windows:
+                left = b.pending.get(w, 0) - cost
+                if left > 0:
+                    b.pending[w] = left
+                else:
+                    b.pending.pop(w, None)
+                if reached_server and b.header_ident not in reported:
+                    b.confirmed[w] = b.confirmed.get(w, 0) + cost
+        self._wake()

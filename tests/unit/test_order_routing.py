@@ -1,12 +1,14 @@
 """Order updates and fills reach the strategy that owns the order; client order ids carry the owner."""
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import extrema
 from extrema import InstrumentRegistry, Market, RecordFlag, RecordKind, Strategy
 from extrema._core.dispatch import Dispatcher, ORDER_OWNER_BITS
 from extrema.execution.orders import (FOREIGN_ID_BASE, OWNER_BITS, ClientOrderIds, OrderStatus, OrderType,
                                       TimeInForce, owner_of)
+from tests.models import order_ids_reference
 
 
 def order_update(instrument_id, coid, *, status=OrderStatus.ACCEPTED, sell=False, price=100_00, qty=2_000,
@@ -189,3 +191,30 @@ def test_events_the_ring_wraps_reach_the_strategy_whole(setup, singles):
     assert got == want
     assert d.torn_dropped == 0
     assert d.rejoined == sum(1 for k in range(singles, 12) if (singles + 2 * (k - singles)) % 8 == 7)
+
+
+@settings(max_examples=200, deadline=None)
+@given(start=st.floats(0, 2_900_000_000), counter=st.sampled_from([0, 5, (1 << 26) - 3]),
+       steps=st.lists(st.tuples(st.integers(-2, 70), st.floats(-5, 40)), max_size=40))
+def test_compiled_id_allocator_matches_the_python_reference(start, counter, steps):
+    # the same clock, the same owners, counters near the 26-bit end (the start second moves on there):
+    # the same ids, or the same error
+    clock = {"t": start}
+    made = []
+    for cls in (ClientOrderIds, order_ids_reference.OrderIdAllocator):
+        clock["t"] = start
+        try:
+            ids = cls("ab12", clock=lambda: clock["t"]) if cls is ClientOrderIds else cls(lambda: clock["t"])
+        except OverflowError:
+            made.append("overflow")
+            continue
+        ids._counter = counter
+        out = []
+        for owner, dt in steps:
+            clock["t"] += dt
+            try:
+                out.append(ids.next(owner))
+            except (ValueError, OverflowError) as exc:
+                out.append(type(exc).__name__)
+        made.append(out)
+    assert made[0] == made[1]

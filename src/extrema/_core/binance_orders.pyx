@@ -40,7 +40,8 @@ from picows.picows cimport WSTransport, WSMsgType
 from extrema._core.fixedpoint cimport format_fixed
 from extrema._core.instruments cimport Instrument
 from extrema._core.order_entry cimport OrderSink
-from extrema._core.clock cimport now_us, monotonic_ns
+from extrema._core.ratelimit cimport LimiterCore, Reservation
+from extrema._core.clock cimport now_us, monotonic_ns, ServerClock
 
 cdef extern from "openssl/sha.h" nogil:
     # The low-level SHA-256 interface: deprecated for new code in OpenSSL 3 but kept, and the only one
@@ -359,23 +360,26 @@ cdef class WsApiOrderSink(OrderSink):
     reservation, the request id, the frame (OrderEncoder) written to the socket, the pending-answer entry -
     without a Python frame between the engine's Context.submit and the socket.
 
-    WsApiOrderSink(api, encoder, refusable): `api` the BinanceWsApi it writes for (its connection, rate
-    limiter, request ids and pending answers), `refusable` the exception classes that mean "not sent"
-    (send() hands those to `on_refused` instead of raising). BinanceWsApi makes one (`order_sink`);
+    WsApiOrderSink(api, encoder, refusable, clock=None): `api` the BinanceWsApi it writes for (its
+    connection, rate limiter, request ids and pending answers), `refusable` the exception classes that mean
+    "not sent" (send() hands those to `on_refused` instead of raising), `clock` the api's ServerClock (None:
+    the api's now_ms callable). BinanceWsApi makes one (`order_sink`);
     BinanceExecution.order_sink() binds its deferred order book with bind()."""
 
     cdef readonly OrderEncoder encoder
     cdef object _api
     cdef object _refusable
-    cdef object _weight, _orders            # the documented cost of order.place
+    cdef ServerClock _clock                 # the request timestamps' clock (None: the api's own now_ms callable)
+    cdef int64_t _weight, _orders           # the documented cost of order.place
     cdef list _book
     cdef object _on_refused
     cdef readonly int64_t entry_ns          # CLOCK_MONOTONIC ns at the last send's entry (its sent_ns)
     cdef readonly int64_t last_ts_ms        # the request timestamp of the last order written
     cdef readonly int64_t write_ns          # how long the last frame's socket write took (picows + kernel)
 
-    def __init__(self, api, OrderEncoder encoder not None, refusable):
+    def __init__(self, api, OrderEncoder encoder not None, refusable, ServerClock clock=None):
         self._api = api
+        self._clock = clock
         self.encoder = encoder
         self._refusable = tuple(refusable)
         cost = api._place_cost
@@ -402,7 +406,7 @@ cdef class WsApiOrderSink(OrderSink):
     cdef object _place(self, str symbol, object coid, int side, int order_type, int tif, int64_t price_raw,
                        int price_precision, int64_t qty_raw, int size_precision):
         cdef WSTransport transport
-        cdef int64_t t0
+        cdef int64_t t0, ts
         api = self._api
         if not api._ready:
             api._check_sendable("order.place", True)
@@ -411,9 +415,9 @@ cdef class WsApiOrderSink(OrderSink):
         if t is None:
             api._not_connected("order.place")
         transport = <WSTransport?>t
-        ts = api._now_ms()
-        limiter = api.rate_limiter
-        res = limiter.try_acquire(self._weight, self._orders, endpoint="order.place", now_ms=ts)
+        ts = self._clock.now_ms() if self._clock is not None else api._now_ms()
+        limiter = <LimiterCore?>api.rate_limiter
+        res = limiter.acquire_now(self._weight, self._orders, "order.place", ts)
         rid = next(api._ids)
         try:
             self.encoder._encode_checked(rid, symbol, coid, side, order_type, tif, price_raw, price_precision,

@@ -10,3 +10,10 @@ cdef class OrderSink:
     # subclasses it (Binance: binance_orders.WsApiOrderSink); send() raises when the order was not sent.
     cdef int send(self, int64_t coid, str strategy, Instrument inst, int side, int order_type, int tif,
                   int64_t qty_raw, int64_t price_raw) except -1
+
+
+cdef class OrderIdAllocator:
+    cdef object _clock
+    cdef public int64_t _start          # seconds since 2024-01-01 of this run's ids
+    cdef public int64_t _counter
+    cpdef int64_t next(self, int owner) except -1

@@ -31,20 +31,21 @@ OWNER_BITS = 6
 MAX_OWNERS = 1 << OWNER_BITS
 COUNTER_BITS = 26
 FOREIGN_ID_BASE = 1 << 62
-_EPOCH_S = 1_704_067_200          # 2024-01-01T00:00:00Z
-_COUNTER_END = 1 << COUNTER_BITS
+# (the id's fields are also written in extrema._core.order_entry, which allocates the ids)
 
 
 # The order vocabulary carried in ORDER_UPDATE records is defined once, with the C enums the decoders
 # write (types.pxd); re-exported here because this is where execution code looks for it.
 from extrema._core.records import ExecType, OrderReason, OrderStatus, OrderType, TimeInForce  # noqa: E402
+from extrema._core.order_entry import OrderIdAllocator  # noqa: E402
 
 
 _TAG = re.compile(r"[a-z0-9]{4}\Z")
 
 
-class ClientOrderIds:
+class ClientOrderIds(OrderIdAllocator):
     """Issues the engine's client order ids (see the module doc) and turns them into wire text and back.
+    next(owner) is compiled (extrema._core.order_entry.OrderIdAllocator).
 
     Not thread-safe, on purpose: ids are allocated only on the engine thread (Context.submit /
     stop_order from strategy hooks, and the execution clients, which the engine calls on that thread -
@@ -56,27 +57,9 @@ class ClientOrderIds:
             tag = "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(4))
         if not _TAG.match(tag):
             raise ValueError(f"an engine tag is 4 lowercase letters or digits, got {tag!r}")
+        super().__init__(clock)
         self.tag = tag
         self.prefix = f"ex{tag}"
-        self._clock = clock
-        self._start = max(1, int(clock()) - _EPOCH_S)
-        if self._start >= 1 << 30:
-            raise OverflowError("client order id start field exhausted (year 2058)")
-        self._counter = 0
-
-    def next(self, owner: int) -> int:
-        """A new id for an order of strategy `owner` (its index in the engine)."""
-        if not 0 <= owner < MAX_OWNERS:
-            raise ValueError(f"strategy index must be in 0..{MAX_OWNERS - 1}, got {owner}")
-        counter = self._counter + 1
-        if counter >= _COUNTER_END:
-            # 67 M orders in one run: move to a fresh start second (never an earlier one).
-            self._start = max(self._start + 1, int(self._clock()) - _EPOCH_S)
-            counter = 1
-            if self._start >= 1 << 30:
-                raise OverflowError("client order id start field exhausted (year 2058)")
-        self._counter = counter
-        return (self._start << 32) | (counter << OWNER_BITS) | owner
 
     def text(self, order_id: int) -> str:
         """The wire form of one of our ids."""

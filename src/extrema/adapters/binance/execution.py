@@ -239,7 +239,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         # WebSocket API and REST share the IP's request weight and the account's order counts: one budget.
         self.ws_api = (BinanceWsApi(self.market, ws_api_url, rest.credentials, on_response=self._on_answer,
                                     on_event_frame=self._on_ws_api_event if spot else None, user_data=spot,
-                                    on_ready=self._on_ws_api_ready, now_ms=rest.now_ms,
+                                    on_ready=self._on_ws_api_ready, server_clock=rest.clock,
                                     rate_limiter=rest.rate_limiter, recv_window_ms=rest.recv_window_ms,
                                     request_timeout=rest.request_timeout)
                        if order_entry == "ws_api" else None)

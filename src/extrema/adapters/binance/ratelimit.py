@@ -26,7 +26,7 @@ import re
 import time
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from extrema._core.ratelimit import COST_ONE, COST_ORDERS, COST_WEIGHT, Budget, Reservation, reserve_now
+from extrema._core.ratelimit import COST_ONE, COST_ORDERS, COST_WEIGHT, Budget, LimiterCore, Reservation, release
 
 from .errors import IPBannedError, RateLimitError
 
@@ -103,27 +103,25 @@ def _Budget(limit: RateLimit) -> Budget:
 _HEADER_KIND = {REQUEST_WEIGHT: "USED-WEIGHT", ORDERS: "ORDER-COUNT"}
 
 
-class RateLimiter:
+class RateLimiter(LimiterCore):
     """Weight / order budgets for one client (one IP, one account). Windows follow the server clock
     (`now_ms`: local clock + measured offset) with `window_margin_ms` of allowed error; 429 / 418 blocks
-    follow the loop's monotonic clock."""
+    follow the loop's monotonic clock.
 
-    # The budgets' class: compiled (extrema._core.ratelimit.Budget); the plain-Python reference model in
-    # tests/models replaces it and the per-request reservation, and shares everything else.
+    The per-request work is compiled (extrema._core.ratelimit: the budgets' window tables, try_acquire,
+    the reservation and its release); the plain-Python reference model in tests/models replaces those and
+    shares everything else."""
+
     _new_budget = staticmethod(_Budget)
-    _new_reservation = Reservation
 
     def __init__(self, limits: Iterable[RateLimit], now_ms: Callable[[], int], *, window_margin_ms: int = 100):
+        # LimiterCore's: _budgets, window_margin_ms, in_flight, the 429 / 418 block times (loop time), _now_ms
         self._now_ms = now_ms
         self.window_margin_ms = int(window_margin_ms)
-        self._budgets: List[_Budget] = []
+        self._budgets = []
         self.used: Dict[str, int] = {}          # last header values: {'USED-WEIGHT-1M': 12, 'ORDER-COUNT-10S': 1}
         self._reported: Dict[Tuple[str, str], Tuple[int, int]] = {}   # (what, key) -> (count, server ms)
-        self._blocked_until = 0.0               # loop time; all requests wait (429)
-        self._banned_until = 0.0                # loop time; all requests wait or fail (418)
-        self._order_blocked_until = 0.0         # loop time; order requests wait (order-count 429)
         self._changed: Optional[asyncio.Event] = None   # set when a settle may have freed budget
-        self.in_flight = 0                      # reservations not yet settled (requests being sent / awaited)
         self.set_limits(limits)
 
     # --- configuration ---------------------------------------------------------------------------------
@@ -137,7 +135,7 @@ class RateLimiter:
             b = self._new_budget(lim)
             prev = old.get((lim.kind, lim.key))
             if prev is not None and prev.limit.interval_ms == lim.interval_ms:
-                b.confirmed, b.pending = prev.confirmed, prev.pending
+                b.adopt(prev)
             else:
                 # A new limiter (e.g. from exchangeInfo, whose own answer reported this interval): start
                 # from what the server last said for it, so the requests already made still count.
@@ -145,7 +143,7 @@ class RateLimiter:
                 if seen is not None:
                     count, at_ms = seen
                     for w in b.windows(at_ms, self.window_margin_ms):
-                        b.confirmed[w] = count
+                        b.set_confirmed(w, count)
             budgets.append(b)
         self._budgets = budgets
         self._wake()
@@ -213,24 +211,14 @@ class RateLimiter:
                 pass
         return self._reserve(weight, orders)
 
-    def try_acquire(self, weight: int, orders: int, *, endpoint: str, now_ms: Optional[int] = None) -> Reservation:
-        """Reserve the costs now, without waiting: for callers that must send at once or not at all (the
-        WebSocket API order path). Raises RateLimitError (IPBannedError during a ban) with `retry_after`
-        when the request does not fit a budget now or a 429 / 418 block is active.
+    # try_acquire(weight, orders, *, endpoint, now_ms=None) is LimiterCore's: the same rule as acquire()
+    # (every window the request may land in must have room) without waiting, compiled because it runs inside
+    # every WebSocket API order. It calls _check_blocks only while a 429 / 418 block is set.
 
-        The same rule as acquire() (every window the request may land in must have room), as one compiled
-        pass over the budgets (extrema._core.ratelimit.reserve_now) because it runs inside the order path. `now_ms`: the server
-        clock estimate when the caller already has it (the request's timestamp)."""
-        if self._banned_until or self._blocked_until or (orders and self._order_blocked_until):
-            wait, blocked_by = self._wait_s(weight, orders, time_monotonic_loop())
-            if wait > 0:
-                raise self._refusal(blocked_by, wait, endpoint)
-        res = reserve_now(self._budgets, weight, orders, self._now_ms() if now_ms is None else now_ms,
-                          self.window_margin_ms)
-        if res.__class__ is int:
-            raise self._refusal(None, res / 1000.0, endpoint)
-        self.in_flight += 1
-        return res
+    def _check_blocks(self, weight: int, orders: int, endpoint: str) -> None:
+        wait, blocked_by = self._wait_s(weight, orders, time_monotonic_loop())
+        if wait > 0:
+            raise self._refusal(blocked_by, wait, endpoint)
 
     @staticmethod
     def _refusal(blocked_by: Optional[type], wait: float, endpoint: str, when: str = "not sent") -> RateLimitError:
@@ -240,20 +228,6 @@ class RateLimiter:
                "the request would exceed the rate-limit budget")
         return cls(f"{endpoint}: {why}; free again in {wait:.3f} s; {when}", retry_after=wait,
                    endpoint=endpoint, status=418 if cls is IPBannedError else None)
-
-    def _reserve(self, weight: int, orders: int) -> Reservation:
-        res = self._new_reservation(weight, orders)
-        self.in_flight += 1
-        now, margin = self._now_ms(), self.window_margin_ms
-        for b in self._budgets:
-            cost = self._cost(b, weight, orders)
-            if cost:
-                windows = b.windows(now, margin)
-                pending = b.pending
-                for w in windows:
-                    pending[w] = pending.get(w, 0) + cost
-                res.windows[b.ident] = (cost, windows)
-        return res
 
     # --- after a request -------------------------------------------------------------------------------
 
@@ -265,19 +239,7 @@ class RateLimiter:
         res.settled = True
         self.in_flight -= 1
         reported = self.observe_headers(headers) if headers is not None else {}
-        for b in self._budgets:
-            entry = res.windows.get(b.ident)
-            if entry is None:
-                continue
-            cost, windows = entry
-            for w in windows:
-                left = b.pending.get(w, 0) - cost
-                if left > 0:
-                    b.pending[w] = left
-                else:
-                    b.pending.pop(w, None)
-                if reached_server and b.header_ident not in reported:
-                    b.confirmed[w] = b.confirmed.get(w, 0) + cost
+        release(self._budgets, res, reported, reached_server)
         self._wake()
 
     def _wake(self) -> None:
@@ -311,7 +273,7 @@ class RateLimiter:
                 # The count is the server's for its current window; near a boundary we cannot tell which,
                 # so it raises both candidates (never lowers: a smaller number is an older answer).
                 for w in b.windows(now, margin):
-                    b.confirmed[w] = max(b.confirmed.get(w, 0), count)
+                    b.raise_confirmed(w, count)
         return reported
 
     def observe_rate_limits(self, entries) -> Dict[str, str]:
@@ -356,14 +318,14 @@ class RateLimiter:
             if b.limit.kind != kind:
                 continue
             w = (now_ms + margin) // b.limit.interval_ms
-            if b.confirmed.get(w, 0) >= b.limit.limit:
+            if b.confirmed_at(w) >= b.limit.limit:
                 waits.append(((w + 1) * b.limit.interval_ms + margin - now_ms) / 1000.0)
         if not waits:                         # no header said which window: the shortest one is full
             candidates = [b for b in self._budgets if b.limit.kind == kind]
             if candidates:
                 b = min(candidates, key=lambda x: x.limit.interval_ms)
                 w = (now_ms + margin) // b.limit.interval_ms
-                b.confirmed[w] = max(b.confirmed.get(w, 0), b.limit.limit)
+                b.raise_confirmed(w, b.limit.limit)
                 waits.append(((w + 1) * b.limit.interval_ms + margin - now_ms) / 1000.0)
             else:
                 waits.append(1.0)

@@ -39,6 +39,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import aiohttp
 from yarl import URL
 
+from extrema._core.clock import ServerClock
 from extrema._core.instruments import Market
 
 from . import endpoints as _ep
@@ -154,8 +155,9 @@ class BinanceRest:
         self._endpoints = _ep.endpoint_table(self._api)
         self._session = session
         self._own_session = session is None
-        self.clock_offset_ms = 0.0
-        self.clock_rtt_ms: Optional[float] = None
+        # The server clock estimate (local wall clock + measured offset), shared with the WebSocket API
+        # client of the same venue; now_ms() reads it.
+        self.clock = ServerClock()
         self.rate_limiter = RateLimiter(
             rate_limits if rate_limits is not None else
             (SPOT_DEFAULT_LIMITS if self._api == SPOT else USDM_DEFAULT_LIMITS), self.now_ms,
@@ -202,8 +204,16 @@ class BinanceRest:
     # --- clock -----------------------------------------------------------------------------------------
 
     def now_ms(self) -> int:
-        """The server clock estimate in ms: local wall clock + measured offset."""
-        return int(round(time.time_ns() / 1e6 + self.clock_offset_ms))
+        """The server clock estimate in ms: local wall clock + measured offset (self.clock)."""
+        return self.clock.now_ms()
+
+    @property
+    def clock_offset_ms(self) -> float:
+        return self.clock.offset_ms
+
+    @property
+    def clock_rtt_ms(self) -> Optional[float]:
+        return None if self.clock.rtt_ms < 0 else self.clock.rtt_ms
 
     async def server_time(self, *, timeout: Optional[float] = None) -> int:
         """GET time; measures the clock offset from this sample (serverTime against the midpoint of the
@@ -219,7 +229,7 @@ class BinanceRest:
         sent, received = timing
         rtt_ms = (received - sent) / 1e6
         offset = server - (sent + received) / 2e6
-        self.clock_offset_ms, self.clock_rtt_ms = offset, rtt_ms
+        self.clock.offset_ms, self.clock.rtt_ms = offset, rtt_ms
         return ClockSample(server, offset, rtt_ms)
 
     async def sync_clock(self, samples: int = 3, *, timeout: Optional[float] = None) -> ClockSample:
@@ -232,7 +242,7 @@ class BinanceRest:
             s = await self._clock_sample(timeout)
             if best is None or s.rtt_ms < best.rtt_ms:
                 best = s
-        self.clock_offset_ms, self.clock_rtt_ms = best.offset_ms, best.rtt_ms
+        self.clock.offset_ms, self.clock.rtt_ms = best.offset_ms, best.rtt_ms
         return best
 
     # --- public market data ----------------------------------------------------------------------------

@@ -67,6 +67,7 @@ from decimal import Decimal
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from extrema._core.binance_orders import WsApiOrderSink
+from extrema._core.clock import ServerClock
 from extrema._core.instruments import Market
 
 from ..ws import Backoff, WsSession
@@ -166,8 +167,10 @@ class BinanceWsApi:
     on_response(WsApiResponse)      every answer, and every request whose answer was lost (status 0)
     on_event(event: dict, ts_us)    spot user data events received on this connection
     recv_window_ms                  recvWindow of SIGNED requests
-    now_ms                          server clock estimate in ms (default: local clock + `clock_offset_ms`;
-                                    pass the REST client's `now_ms` to share its measured offset)
+    server_clock                    the server clock estimate (extrema._core.clock.ServerClock: local wall
+                                    clock + offset); pass the REST client's `clock` to share its measured
+                                    offset (default: this client's own, set by server_time())
+    now_ms                          a callable replacing server_clock.now_ms (ms)
     rate_limiter / rate_limits      a RateLimiter to share (e.g. with other connections of the same IP and
                                     account), or the limits for this client's own one
     logon                           authenticate the connection with session.logon (default: True for an
@@ -186,6 +189,7 @@ class BinanceWsApi:
                  on_response: Optional[Callable[[WsApiResponse], None]] = None,
                  on_event: Optional[Callable[[dict, int], None]] = None,
                  recv_window_ms: int = 5000, now_ms: Optional[Callable[[], int]] = None,
+                 server_clock: Optional[ServerClock] = None,
                  rate_limiter: Optional[RateLimiter] = None, rate_limits: Optional[List[RateLimit]] = None,
                  logon: Optional[bool] = None, user_data: bool = False, ready_timeout: float = 10.0,
                  on_ready: Optional[Callable[["BinanceWsApi"], None]] = None,
@@ -224,8 +228,10 @@ class BinanceWsApi:
             raise ValueError(f"request_timeout must be positive, got {request_timeout}")
         self.request_timeout = float(request_timeout)
         self._expired: "OrderedDict[int, str]" = OrderedDict()     # timed-out request ids -> method
-        self.clock_offset_ms = 0
-        self._now_ms = now_ms if now_ms is not None else self._local_now_ms
+        # The server clock estimate: the REST client's (shared offset) or this client's own, set by
+        # server_time(); a `now_ms` callable replaces it (tests).
+        self.server_clock = server_clock if server_clock is not None else ServerClock()
+        self._now_ms = now_ms if now_ms is not None else self.server_clock.now_ms
         self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter(
             rate_limits if rate_limits is not None else
             (SPOT_WS_API_LIMITS if self._api == SPOT else USDM_DEFAULT_LIMITS), self._now_ms)
@@ -240,7 +246,8 @@ class BinanceWsApi:
         self._recv_window_text = str(self.recv_window_ms)
         self._ids = itertools.count(1)
         self._pending: Dict[int, _Pending] = {}
-        self.order_sink = (WsApiOrderSink(self, self._encoder, (BinanceError, ValueError))
+        self.order_sink = (WsApiOrderSink(self, self._encoder, (BinanceError, ValueError),
+                                          self.server_clock if now_ms is None else None)
                            if self._encoder is not None else None)
         self._recent: "OrderedDict[int, WsApiResponse]" = OrderedDict()   # for response() after the fact
         self._ready = False
@@ -315,8 +322,9 @@ class BinanceWsApi:
     def pending(self) -> int:
         return len(self._pending)
 
-    def _local_now_ms(self) -> int:
-        return time.time_ns() // 1_000_000 + self.clock_offset_ms
+    @property
+    def clock_offset_ms(self) -> float:
+        return self.server_clock.offset_ms
 
     def now_ms(self) -> int:
         return self._now_ms()
@@ -782,8 +790,8 @@ class BinanceWsApi:
                           require_ready=require_ready)
 
     async def server_time(self, *, timeout: float = 5.0) -> int:
-        """Spot `time`: sets `clock_offset_ms` from the answer against the midpoint of the round trip (used
-        by the default clock). Returns serverTime (ms)."""
+        """Spot `time`: sets the server clock's offset from the answer against the midpoint of the round trip.
+        Returns serverTime (ms)."""
         self._check_method("time")
         t0 = time.time_ns()
         resp = await self.response(self._send("time", [], signed=False, weight=1, orders=0), timeout=timeout)
@@ -793,7 +801,8 @@ class BinanceWsApi:
         server = resp.result.get("serverTime") if isinstance(resp.result, dict) else None
         if not isinstance(server, int):
             raise InvalidResponseError(f"WS-API time: no integer serverTime in {resp.result!r:.200}")
-        self.clock_offset_ms = int(round(server - (t0 + t1) / 2e6))
+        self.server_clock.offset_ms = server - (t0 + t1) / 2e6
+        self.server_clock.rtt_ms = (t1 - t0) / 1e6
         return server
 
     # --- waiting for answers (off the hot path) --------------------------------------------------------
