@@ -1,10 +1,11 @@
 """Tick-to-order suite: a market frame in, an order's bytes out, through the whole engine, in process.
 
-Figure (see benches/README.md, "The tick_to_order suite"): the time from a trade frame's arrival (the
-websocket session hands the reassembled message to the Binance market-data source) to the moment the
-order it triggered has been written to the order connection's socket:
+Figure (see benches/README.md, "The tick_to_order suite"): the time from a trade frame's arrival (picows
+hands the frame to the connection's listener, which stamps it first) to the moment the order it triggered
+has been written to the order connection's socket:
 
-    frame -> compiled decode (simdjson) -> depth sync pass-through -> ring publish -> dispatcher ->
+    frame -> listener -> compiled decode (simdjson) -> depth sync pass-through -> execution core ->
+    ring publish -> dispatcher ->
     Python strategy hook (on_trade) -> context.submit (order id, raw numbers, compiled risk chain) ->
     the WebSocket API's compiled order sink (BinanceExecution.order_sink) -> order.place written, signed (HMAC)
     and sent in C
@@ -48,11 +49,11 @@ def _watch_progress(engine, frame_ns, sim_pid):
     """Wait for the engine to stop; stop it and say why when the trade feed stalls (the simulator prints at
     least one trade a second at speed 30) or the run takes longer than RUN_LIMIT_S. Returns "" or the reason."""
     start = last_change = time.monotonic()
-    last = frame_ns[0]
+    last = frame_ns()
     while not engine.wait(1.0):
         now = time.monotonic()
-        if frame_ns[0] != last:
-            last, last_change = frame_ns[0], now
+        if frame_ns() != last:
+            last, last_change = frame_ns(), now
         reason = ""
         if now - last_change >= STALL_S:
             reason = f"no trade frame reached the engine for {now - last_change:.0f} s (the feed or the engine stalled)"
@@ -83,14 +84,16 @@ def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
     registry = InstrumentRegistry()
     venue = BinanceVenue.for_simulator(Sim)
     (inst,) = venue.load_instruments(registry, ["BTCUSDT"])
-    frame_ns = [0]
     md = venue.market_data
-    decode = md._on_message
 
-    def stamped(payload, ts_local):          # the frame's arrival, in the clock the samples use
-        frame_ns[0] = time.perf_counter_ns()
-        decode(payload, ts_local)
-    md._on_message = stamped
+    def frame_ns():
+        # The frame's arrival: the market-data connection's listener stamps every data frame first thing
+        # (extrema._core.wsframes.FrameListener.frame_ns, CLOCK_MONOTONIC = perf_counter_ns' clock), before
+        # its own work and the decode. (Until session 3 a wrapper of the Python message handler took this
+        # stamp, after the Python listener and the session's delivery: the start point is now earlier.)
+        listener = md.session._listener if md.session is not None else None
+        return listener.frame_ns if listener is not None else 0
+
     # Where the time goes: the compiled order sink stamps its entry (CLOCK_MONOTONIC, perf_counter_ns' clock)
     # - the split between Context.submit and the writer, with no wrapper in the path. (Until session 3 a
     # Python wrapper around BinanceWsApi.send_raw took this stamp and added ~0.3 µs to the total.)
@@ -114,10 +117,10 @@ def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
 
         def on_trade(self, trade):
             t_hook = time.perf_counter_ns()
-            t_frame = frame_ns[0]
             price = Decimal(int(trade.price * 0.5))      # far below the market: the order rests
             oid = self.context.submit(inst, "buy", "0.001", price)     # written when submit returns
             t_out = time.perf_counter_ns()
+            t_frame = frame_ns()                         # the stamp of the frame being handled
             self.pending.append(oid)
             if self.skip:
                 self.skip -= 1

@@ -18,6 +18,7 @@ import pytest
 from extrema import (RECORD_DTYPE, BookSide, InstrumentRegistry, Market, OrderBook, RecordFlag, RecordKind,
                      ResetReason, format_decimal)
 from extrema._core.binance import BinanceDecoder, BinanceEvent, DepthSync, DropReason, SyncStatus
+from extrema._core.binance_stream import BinanceStreamSink
 from models.binance_depth import ASK, BID, CAPTURES, SPOT, USDM, replay_capture
 from models.reference_book import ReferenceBook, to_raw
 
@@ -151,6 +152,53 @@ def test_capture_books_equal_the_reference_after_every_message(fixtures_dir, mar
     assert stats["emitted"] == sum(len(r.applied) for r in replays.values())
     assert stats["stale"] + sum(r.dropped for r in replays.values()) >= sum(r.dropped for r in replays.values())
     assert compared > (150 if market == SPOT else 700)
+
+
+class SinkPipeline(Pipeline):
+    """The same pipeline with frames through the compiled BinanceStreamSink (what a live connection's
+    listener calls) instead of the Python decode + accept calls; this object stands in for the
+    BinanceMarketData the sink calls back."""
+    raw_sink = None
+
+    def __init__(self, market, replays):
+        super().__init__(market, replays)
+        # the sink's records live in its reusable buffer until the next message (the engine copies them
+        # into its ring): keep a copy
+        self.sink = BinanceStreamSink(self, self.decoder, self.sync, lambda records: self.publish(records.copy()))
+
+    def frame(self, raw, ts=0):
+        self.sink(raw, ts)
+
+    def _start_snapshot(self, iid):
+        self.requests.append(iid)
+
+    def _on_gap(self, iid, reset):
+        self.publish(reset)
+        self.requests.append(iid)
+
+
+def published_bytes(pipeline):
+    records = np.concatenate(pipeline.published) if pipeline.published else np.empty(0, RECORD_DTYPE)
+    records = records.copy()
+    # a BOOK_RESET is stamped with the frame's arrival by the sink, with "now" by DepthSync.accept
+    records["ts_local"][records["kind"] == RecordKind.BOOK_RESET] = 0
+    return records.tobytes()
+
+
+@pytest.mark.parametrize("market", [SPOT, USDM])
+@pytest.mark.parametrize("lose_one", [False, True])
+def test_the_compiled_stream_sink_publishes_what_the_python_path_publishes(fixtures_dir, market, lose_one):
+    frames, snapshots, replays = load(fixtures_dir, market)
+    symbol = max(replays, key=lambda s: len(replays[s].applied))
+    victim_diff = replays[symbol].applied[10]
+    victim = next(raw for _, raw in frames if f'"u":{victim_diff.final_update_id},' in raw) if lose_one else None
+    python_path, compiled = Pipeline(market, replays), SinkPipeline(market, replays)
+    run_capture(frames, snapshots, python_path, skip=victim)
+    run_capture(frames, snapshots, compiled, skip=victim)
+    assert len(python_path.published) > 100
+    assert published_bytes(compiled) == published_bytes(python_path)
+    assert compiled.requests == python_path.requests and bool(compiled.resets) == lose_one
+    assert compiled.sync.stats() == python_path.sync.stats()
 
 
 def snapshot_body(states, update_id, pp, sp, usdm):

@@ -220,6 +220,17 @@ cdef struct SyncState:
     Py_ssize_t n_recs, cap_recs
 
 
+cdef enum:                     # DepthSync's answers (binance.SyncStatus)
+    SYNC_EMIT = 0
+    SYNC_BUFFERED = 1
+    SYNC_NEED_SNAPSHOT = 2
+    SYNC_STALE = 3
+    SYNC_GAP = 4
+    SYNC_SYNCED = 5
+    SYNC_SNAPSHOT_TOO_OLD = 6
+    SYNC_SNAPSHOT_IGNORED = 7
+
+
 cdef class DepthSync:
     cdef readonly object market
     cdef bint _usdm

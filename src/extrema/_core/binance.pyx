@@ -2426,16 +2426,8 @@ cdef class BinanceDecoder:
 
 # ----------------------------------------------------------------------------------------- DepthSync
 
+# SYNC_* (DepthSync's answers): binance.pxd
 cdef enum:
-    SYNC_EMIT = 0
-    SYNC_BUFFERED = 1
-    SYNC_NEED_SNAPSHOT = 2
-    SYNC_STALE = 3
-    SYNC_GAP = 4
-    SYNC_SYNCED = 5
-    SYNC_SNAPSHOT_TOO_OLD = 6
-    SYNC_SNAPSHOT_IGNORED = 7
-
     PHASE_NEEDS_SNAPSHOT = 0
     PHASE_LIVE = 1
 

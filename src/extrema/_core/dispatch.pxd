@@ -6,6 +6,7 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 from extrema._core.types cimport Record
 from extrema._core.book cimport OrderBook
+from extrema._core.ring cimport RingConsumer
 from extrema._core.strategy cimport (
     RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, CandleView, OrderView, FillView,
     MarkPriceView, InstrumentScale, N_HOOKS)
@@ -87,4 +88,5 @@ cdef class Dispatcher:
     cdef _hook_failed(self, int j, str hook, exc, str event)
     cdef int _fan_out(self, uint64_t mask, int hook, RecordView view, const Record *rec) except -1
     cdef Py_ssize_t dispatch_ptr(self, const Record *recs, Py_ssize_t n) except -1
+    cpdef Py_ssize_t pump(self, RingConsumer consumer) except -1
     cdef int _route_order(self, int kind, const Record *r, uint64_t foreign_mask) except -1

@@ -738,7 +738,7 @@ cdef class Dispatcher:
         cdef cnp.ndarray arr = as_record_array(records, "dispatch")
         return self.dispatch_ptr(record_data(arr), cnp.PyArray_DIM(arr, 0))
 
-    def pump(self, RingConsumer consumer):
+    cpdef Py_ssize_t pump(self, RingConsumer consumer) except -1:
         """Dispatch every record the consumer has available now; returns how many. Stops early (and
         leaves the rest) if a hook's error policy asked the engine to stop.
 

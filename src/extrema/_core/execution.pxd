@@ -26,5 +26,6 @@ cdef class ExecutionCore:
     cdef object submit_order(self, int64_t coid, int owner, uint32_t iid, int side, int order_type, int tif,
                              int flags, int64_t price, int64_t stop_price, int64_t qty, int64_t now)
     cdef Py_ssize_t process_ptr(self, const Record *recs, Py_ssize_t n) except -1
+    cdef int after_dispatch_c(self, int64_t now) except -1
     cdef int apply_record(self, const Record *r, int64_t now) except -1
     cdef int _mark_dirty(self, uint32_t iid) except -1

@@ -236,10 +236,12 @@ cdef class ExecutionCore:
     def after_dispatch(self, now=None):
         """Check the book-sourced stops of the instruments whose books changed since the last call (the
         dispatcher has applied them by now). Returns how many stops fired."""
+        return self.after_dispatch_c(now_us() if now is None else now)
+
+    cdef int after_dispatch_c(self, int64_t t) except -1:
         cdef Py_ssize_t k
         cdef int fired = 0
         cdef uint32_t iid
-        cdef int64_t t = now_us() if now is None else now
         for k in range(self._dirty_n):
             iid = self._dirty[k]
             if iid < self.portfolio._n_instruments and self.portfolio._specs[iid].book != NULL:

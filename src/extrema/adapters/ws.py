@@ -8,7 +8,9 @@ subscribe message, the decoder, the venue's limits) is passed in. What a session
 * hands every complete message to `on_message(payload, ts_local_us)` on the event loop thread, with
   the local receive time taken before anything else is done with the frame. Fragmented messages
   (FIN = 0 + CONTINUATION frames) are reassembled; the payload is a `memoryview` valid only during the
-  call (the picows buffer is reused), so consumers decode it at once or copy it;
+  call (the picows buffer is reused), so consumers decode it at once or copy it. `on_message` may also
+  be a compiled consumer (extrema._core.wsframes.MessageSink), which gets the bytes without a Python
+  call; frames go through the compiled FrameListener either way;
 * reconnects after any disconnect with exponential backoff and full jitter
   (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/), resetting the backoff
   once a connection has stayed up for `stable_after` seconds, and calls `on_connect` again so the
@@ -32,6 +34,7 @@ from typing import Awaitable, Callable, Optional
 import picows
 
 from extrema._core.clock import time_us
+from extrema._core.wsframes import FrameListener, SessionStats
 
 log = logging.getLogger("extrema.adapters.ws")
 
@@ -84,63 +87,6 @@ class TokenBucket:
             await asyncio.sleep(wait)
 
 
-@dataclass
-class SessionStats:
-    connects: int = 0
-    disconnects: int = 0
-    connect_failures: int = 0
-    stale_drops: int = 0
-    age_rotations: int = 0
-    messages: int = 0
-    bytes: int = 0
-    sent: int = 0
-    handler_errors: int = 0
-    last_message_us: int = 0
-
-
-class _Listener(picows.WSListener):
-    """Frames -> whole messages -> the session. Runs inside picows' data_received."""
-
-    def __init__(self, session: "WsSession"):
-        self.session = session
-        self.transport = None
-        self._fragments: Optional[bytearray] = None
-
-    def on_ws_connected(self, transport):
-        self.transport = transport
-
-    def on_ws_frame(self, transport, frame):
-        ts = time_us()
-        msg_type = frame.msg_type
-        if msg_type == picows.WSMsgType.TEXT or msg_type == picows.WSMsgType.BINARY:
-            if frame.fin:
-                self.session._deliver(frame.get_payload_as_memoryview(), ts)
-            else:
-                self._fragments = bytearray(frame.get_payload_as_memoryview())
-        elif msg_type == picows.WSMsgType.CONTINUATION:
-            if self._fragments is None:
-                self.session._protocol_error("continuation frame without a first fragment")
-                return
-            self._fragments += frame.get_payload_as_memoryview()
-            if len(self._fragments) > self.session.max_message_size:
-                self._fragments = None
-                self.session._protocol_error("fragmented message above max_message_size")
-                transport.disconnect()
-                return
-            if frame.fin:
-                whole, self._fragments = self._fragments, None
-                self.session._deliver(memoryview(whole), ts)
-        elif msg_type == picows.WSMsgType.CLOSE:
-            self.session.close_reason = f"{frame.get_close_code()} {frame.get_close_message()!r}"
-            transport.send_close(frame.get_close_code(), frame.get_close_message())
-            transport.disconnect()
-        # PING is answered by picows (enable_auto_pong); our own pings' PONGs are consumed by picows.
-
-    def on_ws_disconnected(self, transport):
-        self.transport = None
-        self._fragments = None
-
-
 class WsSession:
     """A websocket stream that reconnects until `stop()`; see the module doc.
 
@@ -173,7 +119,7 @@ class WsSession:
         self.handshake_timeout = handshake_timeout
         self.stats = SessionStats()
         self.close_reason = ""
-        self._listener: Optional[_Listener] = None
+        self._listener: Optional[FrameListener] = None
         self._stopping = False
         self._connected = asyncio.Event()
         self._wake = asyncio.Event()     # set by stop() / reconnect() to cut a wait short
@@ -234,21 +180,6 @@ class WsSession:
 
     # ---- frames ---------------------------------------------------------------------------------------
 
-    def _deliver(self, payload: memoryview, ts_local: int) -> None:
-        stats = self.stats
-        stats.messages += 1
-        stats.bytes += len(payload)
-        stats.last_message_us = ts_local
-        try:
-            self.on_message(payload, ts_local)
-        except Exception:       # a bad handler must not take the connection down with it
-            stats.handler_errors += 1
-            log.exception("%s: message handler failed; message dropped", self.name)
-
-    def _protocol_error(self, what: str) -> None:
-        self.stats.handler_errors += 1
-        log.warning("%s: %s", self.name, what)
-
     # ---- the loop -------------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -257,7 +188,7 @@ class WsSession:
             url = self.url
             try:
                 transport, listener = await picows.ws_connect(
-                    lambda: _Listener(self), url,
+                    lambda: FrameListener(self), url,
                     websocket_handshake_timeout=self.handshake_timeout,
                     enable_auto_ping=True, auto_ping_idle_timeout=self.ping_idle,
                     auto_ping_reply_timeout=self.ping_reply_timeout,

@@ -36,6 +36,7 @@ import numpy as np
 from extrema._core.clock import time_us
 from extrema._core.dispatch import Dispatcher
 from extrema._core.execution import ExecutionCore
+from extrema._core.emit import Emitter
 from extrema._core.instruments import InstrumentRegistry
 from extrema._core.records import RECORD_DTYPE, RecordKind
 from extrema._core.ring import Ring
@@ -123,7 +124,8 @@ class Engine:
         self.stop_reason = None
         self.error = None
         self.native_thread_id = None
-        self.published = 0
+        # The record path every batch takes (compiled): execution core, ring, dispatcher, stops.
+        self._emit = Emitter(self)
         # The engine's clock: the wall clock live; a backtest replaces it with its replay clock (the time
         # the strategy sees the current event), which context.now_us(), timers, the bar clock, the risk
         # clock and order timestamps follow.
@@ -429,24 +431,22 @@ class Engine:
         while True:
             await asyncio.sleep(0)
 
-    def _emit(self, records):
-        """Publish records into the ring and dispatch them (engine thread)."""
-        if self._stop_event is not None and self._stop_event.is_set() and self.dispatcher.stop_requested:
-            return
-        core = self.execution_core
-        core.process(records)                 # orders, fills, marks, stops: before strategies see them
-        self.ring.publish(records)
-        self.published += len(records)
-        self.dispatcher.pump(self._consumer)
-        core.after_dispatch()                 # stops that watch the books just updated
-        if core.stops.pending:
-            self._submit_fired_stops()
-        if self.dispatcher.stop_requested:
-            self._request_stop("a strategy's error policy is 'stop'")
+    # _emit(records): publish records into the ring and dispatch them (engine thread) - the compiled
+    # Emitter (extrema._core.emit) made in __init__; sources are handed it.
+
+    @property
+    def published(self):
+        """Records that went through the engine's record path."""
+        return self._emit.published
+
+    @published.setter
+    def published(self, n):
+        self._emit.published = n
 
     def _request_stop(self, reason):
         if self.stop_reason is None:
             self.stop_reason = reason
+        self._emit.stopping = True
         self._stop_event.set()
 
     # ---- error policy ------------------------------------------------------------------------------

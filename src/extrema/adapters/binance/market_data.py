@@ -29,9 +29,10 @@ import logging
 from typing import Optional
 
 from extrema._core.binance import BinanceDecoder, DepthSync, SyncStatus
+from extrema._core.binance_stream import BinanceStreamSink
 from extrema._core.clock import time_us
 from extrema._core.instruments import Market
-from extrema._core.records import RecordKind, ResetReason, empty_records
+from extrema._core.records import RecordKind, ResetReason
 from extrema.adapters.binance.parts import VenuePart
 from extrema.adapters.ws import Backoff, WsSession
 
@@ -123,7 +124,6 @@ class BinanceMarketData(VenuePart):
                 raise RuntimeError("BinanceMarketData needs a registry (pass registry= or add it to an engine)")
             self.decoder = BinanceDecoder(self.registry, self.market)
             self.sync = DepthSync(self.market)
-            self._buffer = empty_records(_FRAME_RECORDS)
 
     def _wanted_streams(self, subscriptions):
         wanted = {}
@@ -155,7 +155,8 @@ class BinanceMarketData(VenuePart):
             self.raw_sink("connect", "", time_us(), self._url())
         # The URL carries the streams; books restart from snapshots the first diff of each instrument asks
         # for (DepthSync answers NEED_SNAPSHOT), so a snapshot is never older than the stream it joins.
-        self.session = WsSession(self._url, self._on_message, on_disconnect=self._on_disconnect, name=f"binance-{self.market.name.lower()}",
+        sink = BinanceStreamSink(self, self.decoder, self.sync, emit, _FRAME_RECORDS)
+        self.session = WsSession(self._url, sink, on_disconnect=self._on_disconnect, name=f"binance-{self.market.name.lower()}",
                                  send_rate=_SEND_RATE[self.market], stale_after=self.stale_after,
                                  backoff=self._backoff)
         try:
@@ -199,26 +200,14 @@ class BinanceMarketData(VenuePart):
 
     # ---- frames ------------------------------------------------------------------------------------
 
-    def _on_message(self, payload, ts_local):
-        if self.raw_sink is not None:
-            self.raw_sink("recv", payload, ts_local)
-        # Into one reusable buffer: the engine copies what it publishes into its ring and DepthSync
-        # copies what it buffers, so nothing keeps these records past this call.
-        n = self.decoder.decode_to(payload, self._buffer, ts_local)
-        status, records = self.sync.accept(self._buffer[:n], self.decoder)
-        if status == SyncStatus.EMIT:
-            if len(records):
-                self._emit(records)
-        elif status == SyncStatus.NEED_SNAPSHOT:
-            self._start_snapshot(self.decoder.info["instrument_id"])
-        elif status == SyncStatus.GAP:
-            iid = self.decoder.info["instrument_id"]
-            self.counters["resyncs"] += 1
-            log.warning("%s %s: depth sequence gap; book reset, resyncing", self.market.name,
-                        self.registry[iid].name)
-            self._emit(records)                 # the BOOK_RESET
-            self._start_snapshot(iid)
-        # BUFFERED (waiting for the snapshot) and STALE (older than the book) publish nothing.
+    # Messages go to the compiled BinanceStreamSink (extrema._core.binance_stream): decode, book sync and the
+    # engine's record path in C. It calls back here for what is rare.
+
+    def _on_gap(self, iid, reset):
+        self.counters["resyncs"] += 1
+        log.warning("%s %s: depth sequence gap; book reset, resyncing", self.market.name, self.registry[iid].name)
+        self._emit(reset)                       # the BOOK_RESET
+        self._start_snapshot(iid)
 
     # ---- snapshots ---------------------------------------------------------------------------------
 

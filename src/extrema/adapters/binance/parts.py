@@ -20,5 +20,5 @@ class VenuePart:
         if self.decoder is not None:
             out["decoder"] = self.decoder.stats()
         if self.session is not None:
-            out["connection"] = vars(self.session.stats).copy()
+            out["connection"] = self.session.stats.as_dict()
         return out
