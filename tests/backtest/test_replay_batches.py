@@ -162,3 +162,34 @@ def test_a_market_order_walks_as_deep_as_it_needs(levels):
         fills = res.fills[res.fills["client_order_id"] == order["client_order_id"]]
         assert [(round(float(f["price"]), 1), round(float(f["quantity"]), 3)) for f in fills] == expected
         assert order["status"] == OrderStatus.FILLED
+
+
+def test_hundreds_of_requests_in_flight_are_answered_in_the_order_they_were_sent():
+    """More arrivals and responses queued at once than the queues first hold: ties in time go by the order
+    they were sent, as for a handful."""
+    t = Tape().snapshot(0, [(P(100.0), Q(1))], [(P(100.1), Q(1))]).level(1_000, "bid", P(100.0), Q(2))
+    t.level(2_000, "bid", P(100.0), Q(3))
+
+    class Burst(Strategy):
+        def on_start(self):
+            self.context.subscribe("BTC_USDT", "book")
+            self.k = 0
+            self.ids, self.seen = [], []
+
+        def on_book(self, view):
+            self.k += 1
+            if self.k == 1:
+                for i in range(700):
+                    self.ids.append(self.context.submit("BTC_USDT", "buy", "0.06", f"{90 + i % 9}.{i % 10}"))
+            elif self.k == 2:
+                for coid in self.ids:
+                    self.context.cancel(coid)
+
+        def on_order(self, order):
+            self.seen.append((order.client_order_id, order.status))
+
+    s = Burst("burst")
+    res = Backtest(registry(), t.array(), [s], latency=ConstantLatency(0, 300, 300)).run()
+    assert [c for c, st in s.seen if st == OrderStatus.ACCEPTED] == s.ids
+    assert [c for c, st in s.seen if st == OrderStatus.CANCELLED] == s.ids
+    assert (res.orders["status"] == OrderStatus.CANCELLED).all() and len(res.orders) == 700

@@ -327,28 +327,22 @@ cdef void _eq_sift_down(EventQueue *q, Py_ssize_t i) noexcept nogil:
     q.heap[i] = x
 
 
+cdef inline int _regrow(void **p, size_t nbytes) noexcept nogil:
+    """realloc p[0] to nbytes; -1 (p[0] untouched) when out of memory."""
+    cdef void *grown = realloc(p[0], nbytes)
+    if grown == NULL:
+        return -1
+    p[0] = grown
+    return 0
+
+
 cdef int _eq_grow(EventQueue *q) noexcept nogil:
     """Double the pool (payload pointers taken before this are invalid after it); -1 when out of memory."""
     cdef Py_ssize_t cap = 2 * q.cap
-    cdef char *pool = <char *>realloc(q.pool, cap * q.elem)
-    cdef EventKey *keys
-    cdef int32_t *heap
-    cdef int32_t *free_slots
-    if pool == NULL:
+    if (_regrow(<void **>&q.pool, cap * q.elem) < 0 or _regrow(<void **>&q.keys, cap * sizeof(EventKey)) < 0
+            or _regrow(<void **>&q.heap, cap * sizeof(int32_t)) < 0
+            or _regrow(<void **>&q.free_slots, cap * sizeof(int32_t)) < 0):
         return -1
-    q.pool = pool
-    keys = <EventKey *>realloc(q.keys, cap * sizeof(EventKey))
-    if keys == NULL:
-        return -1
-    q.keys = keys
-    heap = <int32_t *>realloc(q.heap, cap * sizeof(int32_t))
-    if heap == NULL:
-        return -1
-    q.heap = heap
-    free_slots = <int32_t *>realloc(q.free_slots, cap * sizeof(int32_t))
-    if free_slots == NULL:
-        return -1
-    q.free_slots = free_slots
     q.cap = cap
     return 0
 
