@@ -96,3 +96,36 @@ def test_positions_and_equity_match_the_portfolio(live_run):
     assert abs(eq["equity"][-1] - engine.portfolio.equity(65)) < 1e-9
     assert abs(eq["fees"][-1] - fills["fee"].sum()) < 1e-6
     assert r["meta"]["events"] == engine.published > 0
+
+
+@pytest.mark.parametrize("singles", range(8))
+def test_the_tape_keeps_events_the_ring_wraps_whole(singles):
+    """The tape reads whole events from its consumer (RingConsumer.read joins the ones the ring's end cuts):
+    every FILL / ORDER_UPDATE it keeps comes with its own continuation, at every wrap position."""
+    from types import SimpleNamespace
+
+    from extrema import Engine, RecordKind, Ring, empty_records
+
+    engine = Engine(InstrumentRegistry())
+    ring = Ring(8)
+    tape = LiveTape(SimpleNamespace(ring=ring, portfolio=engine.portfolio, registry=engine.registry),
+                    equity_interval=60.0)
+    want = []
+    for k in range(14):
+        rec = empty_records(1 if k < singles else 2)
+        rec["sequence"] = k
+        if k < singles:
+            rec[0]["kind"] = RecordKind.TRADE
+        else:
+            rec[0]["kind"] = RecordKind.FILL if k % 2 else RecordKind.ORDER_UPDATE
+            rec[0]["flags"] = 1 << 12
+            rec[1]["kind"] = RecordKind.CONTINUATION
+            rec[1]["price"] = 1000 + k
+            want.append((k, 1000 + k))
+        ring.publish(rec, timeout=10)
+    ring.close()
+    tape.close()
+    got = tape.records()
+    assert list(got["kind"][1::2]) == [RecordKind.CONTINUATION] * len(want)
+    assert list(zip(got["sequence"][0::2].tolist(), got["price"][1::2].tolist())) == want
+    engine.ring.close()

@@ -61,7 +61,7 @@ modifies LIMIT orders only): the replace is refused with reason OTHER and the or
 cimport cython
 from libc.stdint cimport int64_t, int32_t, uint32_t, int8_t, uint16_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memset, memcpy
+from libc.string cimport memset, memcpy, memmove
 from libc.math cimport pow, log, llround, INFINITY
 from cpython.ref cimport PyObject
 
@@ -124,7 +124,7 @@ cdef enum:
     SO_POST_ONLY = 2
 
 cdef enum:
-    LEVELS_CHUNK = 256
+    LEVELS_FIRST = 4            # levels a book walk reads first (most marketable orders take one or two)
 
 # What triggers a conditional order (Binance USD-M workingType): the last trade price (CONTRACT_PRICE, the
 # default and spot's only choice) or the mark price (MARK_PRICE: KIND_MARK_PRICE records).
@@ -165,8 +165,6 @@ cdef struct SimOrder:
 
 
 cdef struct Arrival:
-    int64_t t
-    int64_t seq
     int32_t kind
     int32_t slot
     int64_t price
@@ -174,12 +172,40 @@ cdef struct Arrival:
 
 
 cdef struct Response:
-    int64_t t
-    int64_t seq
     int32_t n                   # records used (2 or 4)
     int32_t slot                # the order (ack / done bookkeeping)
     int8_t terminal
     Record recs[4]
+
+
+# The arrival and response queues: one binary heap of int32 pool slots ordered by (due time, sequence),
+# over a pool of payloads (Arrival or Response, `elem` bytes each). A sift moves 4-byte slots and reads
+# the 16-byte keys; the payloads (a Response is ~270 bytes) never move once written. Sequences are
+# unique, so the order things come out is fully determined by (due, seq): ties in time go by sequence.
+cdef struct EventKey:
+    int64_t due
+    int64_t seq
+
+
+cdef struct EventQueue:
+    char *pool                  # payloads, elem bytes per slot
+    EventKey *keys              # per slot
+    int32_t *heap               # queued slots, heap-ordered
+    int32_t *free_slots         # slots handed back by _eq_pop, reused first
+    Py_ssize_t elem
+    Py_ssize_t n                # queued
+    Py_ssize_t n_free
+    Py_ssize_t used             # slots ever handed out (the rest of the pool is untouched)
+    Py_ssize_t cap
+
+
+# A walk over one side of an exchange book from the touch (SimExchange._walk_next).
+cdef struct LevelWalk:
+    PyObject *book
+    int side
+    Py_ssize_t k                # next level
+    Py_ssize_t got              # levels read into SimExchange._levels so far
+    Py_ssize_t total            # levels on the side
 
 
 cdef struct FillRow:
@@ -218,6 +244,10 @@ cdef inline void _bk_fill_levels(PyObject *b, int side, int64_t *out, Py_ssize_t
     (<OrderBook>b)._fill_levels_raw(side, out, k)
 
 
+cdef inline Py_ssize_t _bk_count(PyObject *b, int side) noexcept nogil:
+    return (<OrderBook>b)._sides[side].count
+
+
 cdef inline void _bk_clear(PyObject *b) noexcept nogil:
     (<OrderBook>b).clear_levels()
 
@@ -243,68 +273,119 @@ cdef inline bint _triggers(int order_type, int side, int64_t stop, int64_t px) n
     return px <= stop if side == 0 else px >= stop
 
 
-cdef inline bint _arr_less(const Arrival *a, const Arrival *b) noexcept nogil:
-    return a.t < b.t or (a.t == b.t and a.seq < b.seq)
+cdef int _eq_init(EventQueue *q, Py_ssize_t elem, Py_ssize_t cap) noexcept nogil:
+    """An empty queue of payloads of `elem` bytes; -1 when out of memory (the caller raises MemoryError)."""
+    q.elem = elem
+    q.cap = cap
+    q.n = q.n_free = q.used = 0
+    q.pool = <char *>malloc(cap * elem)
+    q.keys = <EventKey *>malloc(cap * sizeof(EventKey))
+    q.heap = <int32_t *>malloc(cap * sizeof(int32_t))
+    q.free_slots = <int32_t *>malloc(cap * sizeof(int32_t))
+    if q.pool == NULL or q.keys == NULL or q.heap == NULL or q.free_slots == NULL:
+        return -1
+    return 0
 
 
-cdef inline bint _resp_less(const Response *a, const Response *b) noexcept nogil:
-    return a.t < b.t or (a.t == b.t and a.seq < b.seq)
+cdef void _eq_free(EventQueue *q) noexcept nogil:
+    free(q.pool); free(q.keys); free(q.heap); free(q.free_slots)
+    q.pool = NULL
+    q.keys = NULL
+    q.heap = NULL
+    q.free_slots = NULL
 
 
-cdef void _arr_sift_up(Arrival *h, Py_ssize_t i) noexcept nogil:
-    cdef Arrival x = h[i]
+cdef inline bint _eq_before(const EventKey *k, int32_t a, int32_t b) noexcept nogil:
+    return k[a].due < k[b].due or (k[a].due == k[b].due and k[a].seq < k[b].seq)
+
+
+cdef void _eq_sift_up(EventQueue *q, Py_ssize_t i) noexcept nogil:
+    cdef int32_t x = q.heap[i]
     cdef Py_ssize_t p
     while i > 0:
         p = (i - 1) >> 1
-        if not _arr_less(&x, &h[p]):
+        if not _eq_before(q.keys, x, q.heap[p]):
             break
-        h[i] = h[p]
+        q.heap[i] = q.heap[p]
         i = p
-    h[i] = x
+    q.heap[i] = x
 
 
-cdef void _arr_sift_down(Arrival *h, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
-    cdef Arrival x = h[i]
-    cdef Py_ssize_t c
+cdef void _eq_sift_down(EventQueue *q, Py_ssize_t i) noexcept nogil:
+    cdef int32_t x = q.heap[i]
+    cdef Py_ssize_t c, n = q.n
     while True:
         c = 2 * i + 1
         if c >= n:
             break
-        if c + 1 < n and _arr_less(&h[c + 1], &h[c]):
+        if c + 1 < n and _eq_before(q.keys, q.heap[c + 1], q.heap[c]):
             c += 1
-        if not _arr_less(&h[c], &x):
+        if not _eq_before(q.keys, q.heap[c], x):
             break
-        h[i] = h[c]
+        q.heap[i] = q.heap[c]
         i = c
-    h[i] = x
+    q.heap[i] = x
 
 
-cdef void _resp_sift_up(Response *h, Py_ssize_t i) noexcept nogil:
-    cdef Response x = h[i]
-    cdef Py_ssize_t p
-    while i > 0:
-        p = (i - 1) >> 1
-        if not _resp_less(&x, &h[p]):
-            break
-        h[i] = h[p]
-        i = p
-    h[i] = x
+cdef inline int _regrow(void **p, size_t nbytes) noexcept nogil:
+    """realloc p[0] to nbytes; -1 (p[0] untouched) when out of memory."""
+    cdef void *grown = realloc(p[0], nbytes)
+    if grown == NULL:
+        return -1
+    p[0] = grown
+    return 0
 
 
-cdef void _resp_sift_down(Response *h, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
-    cdef Response x = h[i]
-    cdef Py_ssize_t c
-    while True:
-        c = 2 * i + 1
-        if c >= n:
-            break
-        if c + 1 < n and _resp_less(&h[c + 1], &h[c]):
-            c += 1
-        if not _resp_less(&h[c], &x):
-            break
-        h[i] = h[c]
-        i = c
-    h[i] = x
+cdef int _eq_grow(EventQueue *q) noexcept nogil:
+    """Double the pool (payload pointers taken before this are invalid after it); -1 when out of memory."""
+    cdef Py_ssize_t cap = 2 * q.cap
+    if (_regrow(<void **>&q.pool, cap * q.elem) < 0 or _regrow(<void **>&q.keys, cap * sizeof(EventKey)) < 0
+            or _regrow(<void **>&q.heap, cap * sizeof(int32_t)) < 0
+            or _regrow(<void **>&q.free_slots, cap * sizeof(int32_t)) < 0):
+        return -1
+    q.cap = cap
+    return 0
+
+
+cdef int32_t _eq_push(EventQueue *q, int64_t due, int64_t seq) noexcept nogil:
+    """Queue a slot due at (due, seq); returns it (its payload is the caller's to write), -1 when out of memory."""
+    cdef int32_t slot
+    if q.n_free > 0:
+        q.n_free -= 1
+        slot = q.free_slots[q.n_free]
+    else:
+        if q.used == q.cap and _eq_grow(q) < 0:
+            return -1
+        slot = <int32_t>q.used
+        q.used += 1
+    q.keys[slot].due = due
+    q.keys[slot].seq = seq
+    q.heap[q.n] = slot
+    q.n += 1
+    _eq_sift_up(q, q.n - 1)
+    return slot
+
+
+cdef inline void *_eq_payload(EventQueue *q, int32_t slot) noexcept nogil:
+    return q.pool + slot * q.elem
+
+
+cdef inline int64_t _eq_top_due(const EventQueue *q) noexcept nogil:
+    """Due time of the earliest queued event, NEVER when the queue is empty."""
+    return q.keys[q.heap[0]].due if q.n > 0 else NEVER
+
+
+cdef int32_t _eq_pop(EventQueue *q) noexcept nogil:
+    """Take the earliest event off the queue (the queue is not empty). Its slot is free again: copy the
+    payload out before the next _eq_push."""
+    cdef int32_t slot = q.heap[0]
+    q.n -= 1
+    if q.n > 0:
+        q.heap[0] = q.heap[q.n]
+        _eq_sift_down(q, 0)
+    q.free_slots[q.n_free] = slot
+    q.n_free += 1
+    return slot
 
 
 cdef inline int64_t _kth_smallest(int64_t *a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
@@ -352,6 +433,7 @@ cdef class SimExchange:
     cdef readonly int64_t exchange_now
     cdef readonly int64_t first_ts
     cdef bint _started
+    cdef bint _feeding                 # inside feed(): more data may follow the buffered records
 
     # latency
     cdef int _lat_mode
@@ -396,19 +478,16 @@ cdef class SimExchange:
     cdef double *_taker
     cdef double *_fee_scale            # raw price x raw size -> fee asset raw units (times the rate)
     cdef int32_t *_fee_asset
-    cdef int64_t *_levels              # scratch for book walks: [price, qty] pairs
+    cdef int64_t *_levels              # scratch for book walks: [price, qty] pairs (see _walk_next)
+    cdef Py_ssize_t _levels_cap        # ... room for this many levels
 
     # orders
     cdef SimOrder *_orders
     cdef Py_ssize_t _n_orders
     cdef Py_ssize_t _cap_orders
     cdef dict _slot_of                 # client order id -> slot
-    cdef Arrival *_arr
-    cdef Py_ssize_t _arr_n
-    cdef Py_ssize_t _arr_cap
-    cdef Response *_resp
-    cdef Py_ssize_t _resp_n
-    cdef Py_ssize_t _resp_cap
+    cdef EventQueue _arr              # Arrival payloads: orders / cancels / replaces on their way to the venue
+    cdef EventQueue _resp             # Response payloads: the venue's answers on their way to the strategy
     cdef int64_t _seq
     cdef int64_t _trade_id
     cdef FillRow *_fills
@@ -417,9 +496,15 @@ cdef class SimExchange:
     cdef list _posted                  # records the engine asked to deliver after the running hook
     cdef Py_ssize_t _n_posted          # len(_posted), tested per delivery without touching the list
 
-    # input buffer (the current batch and the unconsumed tail of the previous one)
+    # input: records 0 .. _n - 1 are the tail (what earlier batches left unconsumed, _tail_n records at
+    # _tail + _tail_off) followed by the current batch (_recs, kept alive by _buf); see _rec and feed
     cdef object _buf
     cdef const Record *_recs
+    cdef Record *_tail
+    cdef Py_ssize_t _tail_off
+    cdef Py_ssize_t _tail_n
+    cdef Py_ssize_t _tail_cap
+    cdef Py_ssize_t _tail_missing      # continuation slots of the tail's last record still to come
     cdef Py_ssize_t _n
     cdef Py_ssize_t _x                 # exchange cursor
     cdef Py_ssize_t _y                 # local cursor
@@ -448,12 +533,13 @@ cdef class SimExchange:
         self._mark_px = NULL
         self._has_depth = NULL
         self._orders = NULL
-        self._arr = NULL
-        self._resp = NULL
+        memset(&self._arr, 0, sizeof(EventQueue))
+        memset(&self._resp, 0, sizeof(EventQueue))
         self._fills = NULL
         self._levels = NULL
         self._lat_window = NULL
         self._lat_scratch = NULL
+        self._tail = NULL
 
     def __init__(self, engine, *, int latency_mode=0, int64_t feed_us=0, int entry_mode=0, int response_mode=0,
                  int64_t entry_us=0, int64_t response_us=0, double latency_scale=1.0, double percentile=50.0,
@@ -520,7 +606,8 @@ cdef class SimExchange:
         self._taker = <double *>malloc(n * sizeof(double))
         self._fee_scale = <double *>malloc(n * sizeof(double))
         self._fee_asset = <int32_t *>malloc(n * sizeof(int32_t))
-        self._levels = <int64_t *>malloc(2 * LEVELS_CHUNK * sizeof(int64_t))
+        self._levels_cap = 64
+        self._levels = <int64_t *>malloc(2 * self._levels_cap * sizeof(int64_t))
         if (self._books == NULL or self._rest_head == NULL or self._tick == NULL or self._lot == NULL
                 or self._min_notional == NULL or self._pow_sp == NULL or self._pos == NULL or self._maker == NULL
                 or self._taker == NULL or self._fee_scale == NULL or self._fee_asset == NULL or self._levels == NULL
@@ -569,15 +656,12 @@ cdef class SimExchange:
         self._posted = []
         self._cap_orders = 1024
         self._orders = <SimOrder *>malloc(self._cap_orders * sizeof(SimOrder))
-        self._arr_cap = 256
-        self._arr = <Arrival *>malloc(self._arr_cap * sizeof(Arrival))
-        self._resp_cap = 256
-        self._resp = <Response *>malloc(self._resp_cap * sizeof(Response))
         self._cap_fills = 1024
         self._fills = <FillRow *>malloc(self._cap_fills * sizeof(FillRow))
-        if self._orders == NULL or self._arr == NULL or self._resp == NULL or self._fills == NULL:
+        if (self._orders == NULL or self._fills == NULL or _eq_init(&self._arr, sizeof(Arrival), 256) < 0
+                or _eq_init(&self._resp, sizeof(Response), 256) < 0):
             raise MemoryError()
-        self._buf = np.zeros(0, dtype=engine_record_dtype())
+        self._buf = None
         self._recs = NULL
         self._n = 0
         self.house_due = NEVER
@@ -586,10 +670,11 @@ cdef class SimExchange:
     def __dealloc__(self):
         free(self._books); free(self._rest_head); free(self._tick); free(self._lot); free(self._min_notional)
         free(self._pow_sp); free(self._pos); free(self._maker); free(self._taker); free(self._fee_scale)
-        free(self._fee_asset); free(self._levels); free(self._orders); free(self._arr); free(self._resp)
+        free(self._fee_asset); free(self._levels); free(self._orders)
+        _eq_free(&self._arr); _eq_free(&self._resp)
         free(self._fills); free(self._lat_window); free(self._lat_scratch)
         free(self._cond_head); free(self._cond_tail); free(self._last_px); free(self._mark_px)
-        free(self._has_depth)
+        free(self._has_depth); free(self._tail)
 
     # ---- the replay clock ---------------------------------------------------------------------------
 
@@ -670,27 +755,21 @@ cdef class SimExchange:
 
     cdef int _push_arrival(self, int kind, int32_t slot, int64_t price, int64_t qty) except -1:
         cdef Arrival *p
+        cdef int32_t at
         cdef SimOrder *o = &self._orders[slot]
         cdef int64_t t = self.now + self._latency(self._entry_mode, self._entry_us)
         if t < o.last_arrival:
             t = o.last_arrival          # requests of one order reach the venue in the order they were sent
         o.last_arrival = t
-        if self._arr_n == self._arr_cap:
-            p = <Arrival *>realloc(self._arr, 2 * self._arr_cap * sizeof(Arrival))
-            if p == NULL:
-                raise MemoryError()
-            self._arr = p
-            self._arr_cap *= 2
         self._seq += 1
-        p = &self._arr[self._arr_n]
-        p.t = t
-        p.seq = self._seq
+        at = _eq_push(&self._arr, t, self._seq)
+        if at < 0:
+            raise MemoryError()
+        p = <Arrival *>_eq_payload(&self._arr, at)
         p.kind = kind
         p.slot = slot
         p.price = price
         p.qty = qty
-        _arr_sift_up(self._arr, self._arr_n)
-        self._arr_n += 1
         return 0
 
     def submit_raw(self, int64_t coid, int owner, uint32_t iid, int side, int order_type, int tif, int flags,
@@ -749,26 +828,20 @@ cdef class SimExchange:
 
     # ---- responses ----------------------------------------------------------------------------------
 
-    cdef Response *_new_response(self, int32_t slot) except NULL:
-        """A response slot due after the response latency (filled by the caller, then _commit_response)."""
+    cdef Response *_new_response(self, int32_t slot, int64_t *due) except NULL:
+        """A response due after the response latency (its time in *due), queued at once: the caller fills
+        its records before anything else is queued."""
         cdef Response *p
-        if self._resp_n == self._resp_cap:
-            p = <Response *>realloc(self._resp, 2 * self._resp_cap * sizeof(Response))
-            if p == NULL:
-                raise MemoryError()
-            self._resp = p
-            self._resp_cap *= 2
-        p = &self._resp[self._resp_n]
-        memset(p, 0, sizeof(Response))
+        cdef int32_t at
         self._seq += 1
-        p.t = self.exchange_now + self._latency(self._resp_mode, self._resp_us)
-        p.seq = self._seq
+        due[0] = self.exchange_now + self._latency(self._resp_mode, self._resp_us)
+        at = _eq_push(&self._resp, due[0], self._seq)
+        if at < 0:
+            raise MemoryError()
+        p = <Response *>_eq_payload(&self._resp, at)
+        memset(p, 0, sizeof(Response))
         p.slot = slot
         return p
-
-    cdef inline void _commit_response(self) noexcept nogil:
-        _resp_sift_up(self._resp, self._resp_n)
-        self._resp_n += 1
 
     cdef void _write_update(self, Record *r, SimOrder *o, int status, int exec_type, int reason) noexcept nogil:
         cdef Record *c = r + 1
@@ -797,13 +870,13 @@ cdef class SimExchange:
 
     cdef int _send_update(self, int32_t slot, int status, int exec_type, int reason) except -1:
         cdef SimOrder *o = &self._orders[slot]
-        cdef Response *p = self._new_response(slot)
+        cdef int64_t due
+        cdef Response *p = self._new_response(slot, &due)
         o.status = status
         self._write_update(&p.recs[0], o, status, exec_type, reason)
         p.n = 2
         p.terminal = status == ORDER_STATUS_FILLED or status == ORDER_STATUS_CANCELLED or \
             status == ORDER_STATUS_REJECTED or status == ORDER_STATUS_EXPIRED
-        self._commit_response()
         return 0
 
     cdef int _fill(self, int32_t slot, int64_t price, int64_t qty, bint maker) except -1:
@@ -816,6 +889,7 @@ cdef class SimExchange:
         cdef double rate = self._maker[o.iid] if maker else self._taker[o.iid]
         cdef double fee = rate * <double>price * <double>qty * self._fee_scale[o.iid]
         cdef int status
+        cdef int64_t due
         cdef FillRow *grown
         if qty <= 0:
             return 0
@@ -824,7 +898,7 @@ cdef class SimExchange:
         self._pos[o.iid] += qty if o.side == 0 else -qty
         status = ORDER_STATUS_FILLED if o.filled >= o.quantity else ORDER_STATUS_PARTIALLY_FILLED
         o.status = status
-        p = self._new_response(slot)
+        p = self._new_response(slot, &due)
         self._write_update(&p.recs[0], o, status, EXEC_TRADE, ORDER_REASON_NONE)
         self._trade_id += 1
         f = &p.recs[2]
@@ -845,7 +919,6 @@ cdef class SimExchange:
         f[1].sequence = self._pos[o.iid]
         p.n = 4
         p.terminal = status == ORDER_STATUS_FILLED
-        self._commit_response()
         if self._n_fills == self._cap_fills:
             grown = <FillRow *>realloc(self._fills, 2 * self._cap_fills * sizeof(FillRow))
             if grown == NULL:
@@ -854,7 +927,7 @@ cdef class SimExchange:
             self._cap_fills *= 2
         row = &self._fills[self._n_fills]
         self._n_fills += 1
-        row.ts = p.t
+        row.ts = due
         row.coid = o.coid
         row.owner = o.owner
         row.iid = o.iid
@@ -863,7 +936,7 @@ cdef class SimExchange:
         row.price = price
         row.qty = qty
         row.fee = <double>f.aux1
-        row.latency_us = p.t - o.submit_us
+        row.latency_us = due - o.submit_us
         row.slot = slot
         if maker:
             self.maker_fills += 1
@@ -943,75 +1016,64 @@ cdef class SimExchange:
         """Walk the opposite side of the replayed book up to `limit` (any price for a market order), filling
         up to `want`; taken = filled size."""
         cdef SimOrder *o = &self._orders[slot]
-        cdef PyObject *book = self._books[o.iid]
-        cdef int opp = 1 - o.side
-        cdef Py_ssize_t k, got, chunk = LEVELS_CHUNK, skip = 0
+        cdef LevelWalk w
         cdef int64_t px, q, lot = self._lot[o.iid], done = 0
-        taken[0] = 0
-        while want - done > 0:
-            got = self._levels_from(book, opp, skip, chunk)
-            if got == 0:
+        self._walk_start(&w, o.iid, 1 - o.side)
+        while want - done > 0 and self._walk_next(&w, &px, &q):
+            if not is_market and ((o.side == 0 and px > limit) or (o.side == 1 and px < limit)):
                 break
-            for k in range(got):
-                px = self._levels[2 * k]
-                q = self._levels[2 * k + 1]
-                if not is_market and ((o.side == 0 and px > limit) or (o.side == 1 and px < limit)):
-                    taken[0] = done
-                    return 0
-                if q > want - done:
-                    q = want - done
-                q -= q % lot
-                if q <= 0:
-                    continue
-                self._fill(slot, px, q, False)
-                done += q
-                if want - done <= 0:
-                    break
-            if got < chunk:
-                break
-            skip += got
+            if q > want - done:
+                q = want - done
+            q -= q % lot
+            if q <= 0:
+                continue
+            self._fill(slot, px, q, False)
+            done += q
         taken[0] = done
         return 0
 
-    cdef Py_ssize_t _levels_from(self, PyObject *book, int side, Py_ssize_t skip, Py_ssize_t chunk) except -1:
-        """Levels skip .. skip + chunk - 1 of a side into self._levels (the book gives top-k)."""
-        cdef int64_t *buf
-        cdef Py_ssize_t total = skip + chunk, got, i
-        if skip == 0:
-            memset(self._levels, 0, 2 * chunk * sizeof(int64_t))
-            _bk_fill_levels(book, side, self._levels, chunk)
-            buf = self._levels
-        else:
-            buf = <int64_t *>malloc(2 * total * sizeof(int64_t))   # deep walks only: beyond LEVELS_CHUNK levels
-            if buf == NULL:
-                raise MemoryError()
-            for i in range(2 * total):
-                buf[i] = 0
-            _bk_fill_levels(book, side, buf, total)
-            memcpy(self._levels, buf + 2 * skip, 2 * chunk * sizeof(int64_t))
-            free(buf)
-        got = 0
-        while got < chunk and self._levels[2 * got + 1] > 0:
-            got += 1
-        return got
+    cdef inline void _walk_start(self, LevelWalk *w, uint32_t iid, int side) noexcept nogil:
+        w.book = self._books[iid]
+        w.side = side
+        w.k = 0
+        w.got = 0
+        w.total = _bk_count(w.book, side)
+
+    cdef bint _walk_next(self, LevelWalk *w, int64_t *px, int64_t *qty) except -1:
+        """The next level of a walk from the touch (price, size), False past the side's last level. The
+        levels are read from the book a prefix at a time (LEVELS_FIRST, then four times longer each time
+        the walk gets to its end), so a walk costs the levels it reaches, not the depth of the book."""
+        cdef Py_ssize_t k
+        cdef int64_t *grown
+        if w.k == w.got:
+            if w.got == w.total:
+                return False
+            k = LEVELS_FIRST if w.got == 0 else 4 * w.got
+            if k > w.total:
+                k = w.total
+            if k > self._levels_cap:
+                grown = <int64_t *>realloc(self._levels, 2 * k * sizeof(int64_t))
+                if grown == NULL:
+                    raise MemoryError()
+                self._levels = grown
+                self._levels_cap = k
+            _bk_fill_levels(w.book, w.side, self._levels, k)
+            w.got = k
+        px[0] = self._levels[2 * w.k]
+        qty[0] = self._levels[2 * w.k + 1]
+        w.k += 1
+        return True
 
     cdef int64_t _available(self, SimOrder *o, int64_t limit) except -1:
         """Size on the opposite side at prices within limit (FOK)."""
-        cdef PyObject *book = self._books[o.iid]
-        cdef Py_ssize_t k, got, skip = 0
-        cdef int64_t total = 0, px
-        while True:
-            got = self._levels_from(book, 1 - o.side, skip, LEVELS_CHUNK)
-            for k in range(got):
-                px = self._levels[2 * k]
-                if (o.side == 0 and px > limit) or (o.side == 1 and px < limit):
-                    return total
-                total += self._levels[2 * k + 1]
-                if total >= o.quantity:
-                    return total
-            if got < LEVELS_CHUNK:
-                return total
-            skip += got
+        cdef LevelWalk w
+        cdef int64_t total = 0, px, q
+        self._walk_start(&w, o.iid, 1 - o.side)
+        while total < o.quantity and self._walk_next(&w, &px, &q):
+            if (o.side == 0 and px > limit) or (o.side == 1 and px < limit):
+                break
+            total += q
+        return total
 
     cdef inline bint _marketable(self, SimOrder *o, int64_t price) noexcept nogil:
         cdef PyObject *book = self._books[o.iid]
@@ -1155,9 +1217,9 @@ cdef class SimExchange:
             self._unrest(slot)
         return self._match_incoming(slot)
 
-    cdef int _arrive(self, const Arrival *a) except -1:
-        if a.t > self.exchange_now:
-            self.exchange_now = a.t
+    cdef int _arrive(self, int64_t t, const Arrival *a) except -1:
+        if t > self.exchange_now:
+            self.exchange_now = t
         if a.kind == ARR_NEW:
             return self._arrive_new(a.slot)
         if a.kind == ARR_CANCEL:
@@ -1392,20 +1454,23 @@ cdef class SimExchange:
 
     # ---- the replay loop ----------------------------------------------------------------------------
 
+    cdef inline const Record *_rec(self, Py_ssize_t i) noexcept nogil:
+        """Record i of the input (the tail, then the current batch)."""
+        if i < self._tail_n:
+            return self._tail + self._tail_off + i
+        return self._recs + (i - self._tail_n)
+
     cdef inline int64_t _next_exchange_time(self) noexcept nogil:
         """Time of the next exchange event: a market record (at its exchange time) or an arrival."""
         cdef int64_t e = NEVER, a
         cdef const Record *r
         if self._x < self._n:
-            r = &self._recs[self._x]
+            r = self._rec(self._x)
             e = self._exchange_time(r)
             if e < self._last_e:
                 e = self._last_e
-        if self._arr_n > 0:
-            a = self._arr[0].t
-            if a < e:
-                return a
-        return e
+        a = _eq_top_due(&self._arr)
+        return a if a < e else e
 
     cdef int _exchange_step(self, int64_t until) except -1:
         """Process exchange events due at or before `until`, one at a time (market records first at a tie)."""
@@ -1416,11 +1481,11 @@ cdef class SimExchange:
         while True:
             e = NEVER
             if self._x < self._n:
-                r = &self._recs[self._x]
+                r = self._rec(self._x)
                 e = self._exchange_time(r)
                 if e < self._last_e:
                     e = self._last_e
-            a = self._arr[0].t if self._arr_n > 0 else NEVER
+            a = _eq_top_due(&self._arr)
             if e <= a:
                 if e > until or e == NEVER:
                     return 0
@@ -1434,14 +1499,10 @@ cdef class SimExchange:
                     self._exchange_market(r)
                 self._x += 1 + cont
             else:
-                if a > until:
-                    return 0
-                arr = self._arr[0]
-                self._arr_n -= 1
-                if self._arr_n > 0:
-                    self._arr[0] = self._arr[self._arr_n]
-                    _arr_sift_down(self._arr, self._arr_n, 0)
-                self._arrive(&arr)
+                if a > until or (self._feeding and self._x >= self._n):
+                    return 0          # (an unread record of the next batch may be due first)
+                arr = (<Arrival *>_eq_payload(&self._arr, _eq_pop(&self._arr)))[0]
+                self._arrive(a, &arr)
                 return 0          # one event: the caller re-checks what is due locally
 
     cdef int _deliver(self, const Record *p, Py_ssize_t n) except -1:
@@ -1502,15 +1563,12 @@ cdef class SimExchange:
         return 0
 
     cdef int _deliver_response(self) except -1:
-        cdef Response resp = self._resp[0]
+        cdef int64_t t = _eq_top_due(&self._resp)
+        cdef Response resp = (<Response *>_eq_payload(&self._resp, _eq_pop(&self._resp)))[0]
         cdef Py_ssize_t i
         cdef SimOrder *o
-        self._resp_n -= 1
-        if self._resp_n > 0:
-            self._resp[0] = self._resp[self._resp_n]
-            _resp_sift_down(self._resp, self._resp_n, 0)
-        if resp.t > self.now:
-            self.now = resp.t
+        if t > self.now:
+            self.now = t
         for i in range(resp.n):
             resp.recs[i].ts_local = self.now if resp.recs[i].kind != KIND_CONTINUATION else resp.recs[i].ts_local
         o = &self._orders[resp.slot]
@@ -1523,10 +1581,14 @@ cdef class SimExchange:
 
     cdef int _run_until_local(self, int64_t t) except -1:
         """Everything due before the strategy sees a record at local time t (responses, housekeeping and the
-        exchange events that precede them)."""
+        exchange events that precede them). Returns 1 when it has to wait for the next batch: every buffered
+        record is on the exchange side already, and the next one, unread, may be due before anything else.
+        (Deciding without it would make the run depend on where the batches end.)"""
         cdef int64_t r, local_next, e
         while not self.stopped:
-            r = self._resp[0].t if self._resp_n > 0 else NEVER
+            if self._feeding and self._x >= self._n:
+                return 1
+            r = _eq_top_due(&self._resp)
             local_next = r if r < self.house_due else self.house_due
             if t < local_next:
                 local_next = t
@@ -1553,7 +1615,7 @@ cdef class SimExchange:
         while self._y < self._n and not self.stopped:
             if not final and self._x >= self._n:
                 return 0             # the exchange side needs the next batch before this record is due
-            r = &self._recs[self._y]
+            r = self._rec(self._y)
             n = 1 + ((r.flags & CONT_MASK) >> CONT_SHIFT)
             if self._y + n > self._n:
                 return 0             # a multi-slot record split across batches (sources never do that)
@@ -1579,8 +1641,7 @@ cdef class SimExchange:
             if not self._started:
                 self._started = True
                 self.first_ts = t
-            self._run_until_local(t)
-            if self.stopped:
+            if self._run_until_local(t) or self.stopped:
                 return 0
             self.now = t
             self._deliver(r, n)
@@ -1591,19 +1652,81 @@ cdef class SimExchange:
     def feed(self, batch):
         """Replay one batch of records (RECORD_DTYPE, nondecreasing ts_local)."""
         cdef cnp.ndarray arr = as_record_array(batch, "SimExchange.feed")
+        cdef const Record *p = record_data(arr)
+        cdef Py_ssize_t n = cnp.PyArray_DIM(arr, 0), m
         if self.stopped:
             return
-        if self._y < self._n:
-            arr = np.concatenate([self._buf[self._y:], arr])
-            self._x -= self._y
-        else:
-            self._x = 0
-        self._y = 0
+        if self._tail_missing:
+            # the last batch ended inside a multi-slot record: its continuations join it in the tail
+            m = self._tail_missing if self._tail_missing < n else n
+            self._append_tail(p, m)
+            self._tail_missing -= m
+            p += m
+            n -= m
         self._buf = arr
-        self._recs = record_data(arr)
-        self._n = cnp.PyArray_DIM(arr, 0)
+        self._recs = p
+        self._n = self._tail_n + n
         self._observed = self._ring_observed()      # per batch: a consumer attached now sees the next one
-        self._run_batch(False)
+        self._feeding = True
+        try:
+            self._run_batch(False)
+        finally:
+            self._feeding = False
+            self._keep_tail()
+
+    cdef int _append_tail(self, const Record *p, Py_ssize_t n) except -1:
+        """Append n records to the tail buffer (moving the tail to its start, or growing it, when full)."""
+        cdef Py_ssize_t need = self._tail_n + n, cap
+        cdef Record *grown
+        if n <= 0:
+            return 0
+        if self._tail_off + need > self._tail_cap:
+            if self._tail_off:
+                memmove(self._tail, self._tail + self._tail_off, self._tail_n * sizeof(Record))
+                self._tail_off = 0
+            if need > self._tail_cap:
+                cap = 2 * self._tail_cap if 2 * self._tail_cap > need else need
+                if cap < 256:
+                    cap = 256
+                grown = <Record *>realloc(self._tail, cap * sizeof(Record))
+                if grown == NULL:
+                    raise MemoryError()
+                self._tail = grown
+                self._tail_cap = cap
+        memcpy(self._tail + self._tail_off + self._tail_n, p, n * sizeof(Record))
+        self._tail_n += n
+        return 0
+
+    cdef int _keep_tail(self) except -1:
+        """After a batch: keep the records not yet delivered locally (from the local cursor on) in the tail
+        buffer (copied: the caller may reuse its array) and let go of the batch. No per-batch array: the
+        tail part is dropped from the front in place and only the batch's unconsumed end is copied."""
+        cdef Py_ssize_t y = self._y, from_batch, i
+        cdef const Record *r
+        if self._x < y:
+            self._x = y
+        if y < self._tail_n:
+            self._tail_off += y
+            self._tail_n -= y
+            from_batch = 0
+        else:
+            from_batch = y - self._tail_n
+            self._tail_off = 0
+            self._tail_n = 0
+        i = self._tail_n                # the batch's part starts on a record (its head) when it is not empty
+        self._append_tail(self._recs + from_batch, self._n - y - self._tail_n)
+        self._x -= y
+        self._y = 0
+        self._n = self._tail_n
+        self._recs = NULL
+        self._buf = None
+        if self._tail_missing == 0:
+            # a multi-slot record cut by the batch's end (sources never do that) is completed by the next feed
+            while i < self._tail_n:
+                r = self._tail + self._tail_off + i
+                i += 1 + ((r.flags & CONT_MASK) >> CONT_SHIFT)
+            self._tail_missing = i - self._tail_n
+        return 0
 
     def finish(self, int64_t end_us=-1):
         """End of data: deliver what is buffered, then every response and housekeeping event due by
@@ -1644,7 +1767,7 @@ cdef class SimExchange:
 
     @property
     def pending(self):
-        return {"arrivals": self._arr_n, "responses": self._resp_n}
+        return {"arrivals": self._arr.n, "responses": self._resp.n}
 
     def position_raw(self, uint32_t instrument_id):
         """The account's net position the exchange holds (raw size)."""

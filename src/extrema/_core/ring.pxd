@@ -1,5 +1,5 @@
 from libc.stdint cimport int64_t, uint64_t, uint32_t
-from extrema._core.types cimport Record
+from extrema._core.types cimport Record, KIND_CONTINUATION
 
 cdef extern from "ex_ring.h" nogil:
     ctypedef struct ex_ring_meta:
@@ -81,6 +81,17 @@ cdef class Ring:
     cdef _create_shm(self, name)
 
 
+cdef inline Py_ssize_t whole_events(const Record *recs, Py_ssize_t n) noexcept nogil:
+    """How many of the n records (n > 0) form complete events: n, or the index of the last head whose
+    continuation slots (flags >> 12 of them follow a multi-slot head) lie beyond the n records."""
+    cdef Py_ssize_t h = n - 1
+    while h > 0 and recs[h].kind == KIND_CONTINUATION:
+        h -= 1
+    if recs[h].kind != KIND_CONTINUATION and h + 1 + (recs[h].flags >> 12) > n:
+        return h
+    return n
+
+
 cdef class RingConsumer:
     cdef Ring _ring
     cdef ex_ring_consumer *_c
@@ -92,11 +103,17 @@ cdef class RingConsumer:
     cdef Record *_copy             # lossy consumers: private copy of the last batch
     cdef Py_ssize_t _copy_cap
     cdef bint _closed
+    cdef Record _joined[16]        # an event the ring's end (or max_n) cut, put back together (_whole)
+    cdef readonly int64_t rejoined       # events handed out whole from _joined
+    cdef readonly int64_t torn_dropped   # events dropped: a lossy overrun took part of them (or their head)
+    cdef Py_ssize_t _owed          # continuation slots still to come of an event larger than the ring
 
     cdef Py_ssize_t poll_ptr(self, Py_ssize_t max_n, const Record **out) noexcept nogil
     cdef Py_ssize_t wait_ptr(self, Py_ssize_t max_n, const Record **out, int64_t timeout_ns) noexcept nogil
     cdef void release(self) noexcept nogil
     cdef void _free_slot(self) noexcept
     cdef object _result(self, Py_ssize_t n, const Record *p)
+    cdef Py_ssize_t _whole(self, Py_ssize_t n, const Record **out) noexcept nogil
+    cdef void _give_back(self, Py_ssize_t k) noexcept nogil
     @staticmethod
     cdef RingConsumer _create(Ring ring, bint lossy, bint oldest, WaitPolicy wait, Py_ssize_t max_batch)

@@ -20,6 +20,18 @@ Consumer policies
 A batch handed out by poll() / read() is valid until the next poll() / read() / release() on the same
 consumer (the engine-owned-view rule): copy it (`batch.copy()`) to keep it.
 
+Whole events
+------------
+poll() and read() never end a batch inside a multi-slot event (ORDER_UPDATE, FILL, CANDLE: a head whose
+flags >> 12 continuation slots follow it). An event the ring's end cuts (head in the last slot,
+continuations at the start) or that max_n would cut is handed out whole: alone in its batch, copied
+(`rejoined` counts them), and may then hold more than max_n records; an event whose continuations are not
+published yet is left for the next call. A lossy consumer whose overrun took part of an event (its
+continuations, or its head: continuations first in a batch) drops what it has of it, counts the event in
+`torn_dropped` and logs it - it never hands out half an event. An event larger than the ring cannot be
+whole in it and is handed out in pieces. The compiled poll_ptr / wait_ptr hand out the raw slots
+(Dispatcher.pump joins events itself).
+
 Waiting
 -------
 A waiting consumer spins (cpu_relax) `spin` times, then yields the CPU `yields` times, then sleeps on
@@ -51,6 +63,7 @@ from posix.stat cimport struct_stat, fstat
 from posix.time cimport nanosleep, timespec
 from cpython.ref cimport Py_INCREF
 
+import logging
 import os
 import re
 
@@ -86,6 +99,8 @@ cdef extern from *:
 
 cdef enum:
     SLOT_CLAIMING = 3           # a consumer is setting up the slot; not yet ACTIVE
+
+log = logging.getLogger("extrema.ring")
 
 SHM_PREFIX = "extrema."
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}\Z")
@@ -537,6 +552,12 @@ _EMPTY = np.empty(0, dtype=RECORD_DTYPE)
 _EMPTY.flags.writeable = False
 
 
+cdef _log_torn(RingConsumer c, int64_t before):
+    if c.torn_dropped != before:
+        log.warning("ring consumer %d dropped %d event(s) that an overrun or an unfinished publish cut (%d so far, "
+                    "%d records lost)", c.index, c.torn_dropped - before, c.torn_dropped, c.lost)
+
+
 @cython.final
 @cython.no_gc_clear
 cdef class RingConsumer:
@@ -709,15 +730,103 @@ cdef class RingConsumer:
             raise ProducerGoneError(f"the owner of ring {self._ring.name!r} (pid {self._ring.owner_pid}) died")
         return _EMPTY
 
+    cdef void _give_back(self, Py_ssize_t k) noexcept nogil:
+        """Hand the last k records of the batch just taken back to the ring: the next poll starts with them
+        (a back-pressure consumer has not released them yet: _pending_end moves back with the cursor)."""
+        self._cursor -= <uint64_t>k
+        if self.lossy:
+            ex_store_relaxed_u64(&self._c.read_seq, self._cursor)
+        else:
+            self._pending_end = self._cursor
+
+    cdef Py_ssize_t _whole(self, Py_ssize_t n, const Record **out) noexcept nogil:
+        """The batch poll_ptr / wait_ptr just handed out (n > 0 records at *out) cut to whole events, or the
+        event at its start put back together in _joined (see the module doc). Returns the count, 0 when
+        nothing whole can be handed out now: the event is not all published yet (it stays for the next
+        call), or it was torn (counted in torn_dropped; the caller polls again)."""
+        cdef const Record *b = out[0]
+        cdef const Record *more
+        cdef Py_ssize_t lead = 0, whole, have, need, m, j
+        cdef uint64_t start
+        cdef ex_ring_header *h = self._ring._h
+        if self._owed:
+            # the continuations of an event larger than the ring, handed out in pieces as they come
+            m = self._owed if self._owed < n else n
+            self._owed -= m
+            self._give_back(n - m)
+            return m
+        while lead < n and b[lead].kind == KIND_CONTINUATION:
+            lead += 1                   # continuations whose head this consumer never saw (a lossy overrun)
+        if lead:
+            self.torn_dropped += 1
+            if lead == n:
+                return 0
+            b += lead
+            n -= lead
+            out[0] = b
+        whole = whole_events(b, n)
+        if whole == n:
+            return n
+        if whole > 0:
+            self._give_back(n - whole)
+            return whole
+        # The batch is the start of one event whose continuations lie beyond it.
+        need = 1 + (b[0].flags >> 12) - n
+        if 1 + (b[0].flags >> 12) > <Py_ssize_t>(self._ring._mask + 1):
+            self._owed = need           # larger than the ring: it cannot be whole in it
+            return n
+        if ex_load_acquire_u64(&h.prod.write_seq) - self._cursor < <uint64_t>need:
+            if not ex_load_acquire_u64(&h.prod.closed):
+                self._give_back(n)      # its continuations are being published: next time
+                return 0
+            self.torn_dropped += 1      # closed before they were: they never will be
+            return 0
+        memcpy(self._joined, b, n * sizeof(Record))
+        have = n
+        while need > 0:
+            start = self._cursor
+            m = self.poll_ptr(need, &more)
+            if m <= 0:
+                break
+            if self._cursor - <uint64_t>m != start:
+                self._give_back(m)      # an overrun skipped what came next: these are the stream after it
+                break
+            j = 0
+            while j < m and more[j].kind == KIND_CONTINUATION:
+                j += 1
+            memcpy(self._joined + have, more, j * sizeof(Record))
+            have += j
+            need -= j
+            if j < m:
+                self._give_back(m - j)  # a head: the producer never finished the event we hold
+                break
+        if need:
+            self.torn_dropped += 1
+            return 0
+        self.rejoined += 1
+        out[0] = self._joined
+        return have
+
     def poll(self, max_n=None):
-        """Every record available now (up to max_n), as a read-only RECORD_DTYPE array; empty if none.
-        Valid until the next poll / read / release on this consumer."""
+        """Every record available now (up to max_n; more only to finish the one event a batch holds), as a
+        read-only RECORD_DTYPE array of whole events; empty if none. Valid until the next poll / read /
+        release on this consumer."""
         cdef const Record *p = NULL
         cdef Py_ssize_t n = self._copy_cap if max_n is None else max_n
+        cdef Py_ssize_t limit = n
+        cdef int64_t torn = self.torn_dropped, before
         if n < 1:
             raise ValueError(f"max_n must be >= 1, got {max_n}")
-        n = self.poll_ptr(n, &p)
-        if n == 0 and not self._closed and ex_load_acquire_u64(&self._ring._h.prod.closed):
+        while True:
+            n = self.poll_ptr(limit, &p)
+            if n <= 0:
+                break
+            before = self.torn_dropped
+            n = self._whole(n, &p)
+            if n > 0 or self.torn_dropped == before:
+                break
+        _log_torn(self, torn)
+        if n == 0 and not self._closed and ex_load_acquire_u64(&self._ring._h.prod.closed) and self.lag == 0:
             n = RING_CLOSED
         return self._result(n, p)
 
@@ -727,15 +836,32 @@ cdef class RingConsumer:
         cdef const Record *p = NULL
         cdef Py_ssize_t n = self._copy_cap if max_n is None else max_n
         cdef int64_t timeout_ns = -1 if timeout is None else <int64_t>(timeout * 1e9)
+        cdef int64_t deadline, left, torn = self.torn_dropped, before
         if n < 1:
             raise ValueError(f"max_n must be >= 1, got {max_n}")
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout}")
+        deadline = -1 if timeout_ns < 0 else monotonic_ns() + timeout_ns
         cdef Py_ssize_t limit = n
-        n = self.poll_ptr(limit, &p)            # records waiting already: no GIL round trip
-        if n == 0:
-            with nogil:
-                n = self.wait_ptr(limit, &p, timeout_ns)
+        while True:
+            n = self.poll_ptr(limit, &p)            # records waiting already: no GIL round trip
+            if n == 0:
+                left = -1 if deadline < 0 else max(deadline - monotonic_ns(), 0)
+                with nogil:
+                    n = self.wait_ptr(limit, &p, left)
+            if n <= 0:
+                break
+            before = self.torn_dropped
+            n = self._whole(n, &p)
+            if n > 0:
+                break
+            if self.torn_dropped == before:
+                # an event whose continuations the producer is publishing right now
+                if deadline >= 0 and monotonic_ns() >= deadline:
+                    break
+                with nogil:
+                    sched_yield()
+        _log_torn(self, torn)
         return self._result(n, p)
 
     def release_batch(self):

@@ -56,22 +56,15 @@ class LiveTape:
         self._consumer = engine.ring.consumer("block")
         self._chunks: list[np.ndarray] = []
         self._equity: list[np.ndarray] = []
-        self._carry = None
         self.started_us = time_us()
         self.ended_us = None
         self._thread = threading.Thread(target=self._run, name="extrema-live-tape", daemon=True)
         self._thread.start()
 
     def _take(self, batch):
-        if self._carry is not None:
-            batch = np.concatenate([self._carry, batch])
-            self._carry = None
+        # a consumer's batches hold whole events (RingConsumer.read): each FILL / ORDER_UPDATE head has its
+        # continuation right after it in the same batch
         idx = np.flatnonzero(np.isin(batch["kind"], _KEPT))
-        if not len(idx):
-            return
-        if idx[-1] + 1 >= len(batch):              # a head whose continuation is in the next batch
-            self._carry = batch[idx[-1]:].copy()
-            idx = idx[:-1]
         if len(idx):
             both = np.empty(2 * len(idx), np.intp)
             both[0::2], both[1::2] = idx, idx + 1
