@@ -218,3 +218,12 @@ def test_compiled_id_allocator_matches_the_python_reference(start, counter, step
                 out.append(type(exc).__name__)
         made.append(out)
     assert made[0] == made[1]
+
+
+def test_ids_restart_on_another_clock_only_before_the_first():
+    ids = ClientOrderIds("ab12", clock=lambda: 1_763_000_000.0)
+    ids.restart(lambda: 0.0)                       # a backtest's data clock before its first record
+    first = ids.next(3)
+    assert first >> 32 == 1 and owner_of(first) == 3
+    with pytest.raises(RuntimeError, match="issued already"):
+        ids.restart(lambda: 1_763_000_000.0)

@@ -28,7 +28,7 @@ from extrema._core.strategy cimport (
     Strategy, RecordView, TradeView, QuoteView, BookView, ResetView, TimerView, CandleView, OrderView,
     FillView, MarkPriceView, InstrumentScale, HookId, HOOK_BOOK, HOOK_TRADE, HOOK_QUOTE, HOOK_BOOK_RESET,
     HOOK_SCHEDULE, HOOK_CANDLE, HOOK_ORDER, HOOK_FILL, HOOK_MARK_PRICE, N_HOOKS)
-from extrema._core.ring cimport RingConsumer
+from extrema._core.ring cimport RingConsumer, whole_events
 from extrema._core.features cimport (
     Kernel, ScalarKernel, Vwap, TradeFlowImbalance, Microprice, BookImbalance, Atr, TrueRange)
 from extrema._core.bars cimport BarAggregator, BARS_PENDING, CANDLE_SLOTS
@@ -38,17 +38,6 @@ from extrema._core.records import RecordKind
 from extrema._core.strategy import HOOK_NAMES
 
 cdef int N_KINDS = KIND_MAX + 1
-
-
-cdef inline Py_ssize_t _whole_events(const Record *recs, Py_ssize_t n) noexcept nogil:
-    """How many of the n records form complete events: n, or the index of a last head whose continuations
-    lie beyond the batch (flags >> 12 continuation slots follow a multi-slot head)."""
-    cdef Py_ssize_t h = n - 1
-    while h > 0 and recs[h].kind == KIND_CONTINUATION:
-        h -= 1
-    if recs[h].kind != KIND_CONTINUATION and h + 1 + (recs[h].flags >> 12) > n:
-        return h
-    return n
 
 
 # Client order ids below this are the engine's own (extrema.execution.orders): low 6 bits = strategy.
@@ -756,7 +745,7 @@ cdef class Dispatcher:
             n = consumer.poll_ptr(4096, &batch)
             if n <= 0:
                 break
-            whole = _whole_events(batch, n)
+            whole = whole_events(batch, n)
             if whole:
                 total += self.dispatch_ptr(batch, whole)
             if whole == n:

@@ -60,11 +60,18 @@ cdef class OrderIdAllocator:
     tick-to-order time (in Python ~0.3 µs). Not thread-safe, on purpose (see ClientOrderIds)."""
 
     def __init__(self, clock):
-        self._clock = clock
-        self._start = max(1, int(clock()) - EPOCH_S)
-        if self._start >= (1 << 30):
+        self.restart(clock)
+
+    def restart(self, clock):
+        """Take ids from `clock` (seconds since the epoch) from now on: a backtest issues them on its data
+        clock, so a run gives the same ids whenever it runs. Only before the first id."""
+        if self._counter:
+            raise RuntimeError("client order ids were issued already: restarting could issue one twice")
+        start = max(1, int(clock()) - EPOCH_S)
+        if start >= (1 << 30):
             raise OverflowError("client order id start field exhausted (year 2058)")
-        self._counter = 0
+        self._clock = clock
+        self._start = start
 
     cpdef int64_t next(self, int owner) except -1:
         """A new id for an order of strategy `owner` (its index in the engine)."""

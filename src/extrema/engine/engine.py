@@ -328,6 +328,8 @@ class Engine:
         self._thread = threading.current_thread()
         self._replay = replay
         self.clock = replay.now_us
+        # Order ids from the data clock too: the same run gives the same ids (and results) whenever it runs.
+        self.order_ids.restart(lambda: replay.now_us() / 1e6)
         for runner in self._runners.values():
             runner.start()
         for index, strategy in enumerate(self.dispatcher.strategies):
