@@ -42,6 +42,7 @@ from extrema._core.instruments cimport Instrument
 from extrema._core.order_entry cimport OrderSink
 from extrema._core.ratelimit cimport LimiterCore, Reservation
 from extrema._core.clock cimport now_us, monotonic_ns, ServerClock
+from extrema._core.wsframes cimport FrameListener, SessionStats
 
 cdef extern from "openssl/sha.h" nogil:
     # The low-level SHA-256 interface: deprecated for new code in OpenSSL 3 but kept, and the only one
@@ -368,6 +369,9 @@ cdef class WsApiOrderSink(OrderSink):
 
     cdef readonly OrderEncoder encoder
     cdef object _api
+    cdef object _session                    # the api's WsSession, its stats and counters (made once)
+    cdef SessionStats _stats
+    cdef dict _counters
     cdef object _refusable
     cdef ServerClock _clock                 # the request timestamps' clock (None: the api's own now_ms callable)
     cdef int64_t _weight, _orders           # the documented cost of order.place
@@ -379,6 +383,9 @@ cdef class WsApiOrderSink(OrderSink):
 
     def __init__(self, api, OrderEncoder encoder not None, refusable, ServerClock clock=None):
         self._api = api
+        self._session = api.session
+        self._stats = api.session.stats
+        self._counters = api.counters
         self._clock = clock
         self.encoder = encoder
         self._refusable = tuple(refusable)
@@ -406,15 +413,15 @@ cdef class WsApiOrderSink(OrderSink):
     cdef object _place(self, str symbol, object coid, int side, int order_type, int tif, int64_t price_raw,
                        int price_precision, int64_t qty_raw, int size_precision):
         cdef WSTransport transport
+        cdef FrameListener listener
         cdef int64_t t0, ts
         api = self._api
         if not api._ready:
             api._check_sendable("order.place", True)
-        listener = api.session._listener
-        t = listener.transport if listener is not None else None
-        if t is None:
+        listener = self._session._listener
+        if listener is None or listener.transport is None:
             api._not_connected("order.place")
-        transport = <WSTransport?>t
+        transport = <WSTransport?>listener.transport
         ts = self._clock.now_ms() if self._clock is not None else api._now_ms()
         limiter = <LimiterCore?>api.rate_limiter
         res = limiter.acquire_now(self._weight, self._orders, "order.place", ts)
@@ -430,10 +437,10 @@ cdef class WsApiOrderSink(OrderSink):
             raise
         self.encoder.written += 1
         self.last_ts_ms = ts
-        api.session.stats.sent += 1
+        self._stats.sent += 1
         # the pending answer's entry (BinanceWsApi._pending_entry makes it a _Pending when it needs one)
         api._pending[rid] = (res, coid, symbol, self.entry_ns)
-        api.counters["sent"] += 1
+        self._counters["sent"] += 1
         return rid
 
     cdef int send(self, int64_t coid, str strategy, Instrument inst, int side, int order_type, int tif,

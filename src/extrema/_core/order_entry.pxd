@@ -16,4 +16,4 @@ cdef class OrderIdAllocator:
     cdef object _clock
     cdef public int64_t _start          # seconds since 2024-01-01 of this run's ids
     cdef public int64_t _counter
-    cpdef int64_t next(self, int owner) except -1
+    cdef int64_t take(self, int owner) except -1      # next(owner) for compiled callers

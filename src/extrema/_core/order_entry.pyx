@@ -73,8 +73,11 @@ cdef class OrderIdAllocator:
         self._clock = clock
         self._start = start
 
-    cpdef int64_t next(self, int owner) except -1:
+    def next(self, int owner):
         """A new id for an order of strategy `owner` (its index in the engine)."""
+        return self.take(owner)
+
+    cdef int64_t take(self, int owner) except -1:
         cdef int64_t counter
         if not 0 <= owner < (1 << OWNER_BITS):
             raise ValueError(f"strategy index must be in 0..{(1 << OWNER_BITS) - 1}, got {owner}")
@@ -109,6 +112,8 @@ cdef class ContextCore:
     cdef ExecutionCore _core
     cdef OrderIdAllocator _ids
     cdef readonly dict order_sinks      # market -> the OrderSink the fast path writes to, or None
+    cdef object _last_market            # the market of the last order and its sink
+    cdef OrderSink _last_sink
 
     def __init__(self, engine, strategy, int index):
         self._engine = engine
@@ -166,7 +171,7 @@ cdef class ContextCore:
             return None
         if qty_raw <= 0 or (price is not None and price_raw <= 0):
             return None
-        coid = self._ids.next(self.index)
+        coid = self._ids.take(self.index)
         order_type = OT_LIMIT if price is not None else OT_MARKET
         clock = self._engine.clock
         now = now_us() if clock is _time_us else clock()
@@ -184,6 +189,8 @@ cdef class ContextCore:
         return coid
 
     cdef OrderSink _sink(self, market):
+        if market is self._last_market:        # the common case: one venue (an enum's hash is a Python call)
+            return self._last_sink
         sink = self.order_sinks.get(market, False)
         if sink is False:
             client = self._engine.execution_client(market)
@@ -195,4 +202,6 @@ cdef class ContextCore:
                 if sink is None:
                     sink = OrderSink(client.submit_raw)
             self.order_sinks[market] = sink
+        self._last_market = market
+        self._last_sink = sink
         return sink

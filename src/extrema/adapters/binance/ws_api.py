@@ -246,9 +246,6 @@ class BinanceWsApi:
         self._recv_window_text = str(self.recv_window_ms)
         self._ids = itertools.count(1)
         self._pending: Dict[int, _Pending] = {}
-        self.order_sink = (WsApiOrderSink(self, self._encoder, (BinanceError, ValueError),
-                                          self.server_clock if now_ms is None else None)
-                           if self._encoder is not None else None)
         self._recent: "OrderedDict[int, WsApiResponse]" = OrderedDict()   # for response() after the fact
         self._ready = False
         self._authenticated = False        # session.logon accepted on the current connection
@@ -263,6 +260,10 @@ class BinanceWsApi:
         self.session = WsSession(url, self._on_message, on_connect=self._on_connect,
                                  on_disconnect=self._on_disconnect,
                                  name=name or f"binance-{self._api}-ws-api", **options)
+        # The compiled order.place path (HMAC keys): place_order_raw and the engine's fast path.
+        self.order_sink = (WsApiOrderSink(self, self._encoder, (BinanceError, ValueError),
+                                          self.server_clock if now_ms is None else None)
+                           if self._encoder is not None else None)
 
     def __repr__(self):
         return (f"<BinanceWsApi {self.market.name} {self.url} credentials={self.credentials!r} "
