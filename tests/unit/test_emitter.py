@@ -3,7 +3,6 @@ replaced (tests/models/emit_reference.py): two engines, one driven by each, get 
 batches of trades, quotes, order updates and fills - through a small ring, so multi-slot events wrap
 around its end - and must show their strategies the same events and end with the same orders, positions
 and counts."""
-import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from extrema import EngineBuilder, InstrumentRegistry, Market, OrderStatus, Strategy

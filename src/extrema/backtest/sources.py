@@ -66,7 +66,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
