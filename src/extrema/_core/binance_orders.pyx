@@ -68,6 +68,7 @@ TIF_FOK = 3
 DEF PAY_CAP = 1024
 DEF FRAME_CAP = 1536
 DEF MAX_TEXT = 64            # api key, symbol, client order id: Binance's are far shorter
+DEF WS_HEADROOM = 16         # room for the websocket frame header picows writes before the text
 
 cdef const char *_HEX = b"0123456789abcdef"
 
@@ -129,7 +130,10 @@ cdef class OrderEncoder:
     cdef char _rw[24]
     cdef Py_ssize_t _rw_n
     cdef char _pay[PAY_CAP]           # the signature payload of the last request
-    cdef char _frame[FRAME_CAP]       # the JSON text of the last request
+    # The JSON text of the last request, at _wire + WS_HEADROOM: picows' send_reuse_external_buffer writes
+    # the websocket frame header (up to 14 bytes) in front of the message it is given, in place.
+    cdef char _wire[WS_HEADROOM + FRAME_CAP]
+    cdef char *_frame
     cdef Py_ssize_t _pay_n
     cdef char _prefix[16]             # client_id_prefix: an int client id is written `<prefix><digits>`
     cdef Py_ssize_t _prefix_n
@@ -142,6 +146,7 @@ cdef class OrderEncoder:
         cdef Py_ssize_t n = PyBytes_GET_SIZE(key), i
         cdef unsigned char block[64]
         cdef unsigned char pad[64]
+        self._frame = self._wire + WS_HEADROOM
         if n < 1 or n > MAX_TEXT:
             raise ValueError(f"api key of {n} characters: the order encoder takes 1..{MAX_TEXT}")
         for i in range(n):
