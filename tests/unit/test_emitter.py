@@ -1,8 +1,8 @@
 """The engine's compiled record path (extrema._core.emit.Emitter, Engine._emit) against the Python one it
 replaced (tests/models/emit_reference.py): two engines, one driven by each, get the same hypothesis-drawn
-batches of trades, quotes, order updates and fills - through a small ring, so multi-slot events wrap
-around its end - and must show their strategies the same events and end with the same orders, positions
-and counts."""
+batches of trades, quotes, order updates and fills - through an 8-slot ring, so multi-slot events wrap
+around its end and batches are larger than the ring - and must show their strategies the same events and
+end with the same orders, positions and counts."""
 from hypothesis import given, settings, strategies as st
 
 from extrema import EngineBuilder, InstrumentRegistry, Market, OrderStatus, Strategy
@@ -33,7 +33,7 @@ def build():
     inst = reg.register("BTC_USDT", Market.SIM, "0.01", "0.001")
     strategy = Recorder()
     engine = (EngineBuilder(reg).strategy(strategy, subscribe={inst: ("trades", "quotes")})
-              .options(ring_capacity=32).build())          # batches are at most 18 records
+              .options(ring_capacity=8).build())          # batches of up to 18 records: larger than the ring
     return engine, strategy, inst
 
 

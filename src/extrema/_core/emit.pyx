@@ -19,6 +19,7 @@ cimport numpy as cnp
 from extrema._core.types cimport Record
 from extrema._core.records cimport as_record_array, record_data
 from extrema._core.clock cimport now_us
+from extrema._core.ring cimport whole_events
 
 cnp.import_array()
 
@@ -44,7 +45,7 @@ cdef class Emitter:
         return self.emit_ptr(record_data(arr), cnp.PyArray_DIM(arr, 0))
 
     cdef int emit_ptr(self, const Record *recs, Py_ssize_t n) except -1:
-        cdef Py_ssize_t done
+        cdef Py_ssize_t done, k, m, cap
         if self.stopping and self._dispatcher.stop_requested:
             return 0                       # a strategy stopped the engine: nothing more goes in
         if n <= 0:
@@ -52,13 +53,25 @@ cdef class Emitter:
         if self._ring._closed:
             self._ring.publish(_array_of(recs, n))                   # raises the ring's own error
         self._core.process_ptr(recs, n)
-        # The engine's own consumer blocks the ring (back-pressure) and is drained right below, so the
-        # publish does not wait unless another back-pressure consumer is a full ring behind.
-        done = self._ring.publish_ptr(recs, n, 0)
-        if done < n:
-            self._ring.publish(_array_of(recs + done, n - done))      # waits, without the GIL
+        # The engine's own consumer holds the ring back (back-pressure) and only this thread drains it, so a
+        # batch goes in as pieces of whole events of at most the ring's capacity, the dispatcher draining
+        # the ring after each: a batch larger than the ring does not wait for itself. Only another
+        # back-pressure consumer a full ring behind makes a piece wait (without the GIL).
+        cap = <Py_ssize_t>(self._ring._mask + 1)
+        done = 0
+        while done < n:
+            m = n - done
+            if m > cap:
+                m = whole_events(recs + done, cap)       # never a multi-slot event cut in two
+                if m == 0:
+                    raise ValueError(f"an event of more than {cap} slots cannot pass a ring of {cap}")
+            k = self._ring.publish_ptr(recs + done, m, 0)
+            if k < m:
+                with nogil:
+                    self._ring.publish_ptr(recs + done + k, m - k, -1)
+            done += m
+            self._dispatcher.pump(self._consumer)
         self.published += n
-        self._dispatcher.pump(self._consumer)
         self._core.after_dispatch_c(now_us())
         if self._core.stops._fired_n:
             self._engine._submit_fired_stops()
