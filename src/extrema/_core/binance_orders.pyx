@@ -450,19 +450,18 @@ cdef class WsApiOrderSink(OrderSink):
 
     cdef int send(self, int64_t coid, str strategy, Instrument inst, int side, int order_type, int tif,
                   int64_t qty_raw, int64_t price_raw) except -1:
-        cdef object order
         self.entry_ns = monotonic_ns()
         if self._book is None:
             raise RuntimeError("WsApiOrderSink.send before bind(): no order book to leave the order in")
         oid = coid
+        order = (oid, strategy, side, order_type, tif, price_raw, qty_raw)     # what the client books
         try:
             self._place(inst.venue_symbol, oid, side, order_type, tif, price_raw, inst.price_precision, qty_raw,
                         inst.size_precision)
         except BaseException as exc:
             if not isinstance(exc, self._refusable):
                 raise
-            order = (oid, strategy, side, order_type, tif, price_raw, qty_raw)
             self._on_refused((order, inst, now_us() // 1000), exc)
             return 0
-        self._book.append(((oid, strategy, side, order_type, tif, price_raw, qty_raw), inst, self.last_ts_ms))
+        self._book.append((order, inst, self.last_ts_ms))
         return 0

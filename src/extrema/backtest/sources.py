@@ -250,8 +250,10 @@ class ReplaySource:
         n = self._logged.get(reason, 0)
         if n < LOG_LINES_PER_REASON:
             self._logged[reason] = n + 1
-            where = f"{self._where()}:{line}" if line is not None else self._where()
-            log.warning("%s: dropped (%s) %s", where, reason, detail)
+            log.warning("%s: dropped (%s) %s", self._drop_where(line), reason, detail)
+
+    def _drop_where(self, line):
+        return f"{self._where()}:{line}" if line is not None else self._where()
 
     def _where(self):
         return self.label
@@ -825,14 +827,9 @@ class CaptureSource(_FileSource):
                 except ValueError as exc:
                     self._drop("bad_json", str(exc), f"{path.name}:{lineno}")
 
-    def _drop(self, reason, detail="", line=None, count=1):
+    def _drop_where(self, line):
         # line numbers here already name their file
-        dropped = self.stats["dropped"]
-        dropped[reason] = dropped.get(reason, 0) + count
-        n = self._logged.get(reason, 0)
-        if n < LOG_LINES_PER_REASON:
-            self._logged[reason] = n + 1
-            log.warning("%s: dropped (%s) %s", line or self.path, reason, detail)
+        return line or self.path
 
     def _generate(self):
         self._pos = 0
