@@ -10,6 +10,13 @@ has been written to the order connection's socket:
     the WebSocket API's compiled order sink (BinanceExecution.order_sink) -> order.place written, signed (HMAC)
     and sent in C
 
+Modes: the engine loop sleeping in epoll (the default), busy-polling, and busy-polling pinned to a CPU; the
+busy-poll modes warm the hot path up between frames (EngineBuilder.options(warm_up=True), the default:
+extrema.engine.warm). Three more runs of the pinned mode: its baselines in the same run (without the
+warm-up; the hook computing a Decimal price instead of a float) and the same engine in a busier market
+(the simulator's generated flow 5x faster: on a shared VM a path that ran a few hundred µs ago is still
+cached, one that ran milliseconds ago is not - the machine suite measures that).
+
 p50 / p99 / p99.9 in µs over the measured orders, with the split at the hook's entry. Everything runs in
 the engine thread of one process; the simulator (generated market, matching engine, servers) runs in a
 child process on the same 2 cores, as a venue would run elsewhere. Orders rest far below the market
@@ -70,7 +77,7 @@ def _watch_progress(engine, frame_ns, sim_pid):
     return ""
 
 
-def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
+def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False, warm_up=True, decimal_price=False):
     from decimal import Decimal
 
     from extrema import EngineBuilder, InstrumentRegistry, Strategy
@@ -107,6 +114,7 @@ def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
             self.total, self.to_hook, self.pending = [], [], []
             self.to_send, self.write = [], []
             self.skip = 50                   # warm-up orders, not measured
+            self.offset = None
 
         def on_start(self):
             if freeze_gc:
@@ -117,7 +125,16 @@ def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
 
         def on_trade(self, trade):
             t_hook = time.perf_counter_ns()
-            price = Decimal(int(trade.price * 0.5))      # far below the market: the order rests
+            # Far below the market, so the order rests. By default float arithmetic on the trade's price, as
+            # a latency-minded Python strategy writes it (the engine takes a float that is the nearest double
+            # to a price on the tick grid: a 2-decimal price minus a whole number is, within far less than
+            # its tolerance); the "Decimal price" mode measures the same hook computing a Decimal instead.
+            if decimal_price:
+                price = Decimal(int(trade.price * 0.5))
+            else:
+                if self.offset is None:
+                    self.offset = float(int(trade.price * 0.5))
+                price = trade.price - self.offset
             oid = self.context.submit(inst, "buy", "0.001", price)     # written when submit returns
             t_out = time.perf_counter_ns()
             t_frame = frame_ns()                         # the stamp of the frame being handled
@@ -138,7 +155,7 @@ def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
 
     strategy = TickToOrder()
     builder = (EngineBuilder(registry).venue(venue).strategy(strategy, subscribe={inst: "trades"})
-               .options(stop_when_sources_done=False, busy_poll=busy_poll))
+               .options(stop_when_sources_done=False, busy_poll=busy_poll, warm_up=warm_up))
     if cpu is not None:
         builder.pin(cpu)
     engine = builder.build()
@@ -153,11 +170,12 @@ def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False):
             f"tick_to_order suite: {stalled}; {len(strategy.total)} of {n_orders} orders measured. "
             f"Market-data session: connects={getattr(s, 'connects', '?')} stale_drops={getattr(s, 'stale_drops', '?')} "
             f"messages={getattr(s, 'messages', '?')}; the simulator's thread stacks are on stderr above (SIGUSR1)")
-    log(f"{len(strategy.total)} orders in {time.monotonic() - t0:.1f} s; engine stop: {engine.stop_reason}")
+    took = time.monotonic() - t0
+    log(f"{len(strategy.total)} orders in {took:.1f} s; engine stop: {engine.stop_reason}")
     split = {"hook": strategy.to_hook, "context": strategy.to_send,
              "place": [t - h - c for t, h, c in zip(strategy.total, strategy.to_hook, strategy.to_send)],
              "write": strategy.write}
-    return strategy.total, split
+    return strategy.total, split, len(strategy.total) / took
 
 
 def run(ctx) -> list[dict]:
@@ -170,26 +188,37 @@ def run(ctx) -> list[dict]:
     cpus = sorted(os.sched_getaffinity(0))
     # Engine thread on the last CPU, the simulator on the others (when there are two or more).
     engine_cpu, sim_cpus = (cpus[-1], cpus[:-1]) if len(cpus) > 1 else (None, None)
-    modes = {"epoll": dict(), "busy-poll": dict(busy_poll=True),
-             "busy-poll pinned": dict(busy_poll=True, cpu=engine_cpu, freeze_gc=True)}
+    pinned = dict(busy_poll=True, cpu=engine_cpu, freeze_gc=True)
+    modes = {"epoll": dict(), "busy-poll": dict(busy_poll=True), "busy-poll pinned": pinned,
+             # the same run's baselines of the pinned mode: without the warm-up, with a Decimal price
+             "pinned, no warm-up": dict(pinned, warm_up=False),
+             "pinned, Decimal price": dict(pinned, decimal_price=True),
+             # and in a busier market: the simulator's generated flow 5x faster (see the machine suite)
+             "pinned, 5x trade rate": dict(pinned, speed=150.0)}
     runs = {}
     for mode, options in modes.items():
+        options = dict(options)
+        speed = options.pop("speed", 30.0)
         # One simulator per mode: the pinned mode pins the simulator too.
         pin_sim = sim_cpus if options.get("cpu") is not None else None
-        with simulator_process(speed=30.0, who="tick_to_order suite", cpus=pin_sim) as urls:
+        with simulator_process(speed=speed, who="tick_to_order suite", cpus=pin_sim) as urls:
             runs[mode] = _measure(urls, p["orders"], ctx.log, **options)
     rows = []
-    for mode, (total, split) in runs.items():
+    for mode, (total, split, rate) in runs.items():
+        pinned_text = (f"busy-poll, engine thread pinned to CPU {engine_cpu} (EngineBuilder.pin), simulator to "
+                       f"CPU(s) {sim_cpus}, gc.freeze() at start")
         loop = {"epoll": "engine loop sleeps in epoll between frames (default)",
-                "busy-poll": "engine loop busy-polls (EngineBuilder.options(busy_poll=True))",
-                "busy-poll pinned": f"busy-poll, engine thread pinned to CPU {engine_cpu} "
-                                    f"(EngineBuilder.pin), simulator to CPU(s) {sim_cpus}, gc.freeze() at start"}[mode]
+                "busy-poll": "engine loop busy-polls (EngineBuilder.options(busy_poll=True)), warm-up on (default)",
+                "busy-poll pinned": pinned_text + ", warm-up on",
+                "pinned, no warm-up": pinned_text + ", warm_up=False (engine.warm)",
+                "pinned, Decimal price": pinned_text + ", warm-up on, the hook computes a Decimal price",
+                "pinned, 5x trade rate": pinned_text + ", warm-up on, the simulator's market 5x faster"}[mode]
         for q, v in zip(QUANTILES, _pct(total)):
             rows.append(ctx.row(f"tick-to-order p{q:g}, {mode} (frame -> order bytes written, WebSocket API)", v,
                                 "µs", target="p50 <= 20 µs" if q == 50 else None,
                                 target_met=(v <= 20.0) if q == 50 else None,
-                                note=f"{len(total)} orders from a Python on_trade hook; {loop}; simulator in a "
-                                     f"child process on the same 2 cores"))
+                                note=f"{len(total)} orders from a Python on_trade hook, {rate:.0f} a second; {loop}; "
+                                     f"simulator in a child process on the same 2 cores"))
         parts = {"hook": "frame -> hook entry (decode, sync, ring, dispatch)",
                  "context": "hook -> order sink (strategy code, context.submit: id, raw numbers, risk chain)",
                  "place": "order sink -> bytes written (budget, compiled id text + format + HMAC, picows write, "

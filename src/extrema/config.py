@@ -9,7 +9,7 @@ key (with a did-you-mean) raises ConfigError naming the key path, e.g.
 
 Sections (all optional except what a command needs; `examples/config.toml` documents each key):
 
-[engine]          cpu (pin the engine thread), busy_poll, use_uvloop, on_error, pnl_method,
+[engine]          cpu (pin the engine thread), busy_poll, warm_up, use_uvloop, on_error, pnl_method,
                   risk_interval, duration (seconds; 0 = until Ctrl-C)
 [[sources]]       type = "simulator" (the bundled Binance simulator: generated market or a capture
                   replay, faults) or "binance" (a Binance market; keys from environment variables
@@ -192,13 +192,13 @@ def _keys(path, table, known, required=()):
 
 # ---- sections ------------------------------------------------------------------------------------------
 
-ENGINE_KEYS = ("cpu", "busy_poll", "use_uvloop", "on_error", "pnl_method", "risk_interval", "duration")
+ENGINE_KEYS = ("cpu", "busy_poll", "warm_up", "use_uvloop", "on_error", "pnl_method", "risk_interval", "duration")
 
 
 def _engine(t):
     t = _table("engine", t)
     _keys("engine", t, ENGINE_KEYS)
-    out = {"cpu": None, "busy_poll": False, "use_uvloop": True, "on_error": "continue", "pnl_method": "average",
+    out = {"cpu": None, "busy_poll": False, "warm_up": True, "use_uvloop": True, "on_error": "continue", "pnl_method": "average",
            "risk_interval": 1.0, "duration": 0.0}
     if "cpu" in t:
         cpus = sorted(os.sched_getaffinity(0))
@@ -206,7 +206,7 @@ def _engine(t):
         if cpu not in cpus:
             raise ConfigError("engine.cpu", f"this process may run on CPUs {cpus}, not {cpu}")
         out["cpu"] = cpu
-    for k in ("busy_poll", "use_uvloop"):
+    for k in ("busy_poll", "warm_up", "use_uvloop"):
         if k in t:
             out[k] = _bool(f"engine.{k}", t[k])
     if "on_error" in t:

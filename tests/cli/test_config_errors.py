@@ -138,7 +138,7 @@ def test_debug_shows_the_traceback(tmp_path):
 
 def test_valid_config_defaults():
     cfg = parse(SIM + STRAT + "[risk]\nreject_burst = [5, 10]\n[risk.instruments.BTC_USDT]\nmax_position = 0.5\n")
-    assert cfg.engine == {"cpu": None, "busy_poll": False, "use_uvloop": True, "on_error": "continue",
+    assert cfg.engine == {"cpu": None, "busy_poll": False, "warm_up": True, "use_uvloop": True, "on_error": "continue",
                           "pnl_method": "average", "risk_interval": 1.0, "duration": 0.0}
     assert cfg.sources[0]["symbols"] == ["BTCUSDT"] and cfg.sources[0]["market"] == "spot"
     assert cfg.risk["limits"] == {"reject_burst": (5, 10.0)}

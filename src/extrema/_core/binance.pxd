@@ -95,6 +95,8 @@ cdef class BinanceDecoder:
     cdef ex_json_doc *_json
     cdef char *_buf                      # padded copy of the frame (simdjson reads past the end)
     cdef Py_ssize_t _buf_cap
+    cdef Py_ssize_t _buf_len             # the length of the frame in _buf (what rehearse() decodes again)
+    cdef int64_t _buf_ts                 # and the local time it was decoded with
     cdef Fields _top                     # the event object (or root)
     cdef Fields _inner                   # its nested object: kline "k", order "o", account "a", "error"
     cdef bint _wrapped
@@ -137,6 +139,7 @@ cdef class BinanceDecoder:
                                 Py_ssize_t capacity) except -1 nogil
     cdef Py_ssize_t decode_snapshot_into(self, const char *data, Py_ssize_t n, uint32_t instrument_id,
                                          int64_t ts_local, Record *out, Py_ssize_t capacity) except -1 nogil
+    cdef Py_ssize_t rehearse(self, Record *out, Py_ssize_t capacity) noexcept nogil
     # internals
     cdef void _begin_frame(self) noexcept nogil
     cdef int _prepare(self, const char *data, Py_ssize_t n) except -1 nogil

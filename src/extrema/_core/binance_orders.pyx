@@ -374,9 +374,9 @@ cdef class WsApiOrderSink(OrderSink):
 
     cdef readonly OrderEncoder encoder
     cdef object _api
-    cdef object _session                    # the api's WsSession, its stats and counters (made once)
-    cdef SessionStats _stats
+    cdef SessionStats _stats                # the api's session's stats and the api's counters (made once)
     cdef dict _counters
+    cdef FrameListener _listener            # the ready connection's listener; None: requests may not be sent
     cdef object _refusable
     cdef ServerClock _clock                 # the request timestamps' clock (None: the api's own now_ms callable)
     cdef int64_t _weight, _orders           # the documented cost of order.place
@@ -385,10 +385,14 @@ cdef class WsApiOrderSink(OrderSink):
     cdef readonly int64_t entry_ns          # CLOCK_MONOTONIC ns at the last send's entry (its sent_ns)
     cdef readonly int64_t last_ts_ms        # the request timestamp of the last order written
     cdef readonly int64_t write_ns          # how long the last frame's socket write took (picows + kernel)
+    # the last order written, as the encoder took it (warm() writes it again, byte for byte)
+    cdef str _last_symbol
+    cdef object _last_coid
+    cdef int64_t _last_rid, _last_price_raw, _last_qty_raw
+    cdef int _last_side, _last_type, _last_tif, _last_pp, _last_sp
 
     def __init__(self, api, OrderEncoder encoder not None, refusable, ServerClock clock=None):
         self._api = api
-        self._session = api.session
         self._stats = api.session.stats
         self._counters = api.counters
         self._clock = clock
@@ -407,6 +411,11 @@ cdef class WsApiOrderSink(OrderSink):
         self._on_refused = on_refused
         return self
 
+    def connected(self, FrameListener listener):
+        """The api is ready to send on this connection's listener (None: it is not: down, being set up or
+        draining). BinanceWsApi._set_ready calls it whenever its readiness changes."""
+        self._listener = listener
+
     def place(self, str symbol not None, client_order_id not None, int side, int order_type, int tif,
               int64_t price_raw, int price_precision, int64_t qty_raw, int size_precision):
         """BinanceWsApi.place_order_raw: write the order now or raise (BinanceConnectionError not connected,
@@ -418,13 +427,13 @@ cdef class WsApiOrderSink(OrderSink):
     cdef object _place(self, str symbol, object coid, int side, int order_type, int tif, int64_t price_raw,
                        int price_precision, int64_t qty_raw, int size_precision):
         cdef WSTransport transport
-        cdef FrameListener listener
+        cdef FrameListener listener = self._listener
         cdef int64_t t0, ts
         api = self._api
-        if not api._ready:
-            api._check_sendable("order.place", True)
-        listener = self._session._listener
-        if listener is None or listener.transport is None:
+        if listener is None:
+            api._check_sendable("order.place", True)       # raises, saying why
+            api._not_connected("order.place")
+        if listener.transport is None:
             api._not_connected("order.place")
         transport = <WSTransport?>listener.transport
         ts = self._clock.now_ms() if self._clock is not None else api._now_ms()
@@ -442,11 +451,37 @@ cdef class WsApiOrderSink(OrderSink):
             raise
         self.encoder.written += 1
         self.last_ts_ms = ts
+        self._last_symbol = symbol
+        self._last_coid = coid
+        self._last_rid = rid
+        self._last_side = side
+        self._last_type = order_type
+        self._last_tif = tif
+        self._last_price_raw = price_raw
+        self._last_pp = price_precision
+        self._last_qty_raw = qty_raw
+        self._last_sp = size_precision
         self._stats.sent += 1
         # the pending answer's entry (BinanceWsApi._pending_entry makes it a _Pending when it needs one)
         api._pending[rid] = (res, coid, symbol, self.entry_ns)
         self._counters["sent"] += 1
         return rid
+
+    def warm(self):
+        """Go through what an order reads on its way out - readiness, the connection, the clock, the rate
+        limiter's windows, the encoder and its HMAC - without sending or changing anything: the last order is
+        encoded again with its own request id and timestamp, so the buffer holds the same bytes. The engine's
+        busy-poll loop calls it between events (see BinanceDecoder.rehearse for why). Nothing before the first
+        order."""
+        cdef FrameListener listener = self._listener
+        if self._last_symbol is None or listener is None or listener.transport is None:
+            return
+        api = self._api
+        ts = self._clock.now_ms() if self._clock is not None else api._now_ms()
+        (<LimiterCore?>api.rate_limiter).warm(self._weight, self._orders, ts)
+        self.encoder._encode_checked(self._last_rid, self._last_symbol, self._last_coid, self._last_side,
+                                     self._last_type, self._last_tif, self._last_price_raw, self._last_pp,
+                                     self._last_qty_raw, self._last_sp, self.last_ts_ms)
 
     cdef int send(self, int64_t coid, str strategy, Instrument inst, int side, int order_type, int tif,
                   int64_t qty_raw, int64_t price_raw) except -1:

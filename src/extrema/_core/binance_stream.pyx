@@ -77,6 +77,11 @@ cdef class BinanceStreamSink(MessageSink):
         # BUFFERED (waiting for the snapshot) and STALE (older than the book) publish nothing.
         return 0
 
+    def warm(self):
+        """Decode the last frame again into the frame buffer, changing nothing observable
+        (BinanceDecoder.rehearse): the engine's busy-poll warm-up."""
+        self._decoder.rehearse(self._recs, self._cap)
+
     cdef int _hand_over(self, const Record *recs, Py_ssize_t n) except -1:
         if self._emitter is not None:
             return self._emitter.emit_ptr(recs, n)

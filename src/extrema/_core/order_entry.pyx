@@ -114,6 +114,8 @@ cdef class ContextCore:
     cdef readonly dict order_sinks      # market -> the OrderSink the fast path writes to, or None
     cdef object _last_market            # the market of the last order and its sink
     cdef OrderSink _last_sink
+    cdef Instrument _last_inst          # the last plain order's instrument, quantity and price (warm())
+    cdef object _last_quantity, _last_price
 
     def __init__(self, engine, strategy, int index):
         self._engine = engine
@@ -186,7 +188,21 @@ cdef class ContextCore:
             # the client refused it before anything was sent: the order never existed at the venue
             self._engine.orders.reject(coid, SEND_FAILED_REASON)
             raise
+        self._last_inst = inst
+        self._last_quantity = quantity
+        self._last_price = price
         return coid
+
+    def warm(self):
+        """Convert the last plain order's quantity and price again and look its order sink up, changing
+        nothing: the engine's busy-poll warm-up between events (see BinanceDecoder.rehearse for why)."""
+        cdef Instrument inst = self._last_inst
+        if inst is None:
+            return
+        self._sink(inst.market)
+        value_to_raw(self._last_quantity, inst.size_precision, False)
+        if self._last_price is not None:
+            value_to_raw(self._last_price, inst.price_precision, False)
 
     cdef OrderSink _sink(self, market):
         if market is self._last_market:        # the common case: one venue (an enum's hash is a Python call)

@@ -54,3 +54,4 @@ cdef class LimiterCore:
     cdef public object _now_ms
 
     cdef Reservation acquire_now(self, int64_t weight, int64_t orders, str endpoint, int64_t now_ms)
+    cdef int64_t warm(self, int64_t weight, int64_t orders, int64_t now_ms) noexcept

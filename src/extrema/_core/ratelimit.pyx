@@ -214,6 +214,7 @@ cdef class Budget:
 
 
 @cython.final
+@cython.freelist(16)          # one per request in flight: reused rather than allocated (the order hot path)
 cdef class Reservation:
     """Costs taken from the budgets for one request; released by RateLimiter.settle. `windows`:
     {budget ident: (cost, (window, ...))}, for reading."""
@@ -351,6 +352,18 @@ cdef class LimiterCore:
             raise self._refusal(None, res / 1000.0, endpoint)
         self.in_flight += 1
         return <Reservation>res
+
+    cdef int64_t warm(self, int64_t weight, int64_t orders, int64_t now_ms) noexcept:
+        """Read what acquire_now reads (each budget's window of now_ms), changing nothing: the engine's
+        warm-up between events (see BinanceDecoder.rehearse for why). Returns the highest count read."""
+        cdef Budget b
+        cdef int64_t used, most = 0
+        for b in self._budgets:
+            if _cost_of(b, weight, orders) > 0:
+                used = b._used(now_ms // b.step)
+                if used > most:
+                    most = used
+        return most
 
     def _reserve(self, weight, orders):
         """Reserve without checking (acquire() has waited until the request fits)."""

@@ -266,7 +266,7 @@ def build_engine(cfg: Config, *, strategies=None, record=None, need_strategies=T
             builder.pin(e["cpu"])
         builder.ring(cfg.delivery["ring_capacity"], cfg.delivery["ring_name"])
         builder.on_error(e["on_error"])
-        builder.options(busy_poll=e["busy_poll"], use_uvloop=e["use_uvloop"], pnl_method=e["pnl_method"],
+        builder.options(busy_poll=e["busy_poll"], warm_up=e["warm_up"], use_uvloop=e["use_uvloop"], pnl_method=e["pnl_method"],
                         risk_interval=e["risk_interval"], stop_when_sources_done=False)
         from_config = strategies is None
         if from_config:

@@ -42,6 +42,7 @@ from extrema._core.records import RECORD_DTYPE, RecordKind
 from extrema._core.ring import Ring
 from extrema.engine.context import Context
 from extrema.engine.tasks import FunctionTask, Task, TaskRunner
+from extrema.engine.warm import WarmUp
 from extrema.execution.client import CancelRequest
 from extrema.execution.orders import ClientOrderIds
 
@@ -65,7 +66,7 @@ class Engine:
 
     def __init__(self, registry, *, sources=(), strategies=(), tasks=None, ring_capacity=1 << 16,
                  ring_name=None, cpu=None, execution=None, on_error="continue", use_uvloop=True,
-                 busy_poll=False, stop_when_sources_done=True, book_options=None, bar_close_grace=0.25,
+                 busy_poll=False, warm_up=True, stop_when_sources_done=True, book_options=None, bar_close_grace=0.25,
                  engine_tag=None, pnl_method="average", assets=None, risk_interval=1.0):
         if on_error not in ERROR_POLICIES:
             raise ValueError(f"on_error must be one of {ERROR_POLICIES}, got {on_error!r}")
@@ -77,6 +78,7 @@ class Engine:
         self.cpu = cpu
         self.use_uvloop = use_uvloop
         self.busy_poll = busy_poll
+        self.warm_up = warm_up
         self.stop_when_sources_done = stop_when_sources_done
         # Time bars close by the clock this long after their end, so trades stamped just before the
         # boundary that arrive a little late still count.
@@ -430,8 +432,17 @@ class Engine:
 
     async def _spin(self):
         # busy_poll: keep the loop from sleeping in epoll, so a frame is picked up without a wake-up.
-        while True:
-            await asyncio.sleep(0)
+        # warm_up: and between events, take the hot path through its steps without effect (engine.warm).
+        if not self.warm_up:
+            while True:
+                await asyncio.sleep(0)
+        warm = WarmUp([*self.sources, *self._execution.values(), *(s.context for s in self.dispatcher.strategies)])
+        try:
+            while True:
+                warm()
+                await asyncio.sleep(0)
+        finally:
+            warm.close()
 
     # _emit(records): publish records into the ring and dispatch them (engine thread) - the compiled
     # Emitter (extrema._core.emit) made in __init__; sources are handed it.
@@ -630,7 +641,8 @@ class EngineBuilder:
         return self
 
     def options(self, **options):
-        """Any other Engine option (use_uvloop, busy_poll, stop_when_sources_done, book_options, pnl_method
+        """Any other Engine option (use_uvloop, busy_poll, warm_up (with busy_poll: keep the hot path's caches
+        warm between events; default on), stop_when_sources_done, book_options, pnl_method
         ("average" | "fifo" | "lifo"), assets, risk_interval (seconds between risk evaluations; 0: none))."""
         self._options.update(options)
         return self

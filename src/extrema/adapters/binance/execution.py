@@ -388,6 +388,13 @@ class BinanceExecution(VenuePart, ExecutionClient):
         self._share_id_prefix()
         return self.ws_api.order_sink.bind(self._unbooked, self._refused_raw)
 
+    def warm(self) -> None:
+        """The engine's busy-poll warm-up: the compiled order writer goes through an order without sending it
+        (WsApiOrderSink.warm)."""
+        sink = self.ws_api.order_sink if self.ws_api is not None else None
+        if sink is not None:
+            sink.warm()
+
     def submit_raw(self, client_order_id: int, strategy: str, inst, side: int, order_type: int, time_in_force: int,
                    quantity_raw: int, price_raw: int) -> None:
         """submit() for a plain order given as raw numbers (the engine's Context.submit fast path): LIMIT

@@ -103,6 +103,7 @@ class BinanceMarketData(VenuePart):
         self.sync = None
         self.session: Optional[WsSession] = None
         self._emit = None
+        self._stream_sink = None            # the compiled frame path of the running session (warm())
         self._streams: dict[str, tuple[int, int]] = {}     # stream name -> (instrument id, kind)
         self._snapshot_tasks: dict[int, asyncio.Task] = {}
         self._snapshot_backoff: dict[int, Backoff] = {}
@@ -155,7 +156,7 @@ class BinanceMarketData(VenuePart):
             self.raw_sink("connect", "", time_us(), self._url())
         # The URL carries the streams; books restart from snapshots the first diff of each instrument asks
         # for (DepthSync answers NEED_SNAPSHOT), so a snapshot is never older than the stream it joins.
-        sink = BinanceStreamSink(self, self.decoder, self.sync, emit, _FRAME_RECORDS)
+        sink = self._stream_sink = BinanceStreamSink(self, self.decoder, self.sync, emit, _FRAME_RECORDS)
         self.session = WsSession(self._url, sink, on_disconnect=self._on_disconnect, name=f"binance-{self.market.name.lower()}",
                                  send_rate=_SEND_RATE[self.market], stale_after=self.stale_after,
                                  backoff=self._backoff)
@@ -164,6 +165,11 @@ class BinanceMarketData(VenuePart):
         finally:
             for task in self._snapshot_tasks.values():
                 task.cancel()
+
+    def warm(self):
+        """The engine's busy-poll warm-up: decode the last frame again, changing nothing (BinanceStreamSink.warm)."""
+        if self._stream_sink is not None:
+            self._stream_sink.warm()
 
     def subscriptions_changed(self, subscriptions):
         """Subscribe / unsubscribe streams on the live connection (called on the engine thread)."""

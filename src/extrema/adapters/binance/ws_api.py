@@ -344,15 +344,24 @@ class BinanceWsApi:
             resp = await self.response(rid, timeout=self.ready_timeout)
             if resp.error is not None:
                 raise resp.error
-        self._ready = True
-        self._ready_event.set()
+        self._set_ready(True)
         if self.on_ready is not None:
             self.on_ready(self)
 
+    def _set_ready(self, ready: bool) -> None:
+        """Requests may be sent (or not): the flag, the event waiters wait on, and the compiled order sink's
+        own copy with this connection's listener (it checks a C flag instead of this object's attributes)."""
+        self._ready = ready
+        if ready:
+            self._ready_event.set()
+        else:
+            self._ready_event.clear()
+        if self.order_sink is not None:
+            self.order_sink.connected(self.session._listener if ready else None)
+
     def _on_disconnect(self, session: WsSession, reason: str) -> None:
-        self._ready = False
+        self._set_ready(False)
         self._authenticated = False
-        self._ready_event.clear()
         self.subscription_id = None
         lost, self._pending = self._pending, {}
         for rid, pend in lost.items():
@@ -967,9 +976,8 @@ class BinanceWsApi:
             # "A serverShutdown event will be sent when the server is about to shutdown ... establish a new
             # connection as soon as possible": stop taking requests, let the answers in flight arrive.
             log.warning("%s: server announced shutdown; reconnecting", self.session.name)
-            self._ready = False
+            self._set_ready(False)
             self._draining = True
-            self._ready_event.clear()
             asyncio.get_running_loop().create_task(self._reconnect_when_drained())
         elif kind == "eventStreamTerminated":
             self.subscription_id = None
