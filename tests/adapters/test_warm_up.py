@@ -23,8 +23,8 @@ from extrema import EngineBuilder, InstrumentRegistry, Strategy
 from extrema._core.binance import BinanceDecoder, BinanceEvent
 from extrema.adapters.binance.venue import BinanceVenue
 from extrema.engine.warm import SocketPathWarmer, WarmUp
-from extrema.sim import BinanceSimulator, Faults, GeneratedMarket
 
+from test_binance_e2e import sim  # noqa: F401  (the simulator fixture: spot and USD-M)
 from test_binance_codec import MARKETS, Pair, capture_instruments, capture_lines, market_of, nautilus_files, symbols_in
 from models.binance_depth import SPOT, USDM
 from waiting import wait_for
@@ -118,15 +118,6 @@ class Orders(Strategy):
         elif self.action is not None:
             action, self.action = self.action, None
             self.result.append(action())
-
-
-@pytest.fixture(params=["spot", "usdm"])
-def sim(request):
-    s = BinanceSimulator(market=request.param, source=GeneratedMarket(seed=3, symbols=["BTCUSDT"], speed=20.0),
-                         faults=Faults())
-    s.start_in_thread()
-    yield s
-    s.stop_thread()
 
 
 def run_engine(sim, n_orders, **options):

@@ -1120,10 +1120,8 @@ cdef class BinanceDecoder:
     cdef Py_ssize_t rehearse(self, Record *out, Py_ssize_t capacity) noexcept nogil:
         """Decode the last frame again into out, changing nothing anyone can see: `info`, the counters and
         the diagnostics are as they were, only the scratch state of a decode in progress is rewritten.
-        Why: on a shared cloud machine the host evicts a core's caches within a millisecond or so, so the
-        decode of a frame after a quiet spell runs from memory - about 3x slower than one a few hundred
-        µs after the last. The engine's busy-poll loop calls this between frames (Engine warm-up) to keep
-        the decoder's code and data warm. Only a market-data frame the decoder took is decoded again
+        The engine's busy-poll loop calls it between frames to keep the decoder's code and data cached
+        (extrema.engine.warm says why). Only a market-data frame the decoder took is decoded again
         (user-data events keep client order id maps: not rehearsed). Returns the records written, or 0."""
         cdef FrameInfo saved = self.info
         cdef int64_t n_frames = self._n_frames, unknown_enum = self._n_unknown_enum

@@ -471,7 +471,7 @@ cdef class WsApiOrderSink(OrderSink):
         """Go through what an order reads on its way out - readiness, the connection, the clock, the rate
         limiter's windows, the encoder and its HMAC - without sending or changing anything: the last order is
         encoded again with its own request id and timestamp, so the buffer holds the same bytes. The engine's
-        busy-poll loop calls it between events (see BinanceDecoder.rehearse for why). Nothing before the first
+        busy-poll loop calls it between events (extrema.engine.warm says why). Nothing before the first
         order."""
         cdef FrameListener listener = self._listener
         if self._last_symbol is None or listener is None or listener.transport is None:

@@ -195,7 +195,7 @@ cdef class ContextCore:
 
     def warm(self):
         """Convert the last plain order's quantity and price again and look its order sink up, changing
-        nothing: the engine's busy-poll warm-up between events (see BinanceDecoder.rehearse for why)."""
+        nothing: the engine's busy-poll warm-up between events (extrema.engine.warm says why)."""
         cdef Instrument inst = self._last_inst
         if inst is None:
             return

@@ -355,7 +355,7 @@ cdef class LimiterCore:
 
     cdef int64_t warm(self, int64_t weight, int64_t orders, int64_t now_ms) noexcept:
         """Read what acquire_now reads (each budget's window of now_ms), changing nothing: the engine's
-        warm-up between events (see BinanceDecoder.rehearse for why). Returns the highest count read."""
+        warm-up between events (extrema.engine.warm says why). Returns the highest count read."""
         cdef Budget b
         cdef int64_t used, most = 0
         for b in self._budgets:
