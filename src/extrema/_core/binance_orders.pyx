@@ -385,6 +385,7 @@ cdef class WsApiOrderSink(OrderSink):
     cdef readonly int64_t entry_ns          # CLOCK_MONOTONIC ns at the last send's entry (its sent_ns)
     cdef readonly int64_t last_ts_ms        # the request timestamp of the last order written
     cdef readonly int64_t write_ns          # how long the last frame's socket write took (picows + kernel)
+    cdef readonly int64_t written_ns        # CLOCK_MONOTONIC ns when that write returned
     # the last order written, as the encoder took it (warm() writes it again, byte for byte)
     cdef str _last_symbol
     cdef object _last_coid
@@ -445,7 +446,8 @@ cdef class WsApiOrderSink(OrderSink):
                                          qty_raw, size_precision, ts)
             t0 = monotonic_ns()
             transport.send_reuse_external_buffer(WSMsgType.TEXT, self.encoder._frame, self.encoder.frame_len)
-            self.write_ns = monotonic_ns() - t0
+            self.written_ns = monotonic_ns()
+            self.write_ns = self.written_ns - t0
         except BaseException:
             limiter.settle(res, None, reached_server=False)
             raise
