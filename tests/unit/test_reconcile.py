@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from extrema import InstrumentRegistry, Market, OrderStatus as S
+from extrema._core.clock import time_us
 from extrema.execution import ExecutionCore, VenueSnapshot, reconcile, RECONCILED_REASON
 from order_records import fill, order_update
 
@@ -51,6 +52,35 @@ def test_orders_not_open_at_the_venue(env):
     assert core.orders.status(acked) == S.CANCELLED and core.orders.get(acked)["reason"] == RECONCILED_REASON
     assert core.orders.status(unacked) == S.REJECTED
     assert core.orders.status(other_venue) == S.SUBMITTED
+
+
+def test_orders_created_after_the_snapshot_was_taken_are_not_missing(env):
+    core, perp, _ = env
+    before, after = (1 << 6), (2 << 6)
+    assert core.submit(0, before, perp.id, "buy", 1_000, 500_000, now=1_000) is None
+    assert core.submit(0, after, perp.id, "buy", 1_000, 500_000, now=2_000) is None      # sent during the reads
+    snap = VenueSnapshot(Market.BINANCE_USDM, taken_us=2_000)
+    ev = reconcile(core, snap, close_missing=True)
+    assert [(e.kind, e.client_order_id) for e in ev[:-1]] == [("ORDER_NOT_OPEN", before)]
+    assert core.orders.status(before) == S.REJECTED and core.orders.status(after) == S.SUBMITTED
+    assert kinds(reconcile(core, VenueSnapshot(Market.BINANCE_USDM), close_missing=True)) == ["ORDER_NOT_OPEN",
+                                                                                              "SUMMARY"]
+
+
+def test_an_order_changed_after_the_snapshot_is_no_conflict(env):
+    core, perp, _ = env
+    coid = 1 << 6
+    core.submit(0, coid, perp.id, "buy", 1_000, 500_000)
+    listed = order_update(perp.id, coid, S.ACCEPTED, price=500_000, quantity=1_000)
+    core.process(listed)
+    taken = time_us()                                          # the venue's open orders are read: it is open
+    core.process(order_update(perp.id, coid, S.CANCELLED, price=500_000, quantity=1_000))     # then cancelled
+    assert core.orders.get(coid)["ts_updated"] >= taken
+    old = VenueSnapshot(Market.BINANCE_USDM, open_orders=listed, taken_us=taken)
+    assert kinds(reconcile(core, old)) == ["SUMMARY"]
+    assert core.orders.status(coid) == S.CANCELLED
+    untimed = VenueSnapshot(Market.BINANCE_USDM, open_orders=listed)
+    assert kinds(reconcile(core, untimed)) == ["ORDER_CONFLICT", "SUMMARY"]
 
 
 def test_missed_fills_are_applied_once_and_conflicts_reported(env):

@@ -18,6 +18,9 @@ Rules:
     close_missing=True the venue's list is taken as the truth: an acknowledged order is closed as
     CANCELLED, one never acknowledged as REJECTED (reason RECONCILED_REASON). Without it the adapter should
     query those orders one by one (their final state arrives as ORDER_UPDATE records).
+  * a snapshot with its time (`taken_us`, when the reads began) is older than what happened here since:
+    an order created after it is not reported missing, and one changed after it (a cancel requested, an
+    update applied) is not reported as a conflict when the venue's older state does not apply.
   * positions (venue-wide, per instrument, raw size): compared with the portfolio's ALL position;
     a difference is POSITION_MISMATCH. With adopt_positions=True the difference is booked to the EXTERNAL
     owner at the instrument's mark (or the price the venue gives), so ALL equals the venue afterwards
@@ -48,6 +51,9 @@ class VenueSnapshot:
     fills: Optional[np.ndarray] = None               # FILL records of the venue's recent trades
     positions: Optional[dict] = None                 # instrument id -> raw size, or (raw size, raw price)
     balances: Optional[dict] = None                  # asset code -> decimal amount
+    # When the venue's state began to be read (engine clock, µs): an order created here since cannot be in
+    # it (its request may still be on the way), so it is not reported missing. None: every order is checked.
+    taken_us: Optional[int] = None
 
 
 @dataclasses.dataclass
@@ -58,6 +64,12 @@ class ReconcileEvent:
     expected: object = None                          # what the engine had
     actual: object = None                            # what the venue says
     message: str = ""
+
+
+def _changed_since(order, snapshot):
+    """The order moved here (a cancel or replace requested, an update applied) after the snapshot was
+    taken: the venue's older state may not apply to it, and that is no conflict."""
+    return snapshot.taken_us is not None and order["ts_updated"] >= snapshot.taken_us
 
 
 def _heads(records):
@@ -122,14 +134,16 @@ def reconcile(core, snapshot: VenueSnapshot, *, close_missing=False, adopt_posit
         elif code == C.OK:
             events.append(ReconcileEvent("ORDER_UPDATED", coid, iid, mine["status"], status,
                                          f"order {coid}: {mine['status'].name} here, status {status} at the venue"))
-        elif code not in (C.DUPLICATE, C.STALE):
+        elif code not in (C.DUPLICATE, C.STALE) and not _changed_since(mine, snapshot):
             events.append(ReconcileEvent("ORDER_CONFLICT", coid, iid, mine["status"], status,
                                          f"order {coid}: the venue's state was refused ({code.name})"))
 
-    # 3. live orders the venue does not list
+    # 3. live orders the venue does not list (those created after the snapshot was taken cannot be in it)
     for coid in orders.open_orders():
         o = orders.get(coid)
         if coid in listed or not _on_market(core, o["instrument_id"], market):
+            continue
+        if snapshot.taken_us is not None and o["ts_created"] >= snapshot.taken_us:
             continue
         events.append(ReconcileEvent("ORDER_NOT_OPEN", coid, o["instrument_id"], o["status"], None,
                                      f"order {coid} ({o['status'].name}) is not open at the venue"))

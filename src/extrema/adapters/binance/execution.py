@@ -769,6 +769,9 @@ class BinanceExecution(VenuePart, ExecutionClient):
         4. publish the final states read in 1 as ORDER_UPDATE records."""
         from extrema.execution.reconciliation import VenueSnapshot, reconcile
         usdm = self.market == Market.BINANCE_USDM
+        # Orders the strategies send while these reads are on their way cannot be in them (at start-up the
+        # first orders often are): the snapshot's time keeps them from being reported missing.
+        taken_us = time_us()
         try:
             open_orders = await self.rest.open_orders()
             open_algo = await self.rest.open_algo_orders() if usdm else []
@@ -811,7 +814,7 @@ class BinanceExecution(VenuePart, ExecutionClient):
         snapshot = VenueSnapshot(self.market,
                                  open_orders=np.concatenate(heads) if heads else self._no_records(),
                                  positions=self._venue_positions(positions),
-                                 balances={asset: b.total for asset, b in balances.items()})
+                                 balances={asset: b.total for asset, b in balances.items()}, taken_us=taken_us)
         if self._core is not None:
             events = reconcile(self._core, snapshot)
             self.reconcile_events.extend(events)
