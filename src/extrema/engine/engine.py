@@ -432,7 +432,7 @@ class Engine:
 
     async def _spin(self):
         # busy_poll: keep the loop from sleeping in epoll, so a frame is picked up without a wake-up.
-        # warm_up: and between events, take the hot path through its steps without effect (engine.warm).
+        # warm_up: and between events, take the hot path through its steps without effect (extrema.engine.warm).
         if not self.warm_up:
             while True:
                 await asyncio.sleep(0)

@@ -16,7 +16,7 @@ do, it calls each part's warm():
 - SocketPathWarmer writes a few hundred bytes through a private TCP connection on 127.0.0.1 (both ends
   are this engine's; nothing leaves the machine), so the kernel's TCP send and receive code stays cached.
 
-A warm() changes nothing anyone can observe (tests/unit/test_warm_up.py). The Python strategy's own code,
+A warm() changes nothing anyone can observe (tests/adapters/test_warm_up.py). The Python strategy's own code,
 the dispatch and the venue socket itself are not rehearsed: they run only for real events.
 """
 from __future__ import annotations
