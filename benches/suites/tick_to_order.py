@@ -99,7 +99,7 @@ def _measure(urls, n_orders, log, busy_poll=False, cpu=None, freeze_gc=False, wa
         # (extrema._core.wsframes.FrameListener.frame_ns, CLOCK_MONOTONIC = perf_counter_ns' clock), before
         # its own work and the decode. (Until session 3 a wrapper of the Python message handler took this
         # stamp, after the Python listener and the session's delivery: the start point is now earlier.)
-        listener = md.session._listener if md.session is not None else None
+        listener = md.session.listener if md.session is not None else None
         return listener.frame_ns if listener is not None else 0
 
     # Where the time goes: the compiled order sink stamps its entry (CLOCK_MONOTONIC, perf_counter_ns' clock)

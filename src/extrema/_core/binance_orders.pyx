@@ -379,6 +379,7 @@ cdef class WsApiOrderSink(OrderSink):
     cdef FrameListener _listener            # the ready connection's listener; None: requests may not be sent
     cdef object _refusable
     cdef ServerClock _clock                 # the request timestamps' clock (None: the api's own now_ms callable)
+    cdef LimiterCore _limiter               # the api's rate limiter (made once, with the api)
     cdef int64_t _weight, _orders           # the documented cost of order.place
     cdef list _book
     cdef object _on_refused
@@ -397,6 +398,7 @@ cdef class WsApiOrderSink(OrderSink):
         self._stats = api.session.stats
         self._counters = api.counters
         self._clock = clock
+        self._limiter = <LimiterCore?>api.rate_limiter
         self.encoder = encoder
         self._refusable = tuple(refusable)
         cost = api._place_cost
@@ -438,8 +440,7 @@ cdef class WsApiOrderSink(OrderSink):
             api._not_connected("order.place")
         transport = <WSTransport?>listener.transport
         ts = self._clock.now_ms() if self._clock is not None else api._now_ms()
-        limiter = <LimiterCore?>api.rate_limiter
-        res = limiter.acquire_now(self._weight, self._orders, "order.place", ts)
+        res = self._limiter.acquire_now(self._weight, self._orders, "order.place", ts)
         rid = next(api._ids)
         try:
             self.encoder._encode_checked(rid, symbol, coid, side, order_type, tif, price_raw, price_precision,
@@ -449,7 +450,7 @@ cdef class WsApiOrderSink(OrderSink):
             self.written_ns = monotonic_ns()
             self.write_ns = self.written_ns - t0
         except BaseException:
-            limiter.settle(res, None, reached_server=False)
+            self._limiter.settle(res, None, reached_server=False)
             raise
         self.encoder.written += 1
         self.last_ts_ms = ts
@@ -480,7 +481,7 @@ cdef class WsApiOrderSink(OrderSink):
             return
         api = self._api
         ts = self._clock.now_ms() if self._clock is not None else api._now_ms()
-        (<LimiterCore?>api.rate_limiter).warm(self._weight, self._orders, ts)
+        self._limiter.warm(self._weight, self._orders, ts)
         self.encoder._encode_checked(self._last_rid, self._last_symbol, self._last_coid, self._last_side,
                                      self._last_type, self._last_tif, self._last_price_raw, self._last_pp,
                                      self._last_qty_raw, self._last_sp, self.last_ts_ms)

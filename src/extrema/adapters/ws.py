@@ -132,6 +132,11 @@ class WsSession:
         return self._url() if callable(self._url) else self._url
 
     @property
+    def listener(self) -> Optional[FrameListener]:
+        """The live connection's listener (its transport and frame stamps), None between connections."""
+        return self._listener
+
+    @property
     def connected(self) -> bool:
         return self._listener is not None and self._listener.transport is not None
 

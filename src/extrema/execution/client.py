@@ -73,7 +73,12 @@ class ReplaceRequest:
 
 class ExecutionClient(abc.ABC):
     """Where orders go. Called on the engine thread; implementations must not block it (queue the
-    network work on the engine's event loop). Order updates and fills come back as records."""
+    network work on the engine's event loop). Order updates and fills come back as records.
+
+    Optional, found by the engine when present: `compiled_orders` (True) with `order_sink()` (a compiled
+    extrema._core.order_entry.OrderSink) or `submit_raw(...)` takes Context.submit's fast path for plain
+    orders; `warm()` is called between events while the engine busy-polls and must change nothing
+    observable (extrema.engine.warm). Sources may have a `warm()` too."""
 
     @abc.abstractmethod
     def submit(self, order: OrderRequest) -> None: ...

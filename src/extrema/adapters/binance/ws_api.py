@@ -357,7 +357,7 @@ class BinanceWsApi:
         else:
             self._ready_event.clear()
         if self.order_sink is not None:
-            self.order_sink.connected(self.session._listener if ready else None)
+            self.order_sink.connected(self.session.listener if ready else None)
 
     def _on_disconnect(self, session: WsSession, reason: str) -> None:
         self._set_ready(False)
